@@ -1,0 +1,3 @@
+"""PingTower: self-hosted uptime monitoring."""
+
+__version__ = "0.1.0"

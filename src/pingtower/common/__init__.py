@@ -1,0 +1,1 @@
+"""What every PingTower service shares, and nothing service-specific."""

@@ -1,0 +1,175 @@
+"""Async database helpers shared by the services: engines for PostgreSQL and SQLite, sessions,
+portable column types and the Alembic runner.
+
+Each service owns one database (one URL) and one migration tree; nothing here knows a service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Integer, TypeDecorator, event, text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for long-lived rows.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
+    if is_sqlite(url):
+        path = url.split(":///", 1)[1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        # aiosqlite's default isolation issues BEGIN lazily; BEGIN IMMEDIATE avoids the
+        # upgrade deadlock when two transactions read then write.
+        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def run_migrations(url: str, script_location: Path, revision: str = "head") -> None:
+    """Upgrade one service's database to `revision`. Blocking; call it from a thread."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, revision)
+
+
+async def migrate(url: str, script_location: Path) -> None:
+    await asyncio.to_thread(run_migrations, url, script_location)
+
+
+# Arbitrary but fixed: keeps concurrent replicas from migrating one database at the same time.
+_MIGRATION_LOCK = 724_311_001
+
+
+def run_alembic_env(target_metadata: Any) -> None:
+    """Body of every service's `migrations/env.py`: online migrations on the async engine."""
+    from alembic import context
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url is not None
+    sqlite = is_sqlite(url)
+
+    def run(connection: Any) -> None:
+        if not sqlite:
+            connection.execute(text(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})"))
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=sqlite
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        if not sqlite:
+            connection.execute(text(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})"))
+
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    async def online() -> None:
+        engine = create_async_engine(url, poolclass=NullPool)
+        if sqlite:
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.connect() as conn:
+            await conn.run_sync(run)
+            await conn.commit()
+        await engine.dispose()
+
+    asyncio.run(online())
+
+
+AfterCommit = Callable[[], None]
+
+
+def call_after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run `callback` once the session's current transaction commits (not on rollback)."""
+    callbacks: set[AfterCommit] = session.sync_session.info.setdefault("after_commit", set())
+    callbacks.add(callback)
+
+
+def _install_after_commit_hook() -> None:
+    from sqlalchemy.orm import Session
+
+    @event.listens_for(Session, "after_commit")
+    def _after_commit(session: Session) -> None:
+        for callback in session.info.pop("after_commit", set()):
+            callback()
+
+    @event.listens_for(Session, "after_rollback")
+    def _after_rollback(session: Session) -> None:
+        session.info.pop("after_commit", None)
+
+
+_install_after_commit_hook()

@@ -1,0 +1,73 @@
+"""The one guarded path for requests to user-given addresses (monitor targets, webhooks).
+
+The policy is applied to the addresses a name resolves to, at connect time, so it holds on every
+redirect and cannot be dodged by a DNS answer that changes between a check and the connect.
+aiohttp has no public hook at that point, so the connector's resolution step is wrapped: this is
+the narrowest place where both literal addresses and resolved names pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import ResolveResult
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class EgressDeniedError(aiohttp.ClientConnectionError):
+    """The destination is not allowed by the egress policy."""
+
+
+def is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return is_public(address.ipv4_mapped)
+    return address.is_global and not address.is_multicast
+
+
+def check_address(address: str, *, allow_private: bool) -> None:
+    """Raise EgressDeniedError unless the policy lets us connect to `address`."""
+    try:
+        parsed = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError as exc:
+        raise EgressDeniedError(f"not an IP address: {address!r}") from exc
+    if parsed.is_unspecified or parsed.is_multicast:
+        raise EgressDeniedError(f"{address} is not a unicast address")
+    if not allow_private and not is_public(parsed):
+        raise EgressDeniedError(f"{address} is a private, loopback or reserved address")
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.allow_private = allow_private
+
+    async def _resolve_host(
+        self, host: str, port: int, traces: Sequence[Any] | None = None
+    ) -> list[ResolveResult]:
+        results = await super()._resolve_host(host, port, traces)
+        for result in results:
+            check_address(result["host"], allow_private=self.allow_private)
+        return results
+
+
+def guarded_session(
+    *,
+    allow_private: bool,
+    limit: int = 0,
+    limit_per_host: int = 0,
+    timeout: aiohttp.ClientTimeout | None = None,
+    **kwargs: Any,
+) -> aiohttp.ClientSession:
+    connector = GuardedConnector(
+        allow_private=allow_private,
+        limit=limit,
+        limit_per_host=limit_per_host,
+        force_close=True,
+    )
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout or aiohttp.ClientTimeout(total=30), **kwargs
+    )

@@ -1,0 +1,180 @@
+"""Transactional outbox: events are rows written in the same transaction as the change that
+causes them; a relay publishes them in order, with publisher confirms, and then marks them sent.
+
+A crash between publish and mark means the batch is published again on restart; consumers'
+inboxes drop the copies. A crash before commit means neither the change nor the event exists.
+Several replicas may run the relay: on PostgreSQL a transaction-scoped advisory lock lets one
+publish at a time, which keeps the order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from datetime import datetime, timedelta
+
+import structlog
+from prometheus_client import Counter
+from sqlalchemy import (
+    Column,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pingtower.common.db import BigId, UtcDateTime, call_after_commit
+from pingtower.common.events import Contract, Envelope, utcnow
+from pingtower.common.messaging.bus import Bus
+
+log = structlog.get_logger(__name__)
+
+RELAYED = Counter("pingtower_outbox_relayed_total", "Events published from an outbox", ["service"])
+SENT_RETENTION = timedelta(hours=1)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigId, primary_key=True, autoincrement=True),
+        Column("message_id", String(36), nullable=False, unique=True),
+        Column("type", String(100), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("sent_at", UtcDateTime, nullable=True),
+        Index("ix_outbox_unsent", "sent_at", "id"),
+    )
+
+
+class Outbox:
+    """Writes events into a service's outbox table, inside the caller's transaction."""
+
+    def __init__(self, table: Table, producer: str) -> None:
+        self.table = table
+        self.producer = producer
+        self._listeners: list[asyncio.Event] = []
+
+    async def add(
+        self,
+        session: AsyncSession,
+        event: Contract,
+        *,
+        tenant: str,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        envelope = Envelope.wrap(
+            event, producer=self.producer, tenant=tenant, occurred_at=occurred_at
+        )
+        await session.execute(
+            self.table.insert().values(
+                message_id=str(envelope.id),
+                type=envelope.type,
+                body=envelope.to_bytes(),
+                created_at=utcnow(),
+            )
+        )
+        call_after_commit(session, self._wake)
+        return envelope
+
+    def wakeup_event(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._listeners.append(event)
+        return event
+
+    def _wake(self) -> None:
+        for event in self._listeners:
+            event.set()
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        bus: Bus,
+        *,
+        poll_seconds: float = 0.5,
+        batch: int = 500,
+    ) -> None:
+        self.sessions = sessions
+        self.outbox = outbox
+        self.table = outbox.table
+        self.bus = bus
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self._wakeup = outbox.wakeup_event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock_key = zlib.crc32(f"outbox:{outbox.producer}".encode())
+        self._metric = RELAYED.labels(outbox.producer)
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent events in order; returns how many were published."""
+        async with self.sessions() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                locked = await session.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}
+                )
+                if not locked:
+                    return 0
+            rows = (
+                await session.execute(
+                    select(self.table.c.id, self.table.c.body)
+                    .where(self.table.c.sent_at.is_(None))
+                    .order_by(self.table.c.id)
+                    .limit(self.batch)
+                )
+            ).all()
+            if not rows:
+                return 0
+            await self.bus.publish([Envelope.from_bytes(row.body) for row in rows])
+            await session.execute(
+                update(self.table)
+                .where(self.table.c.id.in_([row.id for row in rows]))
+                .values(sent_at=utcnow())
+            )
+        self._metric.inc(len(rows))
+        return len(rows)
+
+    async def prune(self) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                delete(self.table).where(self.table.c.sent_at < utcnow() - SENT_RETENTION)
+            )
+
+    async def run(self) -> None:
+        rounds = 0
+        while True:
+            self._wakeup.clear()
+            try:
+                published = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying", producer=self.outbox.producer)
+                published = 0
+                await asyncio.sleep(self.poll_seconds)
+            rounds += 1
+            if rounds % 1000 == 0:
+                with contextlib.suppress(Exception):
+                    await self.prune()
+            if published < self.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.outbox.producer}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,144 @@
+"""Typed settings, read from the environment (prefix ``PINGTOWER_``) and validated at start-up.
+
+Every field carries its documentation; ``pingtower settings`` prints them. A bad value stops the
+process with a message that names the variable, instead of failing later somewhere deep.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("pinger", "notificator", "statistics")
+ServiceName = Literal["pinger", "notificator", "statistics"]
+
+
+class Mode(StrEnum):
+    EMBEDDED = "embedded"
+    DISTRIBUTED = "distributed"
+
+
+class SettingsError(Exception):
+    """Raised with a human-readable list of every setting that is wrong."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PINGTOWER_", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Field(
+        Path("./data"),
+        description="Where the embedded mode keeps its SQLite files (one per service).",
+    )
+    pinger_database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the Pinger's database "
+        "(postgresql+asyncpg://... or sqlite+aiosqlite:///...). Default: SQLite in data_dir.",
+    )
+    notificator_database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the Notificator's database. Default: SQLite in data_dir.",
+    )
+    statistics_database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the Statistics database. Default: SQLite in data_dir."
+    )
+    broker_url: str | None = Field(
+        None,
+        description="RabbitMQ URL (amqp://user:pass@host:5672/vhost). Unset: the in-process bus.",
+    )
+    exchange: str = Field("pingtower.events", description="Topic exchange that carries events.")
+    region: str = Field("default", description="Region of this probe; it consumes that job queue.")
+    delivery_limit: int = Field(
+        5, ge=1, le=100, description="Deliveries of one message before it is dead-lettered."
+    )
+    prefetch: int = Field(64, ge=1, le=10_000, description="Unacknowledged messages per consumer.")
+    outbox_poll_seconds: float = Field(
+        0.5, gt=0, le=60, description="How often the outbox relay looks for unsent events."
+    )
+    outbox_batch: int = Field(500, ge=1, le=10_000, description="Outbox rows published per batch.")
+    host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server listens on.")
+    public_url: str | None = Field(
+        None, description="Address users reach PingTower at, for links in notifications."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level that is logged."
+    )
+    log_json: bool = Field(True, description="Log one JSON object per line (false: console).")
+    min_interval_seconds: int = Field(
+        10, ge=1, le=86_400, description="Smallest check interval a monitor may ask for."
+    )
+    probe_concurrency: int = Field(
+        256, ge=1, le=100_000, description="Checks one probe process runs at the same time."
+    )
+    probe_per_target_concurrency: int = Field(
+        8, ge=1, le=10_000, description="Checks one probe runs against one host at the same time."
+    )
+    results_retention_hours: int = Field(
+        48, ge=1, description="How long the Pinger keeps raw results."
+    )
+    allow_private_targets: bool = Field(
+        False,
+        description="Let monitors and webhooks reach loopback and private addresses "
+        "(true in the embedded mode on a laptop and in tests; false in production).",
+    )
+    delivery_max_attempts: int = Field(
+        8, ge=1, le=100, description="Attempts to deliver one notification before it fails."
+    )
+    delivery_backoff_seconds: float = Field(
+        2.0, gt=0, le=3600, description="First retry delay; it doubles per attempt, with jitter."
+    )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("pinger_database_url", "notificator_database_url", "statistics_database_url")
+    @classmethod
+    def _db_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("postgresql://"):
+            value = "postgresql+asyncpg://" + value.removeprefix("postgresql://")
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must be postgresql+asyncpg://... or sqlite+aiosqlite:///...")
+        return value
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.EMBEDDED if self.broker_url is None else Mode.DISTRIBUTED
+
+    def database_url(self, service: ServiceName) -> str:
+        url: str | None = getattr(self, f"{service}_database_url")
+        if url is not None:
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; on a bad value raise SettingsError naming each variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            lines.append(f"  PINGTOWER_{field.upper()}: {error['msg']}")
+        raise SettingsError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, for `pingtower settings`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = "" if field.default is None else str(field.default)
+        rows.append((f"PINGTOWER_{name.upper()}", default, field.description or ""))
+    return rows
