@@ -51,7 +51,12 @@ class Settings(BaseSettings):
         None,
         description="RabbitMQ URL (amqp://user:pass@host:5672/vhost). Unset: the in-process bus.",
     )
-    exchange: str = Field("pingtower.events", description="Topic exchange that carries events.")
+    broker_namespace: str = Field(
+        "pingtower",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of every exchange and queue name, so several installations can "
+        "share one RabbitMQ virtual host.",
+    )
     region: str = Field("default", description="Region of this probe; it consumes that job queue.")
     delivery_limit: int = Field(
         5, ge=1, le=100, description="Deliveries of one message before it is dead-lettered."
