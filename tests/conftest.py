@@ -7,6 +7,7 @@ needs a server is skipped on a developer's machine, and fails under CI=true: CI 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -61,10 +62,8 @@ async def make_pg_database() -> AsyncIterator[Callable[[], Awaitable[str]]]:
 
     yield make
     for name in created:
-        try:
+        with contextlib.suppress(Exception):  # cleanup is best effort
             await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except Exception:  # noqa: S110 - cleanup is best effort
-            pass
 
 
 @pytest.fixture
