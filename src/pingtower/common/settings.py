@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("pinger", "notificator", "statistics")
@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         False,
         description="Let monitors and webhooks reach loopback and private addresses "
         "(true in the embedded mode on a laptop and in tests; false in production).",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        min_length=24,
+        description="Bearer token that acts as an admin of workspace `default` (bootstrap access "
+        "until an identity provider is configured). The embedded mode generates one in data_dir "
+        "when unset; the distributed mode requires it.",
     )
     delivery_max_attempts: int = Field(
         8, ge=1, le=100, description="Attempts to deliver one notification before it fails."

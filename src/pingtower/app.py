@@ -1,0 +1,85 @@
+"""The composition root: builds the process for the embedded mode (every service, one process,
+SQLite and the in-process bus) or for one role of the distributed mode (PostgreSQL, RabbitMQ)."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import FastAPI
+
+from pingtower.common.messaging.bus import Bus
+from pingtower.common.messaging.inprocess import InProcessBus
+from pingtower.common.runtime import build_app
+from pingtower.common.security import Principal, TokenAuthenticator
+from pingtower.common.settings import Settings, SettingsError
+from pingtower.roles import ROLES, all_components, components_for
+
+DEFAULT_WORKSPACE = "default"
+
+
+def admin_token(settings: Settings) -> str:
+    """The bootstrap admin token: from the settings, or generated once into the data dir."""
+    if settings.admin_token is not None:
+        return settings.admin_token.get_secret_value()
+    path = settings.data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def _authenticator(token: str) -> TokenAuthenticator:
+    principal = Principal("admin", DEFAULT_WORKSPACE, frozenset({"admin"}))
+    return TokenAuthenticator({token: principal})
+
+
+def create_embedded_app(settings: Settings) -> FastAPI:
+    bus = InProcessBus(delivery_limit=settings.delivery_limit)
+    app = build_app(
+        "PingTower",
+        all_components(settings, bus),
+        bus,
+        _authenticator(admin_token(settings)),
+        description="PingTower's public API: Pinger, Notificator and Statistics in one process.",
+    )
+    app.state.bus = bus
+    return app
+
+
+def rabbitmq_bus(settings: Settings) -> Bus:
+    from pingtower.common.messaging.rabbitmq import RabbitMQBus
+
+    assert settings.broker_url is not None
+    return RabbitMQBus(
+        settings.broker_url,
+        namespace=settings.broker_namespace,
+        delivery_limit=settings.delivery_limit,
+        prefetch=settings.prefetch,
+    )
+
+
+def create_role_app(settings: Settings, role: str) -> FastAPI:
+    if role not in ROLES:
+        raise SettingsError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if settings.broker_url is None:
+        raise SettingsError("the distributed mode needs PINGTOWER_BROKER_URL (RabbitMQ)")
+    if settings.admin_token is None:
+        raise SettingsError("the distributed mode needs PINGTOWER_ADMIN_TOKEN")
+    service, _ = ROLES[role]
+    url = settings.database_url(service)
+    if url.startswith("sqlite") and role != "probe":
+        raise SettingsError(
+            f"the distributed mode needs PINGTOWER_{service.upper()}_DATABASE_URL (PostgreSQL)"
+        )
+    bus = rabbitmq_bus(settings)
+    app = build_app(
+        f"PingTower {role}",
+        components_for(role, settings, bus),
+        bus,
+        _authenticator(settings.admin_token.get_secret_value()),
+    )
+    app.state.bus = bus
+    return app
