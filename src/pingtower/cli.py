@@ -138,7 +138,7 @@ def migrate(
             typer.echo(f"unknown service {service!r}; choose from {', '.join(SERVICES)}", err=True)
             raise typer.Exit(2)
         typer.echo(f"migrating {service} ...")
-        run_migrations(settings.database_url(service), migrations_dir(service))  # type: ignore[arg-type]
+        run_migrations(settings.database_url(service), migrations_dir(service))
     typer.echo("done")
 
 

@@ -124,13 +124,18 @@ def run_alembic_env(target_metadata: Any) -> None:
     def run(connection: Any) -> None:
         if not sqlite:
             connection.execute(text(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})"))
+            # The lock belongs to the session; end the transaction its SELECT began, so that
+            # Alembic runs (and commits) its own transaction while we hold the lock.
+            connection.commit()
         context.configure(
             connection=connection, target_metadata=target_metadata, render_as_batch=sqlite
         )
         with context.begin_transaction():
             context.run_migrations()
         if not sqlite:
+            # Only now, after the COMMIT, may a waiting replica look at the schema.
             connection.execute(text(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})"))
+            connection.commit()
 
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
@@ -142,6 +147,9 @@ def run_alembic_env(target_metadata: Any) -> None:
         engine = create_async_engine(url, poolclass=NullPool)
         if sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            # The pragmas put pysqlite in autocommit mode; without an explicit BEGIN every DDL
+            # statement would commit alone and a failed migration would leave half a schema.
+            event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         async with engine.connect() as conn:
             await conn.run_sync(run)
             await conn.commit()

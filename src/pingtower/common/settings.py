@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("pinger", "notificator", "statistics")
 ServiceName = Literal["pinger", "notificator", "statistics"]
+SERVICES: tuple[ServiceName, ...] = ("pinger", "notificator", "statistics")
 
 
 class Mode(StrEnum):

@@ -1,0 +1,201 @@
+"""The envelope and the versioned contracts: what travels on the bus, and how it is read back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, get_args
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from pingtower.common.events import (
+    CONTRACTS,
+    CheckCompleted,
+    CheckJob,
+    Contract,
+    Envelope,
+    EventType,
+    IncidentOpened,
+    MonitorCreated,
+    MonitorDeleted,
+    Outcome,
+    UnknownEventError,
+)
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+
+
+def contract_values(model: type[Contract]) -> st.SearchStrategy[Contract]:
+    """Any valid instance of `model`. Floats are finite: JSON has no NaN, and no producer may
+    send one."""
+    overrides: dict[str, st.SearchStrategy[Any]] = {}
+    for name, field in model.model_fields.items():
+        if field.annotation is float:
+            overrides[name] = FINITE
+        elif field.annotation == float | None:
+            overrides[name] = st.none() | FINITE
+        elif field.annotation == dict[str, float]:
+            overrides[name] = st.dictionaries(st.text(max_size=10), FINITE, max_size=4)
+    return st.builds(model, **overrides)
+
+
+ANY_CONTRACT = st.sampled_from(sorted(CONTRACTS.values(), key=lambda m: m.TYPE)).flatmap(
+    contract_values
+)
+
+
+def completed_check(**changes: Any) -> CheckCompleted:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    values: dict[str, Any] = {
+        "check_id": uuid.uuid4(),
+        "monitor_id": uuid.uuid4(),
+        "region": "eu",
+        "scheduled_at": now,
+        "started_at": now,
+        "finished_at": now + timedelta(milliseconds=120),
+        "outcome": Outcome.UP,
+        "latency_ms": 120.0,
+        "status_code": 200,
+    }
+    values.update(changes)
+    return CheckCompleted(**values)
+
+
+def test_an_envelope_carries_the_contract_type_and_version() -> None:
+    event = completed_check()
+    envelope = Envelope.wrap(event, producer="pinger", tenant="acme")
+    assert envelope.type == "check.completed"
+    assert envelope.version == CheckCompleted.VERSION
+    assert envelope.producer == "pinger"
+    assert envelope.tenant == "acme"
+    assert envelope.occurred_at.tzinfo is not None
+
+
+def test_every_envelope_gets_its_own_id() -> None:
+    event = completed_check()
+    first = Envelope.wrap(event, producer="pinger", tenant="acme")
+    second = Envelope.wrap(event, producer="pinger", tenant="acme")
+    assert first.id != second.id
+
+
+@given(event=ANY_CONTRACT, tenant=st.text(min_size=1, max_size=20))
+def test_every_contract_survives_the_trip_through_bytes(event: Contract, tenant: str) -> None:
+    envelope = Envelope.wrap(event, producer="test", tenant=tenant)
+    received = Envelope.from_bytes(envelope.to_bytes())
+    assert received == envelope
+    assert received.parse() == event
+    assert type(received.parse()) is type(event)
+
+
+def test_parse_gives_the_contract_model_with_typed_fields() -> None:
+    event = completed_check(outcome=Outcome.DOWN, error_kind="timeout", latency_ms=None)
+    parsed = Envelope.from_bytes(Envelope.wrap(event, producer="p", tenant="t").to_bytes()).parse()
+    assert isinstance(parsed, CheckCompleted)
+    assert parsed.outcome is Outcome.DOWN
+    assert parsed.finished_at == event.finished_at
+    assert isinstance(parsed.monitor_id, uuid.UUID)
+
+
+def test_an_explicit_id_and_time_are_kept() -> None:
+    message_id = uuid.uuid4()
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+    envelope = Envelope.wrap(
+        MonitorDeleted(monitor_id=uuid.uuid4()),
+        producer="pinger",
+        tenant="acme",
+        id=message_id,
+        occurred_at=when,
+    )
+    received = Envelope.from_bytes(envelope.to_bytes())
+    assert received.id == message_id
+    assert received.occurred_at == when
+
+
+def test_an_unknown_event_type_raises() -> None:
+    envelope = Envelope(type="monitor.exploded", producer="p", tenant="t", payload={})
+    with pytest.raises(UnknownEventError, match=r"monitor\.exploded"):
+        envelope.parse()
+
+
+def test_an_unknown_version_of_a_known_type_raises() -> None:
+    event = MonitorDeleted(monitor_id=uuid.uuid4())
+    envelope = Envelope.wrap(event, producer="p", tenant="t").model_copy(update={"version": 99})
+    with pytest.raises(UnknownEventError, match="v99"):
+        envelope.parse()
+
+
+def test_a_payload_with_an_unknown_field_is_rejected() -> None:
+    envelope = Envelope.wrap(MonitorDeleted(monitor_id=uuid.uuid4()), producer="p", tenant="t")
+    tampered = envelope.model_copy(update={"payload": {**envelope.payload, "surprise": 1}})
+    with pytest.raises(ValidationError, match="surprise"):
+        tampered.parse()
+
+
+def test_a_payload_missing_a_required_field_is_rejected() -> None:
+    envelope = Envelope(type="monitor.deleted", producer="p", tenant="t", payload={})
+    with pytest.raises(ValidationError, match="monitor_id"):
+        envelope.parse()
+
+
+def test_an_envelope_with_an_unknown_field_is_rejected() -> None:
+    body = Envelope.wrap(
+        MonitorDeleted(monitor_id=uuid.uuid4()), producer="p", tenant="t"
+    ).model_dump(mode="json")
+    body["priority"] = "high"
+    with pytest.raises(ValidationError, match="priority"):
+        Envelope.model_validate(body)
+
+
+def test_contracts_refuse_unknown_fields_and_are_immutable() -> None:
+    with pytest.raises(ValidationError):
+        MonitorDeleted(monitor_id=uuid.uuid4(), extra="x")  # type: ignore[call-arg]
+    event = MonitorDeleted(monitor_id=uuid.uuid4())
+    with pytest.raises(ValidationError):
+        event.monitor_id = uuid.uuid4()  # type: ignore[misc]
+
+
+def test_every_documented_event_type_has_exactly_one_contract() -> None:
+    registered = sorted(event_type for event_type, _version in CONTRACTS)
+    assert registered == sorted(get_args(EventType))
+
+
+def test_monitor_snapshots_have_sensible_defaults() -> None:
+    created = MonitorCreated(
+        monitor_id=uuid.uuid4(), name="api", type="http", target="https://x", interval_seconds=60
+    )
+    assert created.regions == ["default"]
+    assert created.tags == []
+    assert created.paused is False
+
+
+def test_a_check_job_travels_in_an_envelope_and_reads_back_as_a_job() -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    job = CheckJob(
+        monitor_id=uuid.uuid4(),
+        check_type="http",
+        target="http://127.0.0.1:8080/health",
+        settings={"method": "GET", "expect_status": [200]},
+        timeout_seconds=5,
+        scheduled_at=now,
+        deadline=now + timedelta(seconds=60),
+        region="eu",
+    )
+    envelope = Envelope.from_bytes(Envelope.wrap(job, producer="pinger", tenant="t").to_bytes())
+    assert envelope.type == "check.job"
+    assert CheckJob.model_validate(envelope.payload) == job
+
+
+def test_incident_payload_keeps_optional_links() -> None:
+    parent = uuid.uuid4()
+    event = IncidentOpened(
+        incident_id=uuid.uuid4(),
+        monitor_id=uuid.uuid4(),
+        started_at=datetime(2026, 11, 29, tzinfo=UTC),
+        parent_incident_id=parent,
+    )
+    parsed = Envelope.wrap(event, producer="pinger", tenant="t").parse()
+    assert isinstance(parsed, IncidentOpened)
+    assert parsed.parent_incident_id == parent

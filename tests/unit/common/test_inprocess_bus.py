@@ -1,0 +1,350 @@
+"""The embedded mode's bus behaves like the RabbitMQ topology it stands in for: routing by topic,
+competing handlers sharing a queue, batches, redelivery and dead-lettering."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+
+from pingtower.common.events import Envelope, MonitorDeleted
+from pingtower.common.messaging.bus import deliver_batch
+from pingtower.common.messaging.inprocess import InProcessBus
+
+
+def event(event_type: str = "monitor.deleted") -> Envelope:
+    return Envelope(
+        type=event_type,
+        producer="test",
+        tenant="t",
+        payload=MonitorDeleted(monitor_id=uuid.uuid4()).model_dump(mode="json"),
+    )
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait (bounded) until `condition` holds; fail the test if it never does."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+class Recorder:
+    """A batch handler that remembers every batch it was given."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.batches: list[list[Envelope]] = []
+        self.delay = delay
+
+    async def __call__(self, batch: Sequence[Envelope]) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.batches.append(list(batch))
+
+    @property
+    def received(self) -> list[Envelope]:
+        return [envelope for batch in self.batches for envelope in batch]
+
+    @property
+    def types(self) -> list[str]:
+        return [envelope.type for envelope in self.received]
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[InProcessBus]:
+    bus = InProcessBus(delivery_limit=3)
+    yield bus
+    await bus.close()
+
+
+async def test_each_consumer_gets_the_events_its_routing_keys_match(bus: InProcessBus) -> None:
+    monitors, checks, everything = Recorder(), Recorder(), Recorder()
+    bus.subscribe("statistics.monitors", ["monitor.*"], monitors)
+    bus.subscribe("notificator.checks", ["check.completed"], checks)
+    bus.subscribe("audit.all", ["#"], everything)
+    await bus.start()
+
+    published = [event("monitor.created"), event("check.completed"), event("incident.opened")]
+    await bus.publish(published)
+
+    await eventually(lambda: len(everything.received) == 3)
+    await eventually(lambda: len(monitors.received) == 1 and len(checks.received) == 1)
+    await asyncio.sleep(0.05)  # nothing else trickles in
+    assert monitors.types == ["monitor.created"]
+    assert checks.types == ["check.completed"]
+    assert everything.types == ["monitor.created", "check.completed", "incident.opened"]
+
+
+async def test_an_event_matching_several_keys_of_one_consumer_arrives_once(
+    bus: InProcessBus,
+) -> None:
+    handler = Recorder()
+    bus.subscribe("notificator.events", ["monitor.*", "#.status_changed", "#"], handler)
+    await bus.start()
+    await bus.publish([event("monitor.status_changed")])
+    await eventually(lambda: len(handler.received) == 1)
+    await asyncio.sleep(0.05)
+    assert len(handler.received) == 1
+
+
+async def test_events_published_before_start_are_delivered_after_it(bus: InProcessBus) -> None:
+    handler = Recorder()
+    bus.subscribe("statistics.checks", ["check.completed"], handler)
+    await bus.publish([event("check.completed")])
+    await asyncio.sleep(0.02)
+    assert handler.received == []
+    await bus.start()
+    await eventually(lambda: len(handler.received) == 1)
+
+
+async def test_an_event_nobody_subscribed_to_is_dropped(bus: InProcessBus) -> None:
+    handler = Recorder()
+    bus.subscribe("statistics.checks", ["check.completed"], handler)
+    await bus.start()
+    await bus.publish([event("slo.burn_rate_exceeded")])
+    await asyncio.sleep(0.05)
+    assert handler.received == []
+    assert bus.pending("statistics.checks") == 0
+
+
+async def test_handlers_of_one_consumer_compete_for_its_messages(bus: InProcessBus) -> None:
+    # Two replicas of one consumer: each message goes to exactly one of them.
+    first, second = Recorder(delay=0.03), Recorder(delay=0.03)
+    bus.subscribe("pinger.evaluator", ["check.completed"], first, max_batch=1)
+    bus.subscribe("pinger.evaluator", ["check.completed"], second, max_batch=1)
+    await bus.start()
+
+    published = [event("check.completed") for _ in range(6)]
+    for envelope in published:
+        await bus.publish([envelope])
+        await asyncio.sleep(0.005)
+
+    await eventually(lambda: len(first.received) + len(second.received) == 6)
+    await asyncio.sleep(0.05)
+    delivered = Counter(e.id for e in first.received + second.received)
+    assert delivered == Counter(e.id for e in published)
+    # Both replicas took a share.
+    assert first.received
+    assert second.received
+
+
+async def test_waiting_messages_are_delivered_in_batches_of_at_most_max_batch(
+    bus: InProcessBus,
+) -> None:
+    handler = Recorder()
+    bus.subscribe("statistics.checks", ["check.completed"], handler, max_batch=3)
+    published = [event("check.completed") for _ in range(7)]
+    await bus.publish(published)
+    await bus.start()
+
+    await eventually(lambda: len(handler.received) == 7)
+    assert [len(batch) for batch in handler.batches] == [3, 3, 1]
+    assert [e.id for e in handler.received] == [e.id for e in published]
+
+
+async def test_a_failing_message_is_redelivered_then_dead_lettered_while_the_rest_pass(
+    bus: InProcessBus,
+) -> None:
+    poison = event("check.completed")
+    good = [event("check.completed") for _ in range(4)]
+    seen_poison = 0
+    handled: list[uuid.UUID] = []
+
+    async def handler(batch: Sequence[Envelope]) -> None:
+        nonlocal seen_poison
+        if any(e.id == poison.id for e in batch):
+            if len(batch) == 1:
+                seen_poison += 1
+            raise RuntimeError("cannot apply this one")
+        handled.extend(e.id for e in batch)
+
+    bus.subscribe("statistics.checks", ["check.completed"], handler, max_batch=10)
+    await bus.publish([good[0], good[1], poison, good[2], good[3]])
+    await bus.start()
+
+    await eventually(lambda: bus.dead_letters == [poison])
+    # The four good messages of the failed batch were each applied exactly once ...
+    assert sorted(handled) == sorted(e.id for e in good)
+    # ... and the poison one was tried delivery_limit times on its own before it was given up.
+    assert seen_poison == bus.delivery_limit
+    await asyncio.sleep(0.3)
+    assert seen_poison == bus.delivery_limit
+    assert bus.pending("statistics.checks") == 0
+
+
+async def test_a_message_that_fails_once_is_delivered_on_its_retry(bus: InProcessBus) -> None:
+    flaky = event("check.completed")
+    attempts = 0
+    applied: list[uuid.UUID] = []
+
+    async def handler(batch: Sequence[Envelope]) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionError("database restarting")
+        applied.extend(e.id for e in batch)
+
+    bus.subscribe("statistics.checks", ["check.completed"], handler)
+    await bus.start()
+    await bus.publish([flaky])
+    await eventually(lambda: applied == [flaky.id])
+    assert bus.dead_letters == []
+
+
+async def test_a_consumer_keeps_consuming_after_a_message_was_dead_lettered(
+    bus: InProcessBus,
+) -> None:
+    poison, later = event("check.completed"), event("check.completed")
+    applied: list[uuid.UUID] = []
+
+    async def handler(batch: Sequence[Envelope]) -> None:
+        if any(e.id == poison.id for e in batch):
+            raise ValueError("bad payload")
+        applied.extend(e.id for e in batch)
+
+    bus.subscribe("statistics.checks", ["check.completed"], handler)
+    await bus.start()
+    await bus.publish([poison])
+    await eventually(lambda: bus.dead_letters == [poison])
+    await bus.publish([later])
+    await eventually(lambda: applied == [later.id])
+
+
+async def test_a_consumer_subscribed_after_start_begins_consuming(bus: InProcessBus) -> None:
+    await bus.start()
+    handler = Recorder()
+    bus.subscribe("late.joiner", ["incident.*"], handler)
+    await bus.publish([event("incident.resolved")])
+    await eventually(lambda: len(handler.received) == 1)
+
+
+async def test_jobs_go_only_to_the_workers_of_their_region(bus: InProcessBus) -> None:
+    europe: list[uuid.UUID] = []
+    america: list[uuid.UUID] = []
+
+    async def run_in_europe(job: Envelope) -> None:
+        europe.append(job.id)
+
+    async def run_in_america(job: Envelope) -> None:
+        america.append(job.id)
+
+    bus.consume_jobs("eu", run_in_europe, concurrency=2)
+    bus.consume_jobs("us", run_in_america, concurrency=2)
+    await bus.start()
+    eu_jobs = [event("check.job") for _ in range(3)]
+    us_job = event("check.job")
+    for job in eu_jobs:
+        await bus.publish_job(job, "eu")
+    await bus.publish_job(us_job, "us")
+
+    await eventually(lambda: len(europe) == 3 and len(america) == 1)
+    assert sorted(europe) == sorted(j.id for j in eu_jobs)
+    assert america == [us_job.id]
+
+
+async def test_a_region_runs_at_most_concurrency_jobs_at_a_time(bus: InProcessBus) -> None:
+    running = 0
+    most = 0
+    done = 0
+
+    async def check(_job: Envelope) -> None:
+        nonlocal running, most, done
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        done += 1
+
+    bus.consume_jobs("default", check, concurrency=3)
+    await bus.start()
+    for _ in range(10):
+        await bus.publish_job(event("check.job"), "default")
+    await eventually(lambda: done == 10)
+    assert most == 3
+
+
+async def test_a_failing_job_does_not_stop_its_worker(bus: InProcessBus) -> None:
+    ran: list[uuid.UUID] = []
+    broken = event("check.job")
+
+    async def check(job: Envelope) -> None:
+        if job.id == broken.id:
+            raise RuntimeError("probe crashed on this target")
+        ran.append(job.id)
+
+    bus.consume_jobs("default", check, concurrency=1)
+    await bus.start()
+    after = event("check.job")
+    await bus.publish_job(broken, "default")
+    await bus.publish_job(after, "default")
+    await eventually(lambda: ran == [after.id])
+
+
+async def test_close_stops_delivery(bus: InProcessBus) -> None:
+    handler = Recorder()
+    bus.subscribe("statistics.checks", ["check.completed"], handler)
+    await bus.start()
+    await bus.close()
+    await bus.publish([event("check.completed")])
+    await asyncio.sleep(0.05)
+    assert handler.received == []
+    assert bus.pending("statistics.checks") == 1
+
+
+async def test_the_in_process_bus_is_always_ready(bus: InProcessBus) -> None:
+    await bus.check()
+
+
+async def test_deliver_batch_gives_a_healthy_batch_to_the_handler_once() -> None:
+    handler = Recorder()
+    failures: list[Envelope] = []
+
+    async def failed(envelope: Envelope, _exc: BaseException) -> None:
+        failures.append(envelope)
+
+    batch = [event() for _ in range(3)]
+    await deliver_batch(batch, handler, failed)
+    assert handler.batches == [batch]
+    assert failures == []
+
+
+async def test_deliver_batch_isolates_the_one_bad_message_of_a_failed_batch() -> None:
+    bad = event()
+    batch = [event(), bad, event()]
+    calls: list[list[uuid.UUID]] = []
+    failures: list[tuple[uuid.UUID, str]] = []
+
+    async def handler(given: Sequence[Envelope]) -> None:
+        calls.append([e.id for e in given])
+        if bad in given:
+            raise ValueError("bad one")
+
+    async def failed(envelope: Envelope, exc: BaseException) -> None:
+        failures.append((envelope.id, str(exc)))
+
+    await deliver_batch(batch, handler, failed)
+    assert calls == [[e.id for e in batch], *([e.id] for e in batch)]
+    assert failures == [(bad.id, "bad one")]
+
+
+async def test_deliver_batch_reports_a_failing_single_message_without_retrying_it() -> None:
+    calls = 0
+    failures: list[Envelope] = []
+    only = event()
+
+    async def handler(_given: Sequence[Envelope]) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("down")
+
+    async def failed(envelope: Envelope, _exc: BaseException) -> None:
+        failures.append(envelope)
+
+    await deliver_batch([only], handler, failed)
+    assert calls == 1
+    assert failures == [only]
