@@ -1,0 +1,152 @@
+"""The distributed mode: every role a separate OS process, one PostgreSQL database per service,
+RabbitMQ between them, and the real nginx gateway (deploy/nginx) as the one origin."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aio_pika
+import httpx
+import pytest
+
+from tests.e2e.harness import (
+    REPO,
+    Process,
+    Target,
+    WebhookReceiver,
+    free_port,
+    pingtower,
+    wait_for,
+    wait_ready,
+)
+from tests.e2e.scenario import run_thin_path
+
+pytestmark = pytest.mark.e2e
+
+ROLES = ("pinger-api", "scheduler", "probe", "probe", "evaluator", "notificator", "statistics")
+
+
+async def _delete_topology(url: str, namespace: str) -> None:
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (
+            "pinger.evaluator",
+            "notificator.events",
+            "statistics.ingest",
+            "jobs.default",
+            "dead-letters",
+        ):
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(f"{namespace}.{queue}")
+        for exchange in ("events", "jobs", "dlx"):
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(f"{namespace}.{exchange}")
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[tuple[Target, WebhookReceiver]]:
+    target, receiver = Target(), WebhookReceiver()
+    await target.start()
+    await receiver.start()
+    yield target, receiver
+    await target.stop()
+    await receiver.stop()
+
+
+def _nginx_config(workdir: Path, ports: dict[str, int], listen: int) -> Path:
+    sys.path.insert(0, str(REPO / "deploy" / "nginx"))
+    try:
+        import render  # the same template operators deploy
+    finally:
+        sys.path.pop(0)
+    config = workdir / "nginx.conf"
+    config.write_text(
+        render.standalone(
+            {
+                "PINGER_API": f"127.0.0.1:{ports['pinger-api']}",
+                "NOTIFICATOR": f"127.0.0.1:{ports['notificator']}",
+                "STATISTICS": f"127.0.0.1:{ports['statistics']}",
+                "LISTEN": f"127.0.0.1:{listen}",
+            },
+            workdir,
+        )
+    )
+    return config
+
+
+async def test_distributed_mode_runs_the_whole_path_across_processes(
+    tmp_path: Path,
+    make_pg_database: Callable[[], Awaitable[str]],
+    rabbitmq_url: str,
+    namespace: str,
+    peers: tuple[Target, WebhookReceiver],
+) -> None:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), "nginx is needed (scripts/test-env.sh installs it)"
+    target, receiver = peers
+    token = secrets.token_urlsafe(32)
+    env = {
+        "PINGTOWER_BROKER_URL": rabbitmq_url,
+        "PINGTOWER_BROKER_NAMESPACE": namespace,
+        "PINGTOWER_PINGER_DATABASE_URL": await make_pg_database(),
+        "PINGTOWER_NOTIFICATOR_DATABASE_URL": await make_pg_database(),
+        "PINGTOWER_STATISTICS_DATABASE_URL": await make_pg_database(),
+        "PINGTOWER_ADMIN_TOKEN": token,
+        "PINGTOWER_SECRET_KEY": secrets.token_urlsafe(32),
+        "PINGTOWER_ALLOW_PRIVATE_TARGETS": "true",
+        "PINGTOWER_MIN_INTERVAL_SECONDS": "1",
+        "PINGTOWER_DELIVERY_BACKOFF_SECONDS": "0.2",
+        "PINGTOWER_DATA_DIR": str(tmp_path / "unused-data"),
+    }
+    processes: list[Process] = []
+    ports: dict[str, int] = {}
+    try:
+        for index, role in enumerate(ROLES):
+            port = free_port()
+            ports.setdefault(role, port)
+            process = Process(
+                f"{role}-{index}", pingtower("serve", role, "--port", str(port)), env, tmp_path
+            )
+            processes.append(process)
+            # Migrations take a lock; starting roles one after another keeps the logs readable.
+            await wait_ready(f"http://127.0.0.1:{port}", process)
+        assert not (tmp_path / "unused-data").exists(), "no role fell back to SQLite"
+
+        gateway_port = free_port()
+        gateway = Process(
+            "nginx",
+            [nginx, "-c", str(_nginx_config(tmp_path, ports, gateway_port)), "-p", str(tmp_path)],
+            {},
+            tmp_path,
+        )
+        processes.append(gateway)
+        base = f"http://127.0.0.1:{gateway_port}"
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        ) as api:
+
+            async def gateway_up() -> bool:
+                return (await api.get("/healthz")).status_code == 200
+
+            await wait_for(gateway_up, timeout=15, what="nginx to listen")
+            root = (await api.get("/api/v1")).json()
+            for spec_url in root["openapi"]:
+                assert (await api.get(spec_url)).status_code == 200, spec_url
+            unknown = await api.get("/api/v1/nothing-here")
+            assert unknown.status_code == 404
+            assert unknown.headers["content-type"] == "application/problem+json"
+            await run_thin_path(api, target, receiver)
+    except BaseException:
+        for process in processes:
+            print(f"--- {process.name} ---\n{process.log()}")
+        raise
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        await _delete_topology(rabbitmq_url, namespace)
