@@ -55,6 +55,7 @@ async def make_pg_database() -> AsyncIterator[Callable[[], Awaitable[str]]]:
         except OSError as exc:
             unavailable(f"PostgreSQL at {POSTGRES_URL} ({exc})")
         created.append(name)
+        assert POSTGRES_URL is not None
         base = POSTGRES_URL.rstrip("/")
         if base.count("/") > 2:
             base = base.rsplit("/", 1)[0]
@@ -97,3 +98,28 @@ def namespace() -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: object) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/test.sqlite3"
+
+
+KEYCLOAK_URL = os.environ.get("PINGTOWER_TEST_KEYCLOAK_URL")  # http://admin:PASSWORD@127.0.0.1:PORT
+
+
+@pytest.fixture
+async def keycloak_url() -> str:
+    """The test Keycloak (scripts/keycloak.sh) with the realm `pingtower` from deploy/keycloak/;
+    the user part of the URL is the master realm's bootstrap admin."""
+    if not KEYCLOAK_URL:
+        unavailable("Keycloak (PINGTOWER_TEST_KEYCLOAK_URL)")
+    assert KEYCLOAK_URL is not None
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    parts = urlsplit(KEYCLOAK_URL)
+    base = f"{parts.scheme}://{parts.hostname}:{parts.port}"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.get(f"{base}/realms/pingtower/.well-known/openid-configuration")
+            response.raise_for_status()
+    except Exception as exc:
+        unavailable(f"Keycloak at {base} ({exc})")
+    return KEYCLOAK_URL

@@ -23,6 +23,11 @@ class Component:
         return ()
 
     @property
+    def root_routers(self) -> Sequence[APIRouter]:
+        """Routers served at the root, outside /api/v1 (e.g. Healthchecks-style /ping URLs)."""
+        return ()
+
+    @property
     def readiness(self) -> Mapping[str, ReadinessCheck]:
         return {}
 
@@ -64,8 +69,14 @@ def build_app(
     for component in components:
         readiness.update(component.readiness)
     routers = [router for component in components for router in component.routers]
+    root_routers = [router for component in components for router in component.root_routers]
     app = create_app(
-        title, routers=routers, readiness=readiness, lifespan=lifespan, description=description
+        title,
+        routers=routers,
+        root_routers=root_routers,
+        readiness=readiness,
+        lifespan=lifespan,
+        description=description,
     )
     app.state.authenticator = authenticator
     app.state.components = {component.name: component for component in components}

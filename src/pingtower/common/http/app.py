@@ -33,6 +33,7 @@ def create_app(
     title: str,
     *,
     routers: Sequence[APIRouter] = (),
+    root_routers: Sequence[APIRouter] = (),
     readiness: Mapping[str, ReadinessCheck] | None = None,
     lifespan: Any = None,
     description: str = "",
@@ -102,4 +103,6 @@ def create_app(
 
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+    for router in root_routers:
+        app.include_router(router)
     return app

@@ -1,0 +1,1 @@
+"""The Pinger's HTTP API: monitors and their results."""

@@ -1,0 +1,109 @@
+"""Heartbeat pings, compatible with Healthchecks' ping API: `/ping/<key>` (success),
+`/ping/<key>/start`, `/ping/<key>/fail`, `/ping/<key>/<exit-status>`, by GET or POST, with an
+optional body kept up to a size. No credentials: the unguessable key is the credential.
+
+A ping becomes a `check.completed` written through the outbox in the same transaction as the
+heartbeat's times, so the evaluator treats it exactly like a probe's result.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import select, update
+
+from pingtower.common.events import CheckCompleted, Outcome, utcnow
+from pingtower.common.http.problems import not_found
+from pingtower.pinger.store.database import PingerDatabase
+from pingtower.pinger.store.tables import heartbeats, monitors
+
+MAX_BODY_BYTES = 10_000
+PUSH_REGION = "push"
+
+
+async def _body(request: Request) -> str:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) >= MAX_BODY_BYTES:
+            break
+    return body[:MAX_BODY_BYTES].decode(errors="replace")
+
+
+def heartbeat_router(db: PingerDatabase) -> APIRouter:
+    router = APIRouter(prefix="/ping", tags=["heartbeats"])
+
+    async def record(key: uuid.UUID, signal: str, request: Request) -> PlainTextResponse:
+        """signal: "success", "start", "fail" or an exit status."""
+        body = await _body(request)
+        now = utcnow()
+        async with db.sessions() as session, session.begin():
+            row = (
+                await session.execute(
+                    select(heartbeats, monitors.c.tenant)
+                    .join(monitors, monitors.c.id == heartbeats.c.monitor_id)
+                    .where(heartbeats.c.ping_key == key, monitors.c.deleted_at.is_(None))
+                )
+            ).first()
+            if row is None:
+                raise not_found("heartbeat")
+            where = heartbeats.c.monitor_id == row.monitor_id
+            if signal == "start":
+                await session.execute(update(heartbeats).where(where).values(run_started_at=now))
+                return PlainTextResponse("OK")
+            ok = signal == "success" or signal == "0"
+            running = row.run_started_at is not None and (
+                row.last_ping_at is None or row.run_started_at > row.last_ping_at
+            )
+            await session.execute(
+                update(heartbeats).where(where).values(last_ping_at=now, run_started_at=None)
+            )
+            kind = None if ok else ("heartbeat_fail" if signal == "fail" else "exit_status")
+            message = None
+            if not ok:
+                message = body or (
+                    "the job reported a failure"
+                    if signal == "fail"
+                    else f"the job exited with status {signal}"
+                )
+            result = CheckCompleted(
+                check_id=uuid.uuid4(),
+                monitor_id=row.monitor_id,
+                region=PUSH_REGION,
+                scheduled_at=now,
+                started_at=row.run_started_at if running else now,
+                finished_at=now,
+                outcome=Outcome.UP if ok else Outcome.DOWN,
+                latency_ms=(now - row.run_started_at).total_seconds() * 1000 if running else None,
+                error_kind=kind,
+                error_message=message[:1000] if message else None,
+                size_bytes=len(body.encode()),
+            )
+            await db.outbox.add(session, result, tenant=row.tenant, occurred_at=now)
+        return PlainTextResponse("OK")
+
+    methods = ["GET", "POST", "HEAD"]
+
+    @router.api_route("/{key}", methods=methods, summary="The job succeeded")
+    async def ping(key: uuid.UUID, request: Request) -> PlainTextResponse:
+        return await record(key, "success", request)
+
+    @router.api_route("/{key}/start", methods=methods, summary="The job started")
+    async def ping_start(key: uuid.UUID, request: Request) -> PlainTextResponse:
+        return await record(key, "start", request)
+
+    @router.api_route("/{key}/fail", methods=methods, summary="The job failed")
+    async def ping_fail(key: uuid.UUID, request: Request) -> PlainTextResponse:
+        return await record(key, "fail", request)
+
+    @router.api_route(
+        "/{key}/{exit_status}", methods=methods, summary="The job exited (0: success)"
+    )
+    async def ping_exit(key: uuid.UUID, exit_status: int, request: Request) -> PlainTextResponse:
+        if not 0 <= exit_status <= 255:
+            raise not_found("exit status")
+        return await record(key, str(exit_status), request)
+
+    return router

@@ -1,0 +1,344 @@
+"""/api/v1/monitors: create, list, read, update, delete, pause, resume, check now, results.
+
+Every query is scoped by the caller's workspace; another workspace's monitor answers 404. Each
+change writes its `monitor.*` event through the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pingtower.common.events import (
+    MonitorCreated,
+    MonitorDeleted,
+    MonitorUpdated,
+    Status,
+    utcnow,
+)
+from pingtower.common.http.problems import Problem, not_found
+from pingtower.common.messaging.bus import Bus
+from pingtower.common.security import Principal, require
+from pingtower.common.settings import Settings
+from pingtower.pinger.api.schemas import (
+    CheckQueued,
+    MonitorCreate,
+    MonitorPage,
+    MonitorPublic,
+    MonitorUpdate,
+    ResultPage,
+    ResultPublic,
+)
+from pingtower.pinger.checks.base import get_check
+from pingtower.pinger.domain.monitor import InvalidSettingError, validate_timing
+from pingtower.pinger.domain.schedule import validate_cron
+from pingtower.pinger.domain.status import pause, resume
+from pingtower.pinger.scheduler.jobs import job_envelope
+from pingtower.pinger.store import monitors as store
+from pingtower.pinger.store.database import PingerDatabase
+from pingtower.pinger.store.states import (
+    commit_decision,
+    initial_state_row,
+    load_state,
+    state_from_row,
+)
+from pingtower.pinger.store.tables import heartbeats, monitor_states
+
+EDITABLE = (
+    "name",
+    "type",
+    "target",
+    "settings",
+    "tags",
+    "interval_seconds",
+    "cron",
+    "timezone",
+    "timeout_seconds",
+    "regions",
+    "failures_before_down",
+    "successes_before_up",
+    "retry_interval_seconds",
+    "failure_quorum",
+    "parent_id",
+    "paused",
+)
+
+
+def _invalid(error: InvalidSettingError) -> Problem:
+    return Problem(
+        422,
+        "Validation failed",
+        f"{error.field}: {error.message}",
+        errors=[{"field": error.field, "message": error.message}],
+    )
+
+
+def _result(row: Any) -> ResultPublic:
+    return ResultPublic.model_validate(row, from_attributes=True)
+
+
+def _snapshot(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "monitor_id": values["id"],
+        "name": values["name"],
+        "type": values["type"],
+        "target": values["target"],
+        "tags": values["tags"],
+        "interval_seconds": values["interval_seconds"],
+        "regions": values["regions"],
+        "parent_id": values["parent_id"],
+        "paused": values["paused"],
+    }
+
+
+def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/monitors", tags=["monitors"])
+
+    async def validated(
+        session: AsyncSession, tenant: str, values: dict[str, Any], monitor_id: uuid.UUID
+    ) -> dict[str, Any]:
+        """The monitor's fields normalised, or 422 naming the field that is wrong."""
+        try:
+            check = get_check(values["type"])
+            values["target"], values["settings"] = check.validate(
+                values["target"], values["settings"]
+            )
+            validate_timing(
+                interval=values["interval_seconds"],
+                timeout=values["timeout_seconds"],
+                retry_interval=values["retry_interval_seconds"],
+                min_interval=settings.min_interval_seconds,
+            )
+            if values["cron"] is not None:
+                validate_cron(values["cron"], values["timezone"], settings.min_interval_seconds)
+            quorum = values["failure_quorum"]
+            if quorum is not None and quorum > len(values["regions"]):
+                raise InvalidSettingError("failure_quorum", "cannot exceed the number of regions")
+            parent = values["parent_id"]
+            if parent is not None and (
+                parent == monitor_id or not await store.monitor_exists(session, tenant, parent)
+            ):
+                raise InvalidSettingError("parent_id", "no such monitor in this workspace")
+        except InvalidSettingError as error:
+            raise _invalid(error) from None
+        values["tags"] = sorted(set(values["tags"]))
+        values["regions"] = list(dict.fromkeys(values["regions"]))
+        return values
+
+    async def public(session: AsyncSession, tenant: str, monitor_id: uuid.UUID) -> MonitorPublic:
+        row = await store.get_monitor(session, tenant, monitor_id)
+        if row is None:
+            raise not_found("monitor")
+        return await _public(session, row)
+
+    async def _public(session: AsyncSession, row: Any) -> MonitorPublic:
+        last = None
+        if row.last_result_id is not None:
+            found = await store.get_result(session, row.last_result_id)
+            last = _result(found) if found is not None else None
+        data = dict(row._mapping)
+        data["last_result"] = last
+        if row.type == "heartbeat":
+            key = await session.scalar(
+                select(heartbeats.c.ping_key).where(heartbeats.c.monitor_id == row.id)
+            )
+            data["ping_url"] = f"/ping/{key}" if key else None
+        return MonitorPublic.model_validate(data)
+
+    @router.post("", status_code=201, response_model=MonitorPublic)
+    async def create_monitor(
+        body: MonitorCreate, principal: Principal = Depends(require("editor"))
+    ) -> MonitorPublic:
+        now = utcnow()
+        values = body.model_dump()
+        values["id"] = uuid.uuid4()
+        interval = values["interval_seconds"]
+        if values["timeout_seconds"] is None:
+            values["timeout_seconds"] = float(min(10, interval))
+        if values["failures_before_down"] is None:
+            values["failures_before_down"] = 1 if values["type"] == "heartbeat" else 2
+        if values["retry_interval_seconds"] is None:
+            values["retry_interval_seconds"] = min(
+                interval, max(settings.min_interval_seconds, interval // 3)
+            )
+        async with db.sessions() as session, session.begin():
+            values = await validated(session, principal.tenant, values, values["id"])
+            values.update(tenant=principal.tenant, created_at=now, updated_at=now)
+            await store.insert_monitor(session, values)
+            await session.execute(
+                monitor_states.insert().values(
+                    **initial_state_row(values["id"], principal.tenant, paused=values["paused"])
+                )
+            )
+            if values["type"] == "heartbeat":
+                await session.execute(
+                    heartbeats.insert().values(monitor_id=values["id"], ping_key=uuid.uuid4())
+                )
+            await db.outbox.add(
+                session, MonitorCreated(**_snapshot(values)), tenant=principal.tenant
+            )
+            return await public(session, principal.tenant, values["id"])
+
+    @router.get("", response_model=MonitorPage)
+    async def list_monitors(
+        principal: Principal = Depends(require("viewer")),
+        status: Status | None = None,
+        tag: str | None = None,
+        type: str | None = None,
+        q: str | None = Query(None, max_length=200, description="Text in the name or target."),
+        cursor: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+    ) -> MonitorPage:
+        async with db.sessions() as session:
+            rows, next_cursor = await store.list_monitors(
+                session,
+                principal.tenant,
+                status=status.value if status else None,
+                tag=tag,
+                type_=type,
+                text=q,
+                cursor=cursor,
+                limit=limit,
+            )
+            items = [await _public(session, row) for row in rows]
+        return MonitorPage(items=items, next_cursor=next_cursor)
+
+    @router.get("/{monitor_id}", response_model=MonitorPublic)
+    async def get_monitor(
+        monitor_id: uuid.UUID, principal: Principal = Depends(require("viewer"))
+    ) -> MonitorPublic:
+        async with db.sessions() as session:
+            return await public(session, principal.tenant, monitor_id)
+
+    @router.patch("/{monitor_id}", response_model=MonitorPublic)
+    async def update_monitor(
+        monitor_id: uuid.UUID,
+        body: MonitorUpdate,
+        principal: Principal = Depends(require("editor")),
+    ) -> MonitorPublic:
+        changes = body.model_dump(exclude_unset=True)
+        for field, value in changes.items():
+            if value is None and field not in ("parent_id", "failure_quorum", "cron"):
+                raise _invalid(InvalidSettingError(field, "may not be null"))
+        async with db.sessions() as session, session.begin():
+            row = await store.get_monitor(session, principal.tenant, monitor_id)
+            if row is None:
+                raise not_found("monitor")
+            current = {field: getattr(row, field) for field in EDITABLE}
+            if (
+                "heartbeat" in (row.type, changes.get("type", row.type))
+                and changes.get("type", row.type) != row.type
+            ):
+                raise _invalid(
+                    InvalidSettingError("type", "a heartbeat cannot become another type or back")
+                )
+            if "type" in changes and "settings" not in changes and changes["type"] != row.type:
+                changes["settings"] = {}  # another type's settings cannot carry over
+            values = await validated(
+                session, principal.tenant, {**current, **changes, "id": monitor_id}, monitor_id
+            )
+            values.pop("id")
+            values["updated_at"] = utcnow()
+            await store.update_monitor(session, monitor_id, values)
+            await db.outbox.add(
+                session,
+                MonitorUpdated(**_snapshot({**values, "id": monitor_id})),
+                tenant=principal.tenant,
+            )
+            return await public(session, principal.tenant, monitor_id)
+
+    @router.delete("/{monitor_id}", status_code=204)
+    async def delete_monitor(
+        monitor_id: uuid.UUID, principal: Principal = Depends(require("editor"))
+    ) -> Response:
+        async with db.sessions() as session, session.begin():
+            if not await store.monitor_exists(session, principal.tenant, monitor_id):
+                raise not_found("monitor")
+            now = utcnow()
+            await store.update_monitor(session, monitor_id, {"deleted_at": now, "updated_at": now})
+            await db.outbox.add(
+                session, MonitorDeleted(monitor_id=monitor_id), tenant=principal.tenant
+            )
+        return Response(status_code=204)
+
+    async def set_paused(tenant: str, monitor_id: uuid.UUID, paused: bool) -> MonitorPublic:
+        async with db.sessions() as session, session.begin():
+            row = await store.get_monitor(session, tenant, monitor_id)
+            if row is None:
+                raise not_found("monitor")
+            state_row = await load_state(session, monitor_id)
+            assert state_row is not None
+            now = utcnow()
+            decide = pause if paused else resume
+            decision = decide(state_from_row(state_row), now)
+            await commit_decision(
+                session, db.outbox, tenant=tenant, monitor_id=monitor_id, decision=decision
+            )
+            if row.paused != paused:
+                values = {"paused": paused, "updated_at": now}
+                await store.update_monitor(session, monitor_id, values)
+                snapshot = {field: getattr(row, field) for field in EDITABLE}
+                snapshot.update(id=monitor_id, paused=paused)
+                await db.outbox.add(session, MonitorUpdated(**_snapshot(snapshot)), tenant=tenant)
+            return await public(session, tenant, monitor_id)
+
+    @router.post("/{monitor_id}/pause", response_model=MonitorPublic)
+    async def pause_monitor(
+        monitor_id: uuid.UUID, principal: Principal = Depends(require("editor"))
+    ) -> MonitorPublic:
+        return await set_paused(principal.tenant, monitor_id, True)
+
+    @router.post("/{monitor_id}/resume", response_model=MonitorPublic)
+    async def resume_monitor(
+        monitor_id: uuid.UUID, principal: Principal = Depends(require("editor"))
+    ) -> MonitorPublic:
+        return await set_paused(principal.tenant, monitor_id, False)
+
+    @router.post("/{monitor_id}/check-now", status_code=202, response_model=CheckQueued)
+    async def check_now(
+        monitor_id: uuid.UUID, principal: Principal = Depends(require("editor"))
+    ) -> CheckQueued:
+        async with db.sessions() as session:
+            row = await store.get_monitor(session, principal.tenant, monitor_id)
+        if row is None:
+            raise not_found("monitor")
+        if not get_check(row.type).scheduled:
+            raise Problem(409, "Conflict", f"{row.type} monitors are not checked by probes")
+        now = utcnow()
+        job_ids = []
+        for region in row.regions:
+            envelope = job_envelope(
+                monitor_id=row.id,
+                tenant=row.tenant,
+                check_type=row.type,
+                target=row.target,
+                settings=row.settings,
+                timeout_seconds=row.timeout_seconds,
+                region=region,
+                scheduled_at=now,
+                interval_seconds=row.interval_seconds,
+            )
+            await bus.publish_job(envelope, region)
+            job_ids.append(envelope.payload["job_id"])
+        return CheckQueued(job_ids=job_ids, regions=list(row.regions))
+
+    @router.get("/{monitor_id}/results", response_model=ResultPage)
+    async def list_results(
+        monitor_id: uuid.UUID,
+        principal: Principal = Depends(require("viewer")),
+        cursor: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+    ) -> ResultPage:
+        async with db.sessions() as session:
+            if not await store.monitor_exists(session, principal.tenant, monitor_id):
+                raise not_found("monitor")
+            rows, next_cursor = await store.list_results(
+                session, monitor_id, cursor=cursor, limit=limit
+            )
+        return ResultPage(items=[_result(row) for row in rows], next_cursor=next_cursor)
+
+    return router

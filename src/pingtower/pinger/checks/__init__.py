@@ -1,0 +1,1 @@
+"""Check types, one module each, registered by name."""

@@ -1,0 +1,1 @@
+"""Pure decisions of the Pinger: status machine, schedule maths, monitor validation."""

@@ -1,0 +1,1 @@
+"""The evaluator role: stores results and moves each monitor's status machine."""

@@ -1,0 +1,265 @@
+"""The evaluator role: stores each `check.completed` and moves its monitor's status machine.
+
+A batch is applied inside the inbox's transaction (so a redelivered result changes nothing),
+monitor by monitor in a fixed order, each under its state row's lock (FOR UPDATE on PostgreSQL):
+replicas take turns per monitor and cannot deadlock. A result scheduled before the last one
+applied is stored but not applied, so the status never moves backwards in time.
+
+With several regions a round (one scheduled time) is collected in the state row until
+`round_verdict` can decide it: k of n regions must fail for the round to count as a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import structlog
+from prometheus_client import Counter
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pingtower.common.events import CheckCompleted, Envelope, Outcome, Status, utcnow
+from pingtower.common.messaging.bus import Bus
+from pingtower.common.messaging.inbox import Inbox
+from pingtower.common.runtime import Component
+from pingtower.common.settings import Settings
+from pingtower.pinger.domain.maintenance import in_maintenance
+from pingtower.pinger.domain.status import (
+    Confirmation,
+    Observation,
+    apply_result,
+    majority,
+    round_verdict,
+)
+from pingtower.pinger.store.database import PingerDatabase
+from pingtower.pinger.store.maintenance import TenantWindows, covering, tenant_windows
+from pingtower.pinger.store.states import commit_decision, load_state, state_from_row
+from pingtower.pinger.store.tables import check_results, inbox, monitor_states, monitors
+
+log = structlog.get_logger(__name__)
+
+CONSUMER = "pinger.evaluator"
+RESULTS_APPLIED = Counter(
+    "pingtower_pinger_results_applied_total", "Check results applied to a monitor's status"
+)
+RESULTS_STALE = Counter(
+    "pingtower_pinger_results_stale_total",
+    "Check results stored but not applied: older than the last one applied",
+)
+TOMBSTONE_RETENTION = timedelta(days=1)
+
+
+class Evaluator(Component):
+    name = "pinger-evaluator"
+
+    def __init__(
+        self,
+        db: PingerDatabase,
+        bus: Bus,
+        settings: Settings,
+        *,
+        prune_every_seconds: float = 300.0,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.retention = timedelta(hours=settings.results_retention_hours)
+        self.prune_every_seconds = prune_every_seconds
+        self.inbox = Inbox(inbox, consumer=CONSUMER)
+        self._pruner: asyncio.Task[None] | None = None
+
+    async def prepare(self) -> None:
+        self.bus.subscribe(
+            CONSUMER, ["check.completed"], self.inbox.handler(self.db.sessions, self.apply)
+        )
+
+    async def start(self) -> None:
+        self._pruner = asyncio.create_task(self._prune_forever(), name="pinger-results-pruner")
+
+    async def stop(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+            self._pruner = None
+
+    async def apply(self, session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+        by_monitor: dict[uuid.UUID, list[tuple[str, CheckCompleted]]] = defaultdict(list)
+        for envelope in envelopes:
+            result = envelope.parse()
+            if isinstance(result, CheckCompleted):
+                by_monitor[result.monitor_id].append((envelope.tenant, result))
+        windows: dict[str, TenantWindows] = {}  # read once per batch and workspace
+        # One lock order for every replica: no deadlock between two batches.
+        for monitor_id in sorted(by_monitor, key=str):
+            items = sorted(by_monitor[monitor_id], key=lambda i: (i[1].scheduled_at, i[1].region))
+            await self._apply_monitor(session, monitor_id, items, windows)
+
+    async def _apply_monitor(
+        self,
+        session: AsyncSession,
+        monitor_id: uuid.UUID,
+        items: list[tuple[str, CheckCompleted]],
+        windows_cache: dict[str, TenantWindows],
+    ) -> None:
+        state_row = await load_state(session, monitor_id)
+        monitor = (
+            await session.execute(
+                select(
+                    monitors.c.tenant,
+                    monitors.c.regions,
+                    monitors.c.failure_quorum,
+                    monitors.c.failures_before_down,
+                    monitors.c.successes_before_up,
+                    monitors.c.parent_id,
+                    monitors.c.deleted_at,
+                ).where(monitors.c.id == monitor_id)
+            )
+        ).first()
+        if state_row is None or monitor is None or monitor.deleted_at is not None:
+            log.info("result for an unknown or deleted monitor dropped", monitor_id=str(monitor_id))
+            return
+        confirmation = Confirmation(monitor.failures_before_down, monitor.successes_before_up)
+        if monitor.tenant not in windows_cache:
+            windows_cache[monitor.tenant] = await tenant_windows(session, monitor.tenant)
+        windows = covering(windows_cache[monitor.tenant], monitor_id)
+        regions = max(len(monitor.regions), 1)
+        quorum = monitor.failure_quorum or majority(regions)
+        state = state_from_row(state_row)
+        decided = state_row.last_scheduled_at
+        round_at = state_row.round_scheduled_at
+        outcomes: dict[str, Outcome] = {
+            region: Outcome(value) for region, value in (state_row.round_outcomes or {}).items()
+        }
+        for tenant, result in items:
+            if tenant != monitor.tenant:
+                log.warning("result with a foreign tenant dropped", monitor_id=str(monitor_id))
+                continue
+            result_id = await self._store(session, tenant, result)
+            at = result.scheduled_at
+            if (decided is not None and at <= decided) or (round_at is not None and at < round_at):
+                RESULTS_STALE.inc()  # its round is decided or superseded
+                continue
+            if round_at != at:
+                round_at, outcomes = at, {}  # a newer round replaces an undecided one
+            outcomes[result.region] = result.outcome
+            verdict = round_verdict(outcomes, regions=regions, quorum=quorum)
+            if verdict is None:
+                await self._save_round(session, monitor_id, round_at, outcomes, result_id)
+                continue
+            observation = Observation(
+                outcome=verdict,
+                at=result.finished_at,
+                check_id=result.check_id,
+                error_kind=result.error_kind,
+                error_message=result.error_message,
+            )
+            decision = apply_result(
+                state,
+                observation,
+                confirmation,
+                incident_id=uuid.uuid4(),
+                in_maintenance=in_maintenance(windows, at),
+            )
+            parent_incident = None
+            if decision.opened is not None and monitor.parent_id is not None:
+                parent_incident = await self._open_incident_of(session, monitor.parent_id)
+            await commit_decision(
+                session,
+                self.db.outbox,
+                tenant=tenant,
+                monitor_id=monitor_id,
+                decision=decision,
+                check_id=result.check_id,
+                error_kind=result.error_kind,
+                error_message=result.error_message,
+                region=result.region,
+                parent_incident_id=parent_incident,
+                extra={
+                    "last_scheduled_at": at,
+                    "last_result_id": result_id,
+                    "round_scheduled_at": None,
+                    "round_outcomes": None,
+                },
+            )
+            state, decided, round_at, outcomes = decision.state, at, None, {}
+            RESULTS_APPLIED.inc()
+
+    async def _save_round(
+        self,
+        session: AsyncSession,
+        monitor_id: uuid.UUID,
+        round_at: datetime | None,
+        outcomes: dict[str, Outcome],
+        result_id: int,
+    ) -> None:
+        await session.execute(
+            update(monitor_states)
+            .where(monitor_states.c.monitor_id == monitor_id)
+            .values(
+                round_scheduled_at=round_at,
+                round_outcomes={region: o.value for region, o in outcomes.items()} or None,
+                last_result_id=result_id,
+            )
+        )
+
+    async def _open_incident_of(
+        self, session: AsyncSession, monitor_id: uuid.UUID
+    ) -> uuid.UUID | None:
+        """The parent's open incident, so a child's incident can be linked to it (and its
+        notifications suppressed downstream)."""
+        found = await session.scalar(
+            select(monitor_states.c.incident_id).where(
+                monitor_states.c.monitor_id == monitor_id,
+                monitor_states.c.status == Status.DOWN.value,
+            )
+        )
+        return found if isinstance(found, uuid.UUID) else None
+
+    async def _store(self, session: AsyncSession, tenant: str, result: CheckCompleted) -> int:
+        inserted = await session.execute(
+            insert(check_results)
+            .values(
+                check_id=result.check_id,
+                monitor_id=result.monitor_id,
+                tenant=tenant,
+                region=result.region,
+                scheduled_at=result.scheduled_at,
+                started_at=result.started_at,
+                finished_at=result.finished_at,
+                outcome=result.outcome.value,
+                latency_ms=result.latency_ms,
+                error_kind=result.error_kind,
+                error_message=result.error_message,
+                status_code=result.status_code,
+                size_bytes=result.size_bytes,
+                phases_ms=result.phases_ms,
+                cert_expires_at=result.cert_expires_at,
+            )
+            .returning(check_results.c.id)
+        )
+        return int(inserted.scalar_one())
+
+    async def prune(self) -> None:
+        """Drop results past the retention window, and tombstones nobody needs any more."""
+        now = utcnow()
+        async with self.db.sessions() as session, session.begin():
+            await session.execute(
+                delete(check_results).where(check_results.c.finished_at < now - self.retention)
+            )
+            await session.execute(
+                delete(monitors).where(monitors.c.deleted_at < now - TOMBSTONE_RETENTION)
+            )
+            await self.inbox.prune(session)
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("pruning results failed")
+            await asyncio.sleep(self.prune_every_seconds)

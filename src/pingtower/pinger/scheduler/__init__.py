@@ -1,0 +1,1 @@
+"""The scheduler role: publishes check jobs on time, one leader at a time."""

@@ -1,0 +1,391 @@
+"""The scheduler role: keeps every active monitor's next run in an in-memory heap and publishes
+a check job per region when one is due.
+
+Only the leader schedules. On PostgreSQL leadership is a session advisory lock held on a
+dedicated connection (it dies with the process or its connection); followers try again every
+`leader_retry_seconds`, so a new leader takes over within a few seconds. SQLite means one
+embedded process: always the leader.
+
+It learns of changes by polling, not by consuming its own monitor.* events: the table is the
+truth, a follower that takes over must read it anyway, and a poll of `updated_at` (tombstones
+included, so deletions show up too) and of `monitor_states.changed_at` (for PENDING, which
+switches to the retry interval) notices every change within `poll_seconds` without adding a
+queue per scheduler replica. The poll re-reads a small overlap window so that a transaction
+that committed late with an older timestamp is not missed.
+
+Heartbeat (push) monitors get no jobs: the leader's `HeartbeatWatcher` reports their silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pingtower.common.events import Status
+from pingtower.common.messaging.bus import Bus
+from pingtower.common.runtime import Component
+from pingtower.pinger.checks.base import get_check
+from pingtower.pinger.domain.monitor import InvalidSettingError
+from pingtower.pinger.domain.schedule import next_cron, next_run, offset_fraction, spread
+from pingtower.pinger.scheduler.heartbeats import HeartbeatWatcher
+from pingtower.pinger.scheduler.jobs import job_envelope
+from pingtower.pinger.store.database import PingerDatabase
+from pingtower.pinger.store.tables import monitor_states, monitors
+
+log = structlog.get_logger(__name__)
+
+JOBS_PUBLISHED = Counter("pingtower_pinger_jobs_published_total", "Check jobs published")
+LATENESS = Histogram(
+    "pingtower_pinger_schedule_lateness_seconds",
+    "How late a job was published after its scheduled time",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+IS_LEADER = Gauge("pingtower_pinger_scheduler_leader", "1 while this process is the leader")
+SCHEDULED = Gauge("pingtower_pinger_scheduled_monitors", "Monitors in the scheduler's heap")
+
+LEADER_LOCK = zlib.crc32(b"pingtower.pinger.scheduler")
+POLL_OVERLAP = timedelta(seconds=5)
+
+
+@dataclass
+class Entry:
+    id: uuid.UUID
+    tenant: str
+    type: str
+    target: str
+    settings: dict[str, Any]
+    timeout_seconds: float
+    regions: list[str]
+    interval: int
+    retry_interval: int
+    updated_at: datetime
+    cron: str | None = None
+    timezone: str = "UTC"
+    pending: bool = False
+    generation: int = 0
+    # Position on the interval's grid: evenly spread among the monitors of the same interval.
+    slot: float = 0.0
+    # While PENDING the monitor is on the retry interval's grid, at its own hash.
+    retry_slot: float = field(init=False)
+    last_due: float | None = None
+
+    def __post_init__(self) -> None:
+        self.retry_slot = offset_fraction(self.id)
+
+    @property
+    def effective_interval(self) -> int:
+        return self.retry_interval if self.pending else self.interval
+
+    @property
+    def fraction(self) -> float:
+        return self.retry_slot if self.pending else self.slot
+
+
+def _runs_on_probes(check_type: str) -> bool:
+    try:
+        return get_check(check_type).scheduled
+    except InvalidSettingError:
+        return False  # a type this version does not know: nothing a probe could run
+
+
+class Scheduler(Component):
+    name = "pinger-scheduler"
+
+    def __init__(
+        self,
+        db: PingerDatabase,
+        bus: Bus,
+        *,
+        poll_seconds: float = 0.5,
+        leader_retry_seconds: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.poll_seconds = poll_seconds
+        self.leader_retry_seconds = leader_retry_seconds
+        self.clock = clock
+        self.heartbeats = HeartbeatWatcher(db)
+        self.entries: dict[uuid.UUID, Entry] = {}
+        self.heap: list[tuple[float, int, uuid.UUID, int]] = []
+        self.groups: dict[int, set[uuid.UUID]] = {}
+        self._dirty_groups: set[int] = set()
+        self._unqueued: set[uuid.UUID] = set()
+        self.is_leader = False
+        self._seq = 0
+        self._monitors_seen: datetime | None = None
+        self._states_seen: datetime | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pinger-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # --- leadership -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self.db.dialect == "postgresql":
+                    await self._lead_with_lock()
+                else:
+                    await self._lead(None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler failed; retrying")
+            self._step_down()
+            await asyncio.sleep(self.leader_retry_seconds)
+
+    async def _lead_with_lock(self) -> None:
+        async with self.db.engine.connect() as conn:
+            locked = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK})
+            await conn.commit()  # the lock is session-scoped; no transaction stays open
+            if not locked:
+                return
+            try:
+                await self._lead(conn)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK})
+                    await conn.commit()
+
+    def _step_down(self) -> None:
+        if self.is_leader:
+            log.info("scheduler stepped down")
+        self.is_leader = False
+        IS_LEADER.set(0)
+        self.entries.clear()
+        self.heap.clear()
+        self.groups.clear()
+        self._unqueued.clear()
+        SCHEDULED.set(0)
+
+    async def _lead(self, lock_conn: AsyncConnection | None) -> None:
+        self.is_leader = True
+        IS_LEADER.set(1)
+        log.info("scheduler is the leader")
+        await self.load_all()
+        next_poll = self.clock() + self.poll_seconds
+        next_heartbeat = self.clock() + self.leader_retry_seconds
+        while True:
+            await self.publish_due()
+            now = self.clock()
+            if now >= next_poll:
+                await self.poll_changes()
+                await self.heartbeats.report_late()
+                next_poll = now + self.poll_seconds
+            if lock_conn is not None and now >= next_heartbeat:
+                # A dead lock connection means the lock is gone and another may lead.
+                async with asyncio.timeout(5):
+                    await lock_conn.execute(text("SELECT 1"))
+                    await lock_conn.commit()
+                next_heartbeat = now + self.leader_retry_seconds
+            wake = next_poll
+            if self.heap:
+                wake = min(wake, self.heap[0][0])
+            await asyncio.sleep(max(0.0, wake - self.clock()))
+
+    # --- the schedule -----------------------------------------------------------------------
+
+    def _push(self, entry: Entry) -> None:
+        """Queue the entry's next run: the grid point nearest one interval after its last run
+        (so a slot that moved a little neither repeats nor skips a run), or the first one after
+        now for a monitor new to this leader."""
+        entry.generation += 1
+        self._seq += 1
+        interval = entry.effective_interval
+        if entry.cron is not None and not entry.pending:
+            # Exact times, as written: the next one after the last run (or after now).
+            after = self.clock() if entry.last_due is None else entry.last_due
+            due = next_cron(entry.cron, entry.timezone, after)
+        else:
+            after = self.clock() if entry.last_due is None else entry.last_due + interval / 2
+            due = next_run(after, interval, entry.fraction)
+        heapq.heappush(self.heap, (due, self._seq, entry.id, entry.generation))
+
+    def _respread(self) -> None:
+        """Give the monitors of each changed interval their evenly spread slots again."""
+        for interval in self._dirty_groups:
+            members = self.groups.get(interval)
+            if not members:
+                self.groups.pop(interval, None)
+                continue
+            phase = offset_fraction(uuid.UUID(int=interval))  # intervals do not all start at :00
+            for monitor_id, slot in spread(members, phase).items():
+                entry = self.entries[monitor_id]
+                if entry.slot != slot or monitor_id in self._unqueued:
+                    entry.slot = slot
+                    self._push(entry)
+        for monitor_id in self._unqueued:
+            own_times = self.entries.get(monitor_id)
+            if own_times is not None and own_times.cron is not None:
+                self._push(own_times)  # cron monitors keep their own times: no group
+        self._dirty_groups.clear()
+        self._unqueued.clear()
+        if len(self.heap) > 2 * len(self.entries) + 1024:
+            # Rescheduling leaves stale heap items behind; drop them now and then.
+            self.heap = [item for item in self.heap if self._is_live(item)]
+            heapq.heapify(self.heap)
+
+    def _is_live(self, item: tuple[float, int, uuid.UUID, int]) -> bool:
+        entry = self.entries.get(item[2])
+        return entry is not None and entry.generation == item[3]
+
+    async def publish_due(self) -> int:
+        """Publish every job due by now; returns how many monitors were due."""
+        now = self.clock()
+        count = 0
+        while self.heap and self.heap[0][0] <= now:
+            due, _seq, monitor_id, generation = heapq.heappop(self.heap)
+            entry = self.entries.get(monitor_id)
+            if entry is None or entry.generation != generation:
+                continue  # removed or rescheduled since it was pushed
+            scheduled_at = datetime.fromtimestamp(due, UTC)
+            window = float(entry.effective_interval)
+            if entry.cron is not None and not entry.pending:
+                # Stale once the next run is due, and never later than the interval allows.
+                window = min(window, next_cron(entry.cron, entry.timezone, due) - due)
+            for region in entry.regions:
+                await self.bus.publish_job(
+                    job_envelope(
+                        monitor_id=entry.id,
+                        tenant=entry.tenant,
+                        check_type=entry.type,
+                        target=entry.target,
+                        settings=entry.settings,
+                        timeout_seconds=entry.timeout_seconds,
+                        region=region,
+                        scheduled_at=scheduled_at,
+                        interval_seconds=window,
+                    ),
+                    region,
+                )
+                JOBS_PUBLISHED.inc()
+            LATENESS.observe(max(0.0, now - due))
+            # From `now`, not `due`: after a stall, missed runs are skipped, not fired in a burst.
+            entry.last_due = max(due, now)
+            self._push(entry)
+            count += 1
+        return count
+
+    def _remove(self, monitor_id: uuid.UUID) -> None:
+        entry = self.entries.pop(monitor_id, None)
+        if entry is not None and entry.cron is None:
+            self.groups[entry.interval].discard(monitor_id)
+            self._dirty_groups.add(entry.interval)
+
+    def _upsert(self, row: Any, pending: bool | None) -> None:
+        current = self.entries.get(row.id)
+        if row.deleted_at is not None or row.paused or not _runs_on_probes(row.type):
+            self._remove(row.id)
+            return
+        entry = Entry(
+            id=row.id,
+            tenant=row.tenant,
+            type=row.type,
+            target=row.target,
+            settings=row.settings,
+            timeout_seconds=row.timeout_seconds,
+            regions=list(row.regions),
+            interval=row.interval_seconds,
+            retry_interval=row.retry_interval_seconds,
+            updated_at=row.updated_at,
+            cron=row.cron,
+            timezone=row.timezone,
+            pending=current.pending if pending is None and current else bool(pending),
+        )
+        if current is not None:
+            entry.generation = current.generation
+            entry.last_due = current.last_due
+            entry.slot = current.slot
+            same_grid = (
+                current.interval,
+                current.retry_interval,
+                current.cron,
+                current.timezone,
+            ) == (entry.interval, entry.retry_interval, entry.cron, entry.timezone)
+            if same_grid:
+                self.entries[row.id] = entry  # the queued run stays valid
+                return
+            self._remove(row.id)
+        self.entries[row.id] = entry
+        if entry.cron is None:
+            self.groups.setdefault(entry.interval, set()).add(row.id)
+            self._dirty_groups.add(entry.interval)
+        self._unqueued.add(row.id)
+
+    def _set_pending(self, monitor_id: uuid.UUID, pending: bool) -> None:
+        entry = self.entries.get(monitor_id)
+        if entry is None or entry.pending == pending:
+            return
+        entry.pending = pending
+        # Onto the other grid from now: a monitor that starts failing is re-checked soon.
+        entry.last_due = None
+        self._push(entry)
+
+    async def load_all(self) -> None:
+        self.entries.clear()
+        self.heap.clear()
+        self.groups.clear()
+        async with self.db.sessions() as session:
+            self._monitors_seen = await session.scalar(select(func.max(monitors.c.updated_at)))
+            self._states_seen = await session.scalar(select(func.max(monitor_states.c.changed_at)))
+            rows = (
+                await session.execute(
+                    select(monitors, monitor_states.c.status)
+                    .join(monitor_states, monitor_states.c.monitor_id == monitors.c.id)
+                    .where(monitors.c.deleted_at.is_(None), monitors.c.paused.is_(False))
+                )
+            ).all()
+        for row in rows:
+            self._upsert(row, row.status == Status.PENDING.value)
+        self._respread()
+        SCHEDULED.set(len(self.entries))
+        log.info("schedule loaded", monitors=len(self.entries))
+
+    async def poll_changes(self) -> None:
+        async with self.db.sessions() as session:
+            query = select(monitors)
+            if self._monitors_seen is not None:
+                query = query.where(monitors.c.updated_at > self._monitors_seen - POLL_OVERLAP)
+            changed = (await session.execute(query)).all()
+            states_query = select(
+                monitor_states.c.monitor_id, monitor_states.c.status, monitor_states.c.changed_at
+            )
+            if self._states_seen is not None:
+                states_query = states_query.where(
+                    monitor_states.c.changed_at > self._states_seen - POLL_OVERLAP
+                )
+            states = (await session.execute(states_query)).all()
+        for row in changed:
+            known = self.entries.get(row.id)
+            if known is None or known.updated_at != row.updated_at:
+                self._upsert(row, None)
+            if self._monitors_seen is None or row.updated_at > self._monitors_seen:
+                self._monitors_seen = row.updated_at
+        for state in states:
+            self._set_pending(state.monitor_id, state.status == Status.PENDING.value)
+            if self._states_seen is None or state.changed_at > self._states_seen:
+                self._states_seen = state.changed_at
+        self._respread()
+        SCHEDULED.set(len(self.entries))

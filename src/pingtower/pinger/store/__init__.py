@@ -1,0 +1,1 @@
+"""The Pinger's database: tables and queries."""

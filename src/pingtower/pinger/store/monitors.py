@@ -1,0 +1,156 @@
+"""Queries on monitors, their tags and recent results; every one is scoped by tenant."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pingtower.common.http.problems import Problem
+from pingtower.pinger.store.tables import check_results, monitor_states, monitor_tags, monitors
+
+
+def encode_cursor(*parts: object) -> str:
+    raw = json.dumps([str(part) for part in parts]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        parts = json.loads(raw)
+    except ValueError:
+        parts = None
+    if not isinstance(parts, list) or len(parts) != arity:
+        raise Problem(400, "Bad Request", "the cursor is not valid")
+    return [str(part) for part in parts]
+
+
+_WITH_STATE = (
+    select(
+        monitors,
+        monitor_states.c.status,
+        monitor_states.c.since.label("status_since"),
+        monitor_states.c.incident_id,
+        monitor_states.c.last_result_id,
+    )
+    .select_from(monitors.join(monitor_states, monitor_states.c.monitor_id == monitors.c.id))
+    .where(monitors.c.deleted_at.is_(None))
+)
+
+
+async def get_monitor(session: AsyncSession, tenant: str, monitor_id: uuid.UUID) -> Any | None:
+    query = _WITH_STATE.where(monitors.c.tenant == tenant, monitors.c.id == monitor_id)
+    return (await session.execute(query)).first()
+
+
+async def list_monitors(
+    session: AsyncSession,
+    tenant: str,
+    *,
+    status: str | None,
+    tag: str | None,
+    type_: str | None,
+    text: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[Any], str | None]:
+    query = _WITH_STATE.where(monitors.c.tenant == tenant)
+    if status is not None:
+        query = query.where(monitor_states.c.status == status)
+    if type_ is not None:
+        query = query.where(monitors.c.type == type_)
+    if tag is not None:
+        query = query.where(
+            exists().where(monitor_tags.c.monitor_id == monitors.c.id, monitor_tags.c.tag == tag)
+        )
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                monitors.c.name.ilike(pattern, escape="\\"),
+                monitors.c.target.ilike(pattern, escape="\\"),
+            )
+        )
+    if cursor is not None:
+        created_text, id_text = decode_cursor(cursor, 2)
+        try:
+            created, after_id = datetime.fromisoformat(created_text), uuid.UUID(id_text)
+        except ValueError:
+            raise Problem(400, "Bad Request", "the cursor is not valid") from None
+        query = query.where(
+            or_(
+                monitors.c.created_at > created,
+                and_(monitors.c.created_at == created, monitors.c.id > after_id),
+            )
+        )
+    query = query.order_by(monitors.c.created_at, monitors.c.id).limit(limit + 1)
+    rows = (await session.execute(query)).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id)
+    return rows, next_cursor
+
+
+async def insert_monitor(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(monitors).values(**values))
+    await replace_tags(session, values["id"], values["tags"])
+
+
+async def update_monitor(
+    session: AsyncSession, monitor_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    await session.execute(update(monitors).where(monitors.c.id == monitor_id).values(**values))
+    if "tags" in values:
+        await replace_tags(session, monitor_id, values["tags"])
+
+
+async def replace_tags(session: AsyncSession, monitor_id: uuid.UUID, tags: list[str]) -> None:
+    await session.execute(delete(monitor_tags).where(monitor_tags.c.monitor_id == monitor_id))
+    if tags:
+        await session.execute(
+            insert(monitor_tags), [{"monitor_id": monitor_id, "tag": tag} for tag in set(tags)]
+        )
+
+
+async def monitor_exists(session: AsyncSession, tenant: str, monitor_id: uuid.UUID) -> bool:
+    found = await session.scalar(
+        select(monitors.c.id).where(
+            monitors.c.id == monitor_id,
+            monitors.c.tenant == tenant,
+            monitors.c.deleted_at.is_(None),
+        )
+    )
+    return found is not None
+
+
+async def get_result(session: AsyncSession, result_id: int) -> Any | None:
+    return (
+        await session.execute(select(check_results).where(check_results.c.id == result_id))
+    ).first()
+
+
+async def list_results(
+    session: AsyncSession, monitor_id: uuid.UUID, *, cursor: str | None, limit: int
+) -> tuple[Sequence[Any], str | None]:
+    query = select(check_results).where(check_results.c.monitor_id == monitor_id)
+    if cursor is not None:
+        (before_text,) = decode_cursor(cursor, 1)
+        if not before_text.isdigit():
+            raise Problem(400, "Bad Request", "the cursor is not valid")
+        query = query.where(check_results.c.id < int(before_text))
+    # Ids grow in the order results were stored, which is the order they were applied.
+    query = query.order_by(check_results.c.id.desc()).limit(limit + 1)
+    rows = (await session.execute(query)).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].id)
+    return rows, next_cursor

@@ -1,0 +1,150 @@
+"""Reading and writing a monitor's state row, and turning a status decision into events.
+
+Every change of state goes through `commit_decision`, in the caller's transaction, so the state
+row and its `monitor.status_changed` / `incident.*` events commit (or vanish) together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pingtower.common.events import (
+    IncidentOpened,
+    IncidentResolved,
+    MonitorStatusChanged,
+    Status,
+    utcnow,
+)
+from pingtower.common.messaging.outbox import Outbox
+from pingtower.pinger.domain.status import Decision, MonitorState, OpenIncident
+from pingtower.pinger.store.tables import monitor_states
+
+
+def initial_state_row(monitor_id: uuid.UUID, tenant: str, *, paused: bool) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "monitor_id": monitor_id,
+        "tenant": tenant,
+        "status": (Status.PAUSED if paused else Status.UNKNOWN).value,
+        "since": now,
+        "consecutive_failures": 0,
+        "consecutive_successes": 0,
+        "changed_at": now,
+    }
+
+
+def state_from_row(row: Any) -> MonitorState:
+    incident = None
+    if row.incident_id is not None:
+        incident = OpenIncident(
+            row.incident_id,
+            row.incident_started_at,
+            row.incident_cause,
+            row.incident_first_error,
+        )
+    return MonitorState(
+        status=Status(row.status),
+        since=row.since,
+        consecutive_failures=row.consecutive_failures,
+        consecutive_successes=row.consecutive_successes,
+        incident=incident,
+    )
+
+
+async def load_state(session: AsyncSession, monitor_id: uuid.UUID) -> Any | None:
+    """The state row, locked until the transaction ends (FOR UPDATE; SQLite's BEGIN IMMEDIATE
+    already serialises writers), so replicas applying results to one monitor take turns."""
+    query = select(monitor_states).where(monitor_states.c.monitor_id == monitor_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def commit_decision(
+    session: AsyncSession,
+    outbox: Outbox,
+    *,
+    tenant: str,
+    monitor_id: uuid.UUID,
+    decision: Decision,
+    check_id: uuid.UUID | None = None,
+    error_kind: str | None = None,
+    error_message: str | None = None,
+    region: str | None = None,
+    parent_incident_id: uuid.UUID | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    state = decision.state
+    incident = state.incident
+    values: dict[str, Any] = {
+        "status": state.status.value,
+        "since": state.since,
+        "consecutive_failures": state.consecutive_failures,
+        "consecutive_successes": state.consecutive_successes,
+        "incident_id": incident.id if incident else None,
+        "incident_started_at": incident.started_at if incident else None,
+        "incident_cause": incident.cause if incident else None,
+        "incident_first_error": incident.first_error if incident else None,
+        **(extra or {}),
+    }
+    if decision.transition is not None:
+        # The scheduler polls this column to learn which monitors are PENDING.
+        values["changed_at"] = utcnow()
+    await session.execute(
+        update(monitor_states).where(monitor_states.c.monitor_id == monitor_id).values(**values)
+    )
+    if decision.opened is not None:
+        opened = decision.opened
+        await outbox.add(
+            session,
+            IncidentOpened(
+                incident_id=opened.id,
+                monitor_id=monitor_id,
+                started_at=opened.started_at,
+                cause=opened.cause,
+                first_error=opened.first_error,
+                region=region,
+                parent_incident_id=parent_incident_id,
+            ),
+            tenant=tenant,
+            occurred_at=opened.started_at,
+        )
+    if decision.transition is not None:
+        transition = decision.transition
+        related = decision.opened or decision.resolved or incident
+        await outbox.add(
+            session,
+            MonitorStatusChanged(
+                monitor_id=monitor_id,
+                previous=transition.previous,
+                current=transition.current,
+                changed_at=transition.at,
+                reason=transition.reason
+                + ("; the parent monitor is down" if parent_incident_id else ""),
+                check_id=check_id,
+                incident_id=related.id if related else None,
+                error_kind=error_kind,
+                error_message=error_message,
+            ),
+            tenant=tenant,
+            occurred_at=transition.at,
+        )
+    if decision.resolved is not None:
+        resolved = decision.resolved
+        resolved_at: datetime = decision.transition.at if decision.transition else utcnow()
+        await outbox.add(
+            session,
+            IncidentResolved(
+                incident_id=resolved.id,
+                monitor_id=monitor_id,
+                started_at=resolved.started_at,
+                resolved_at=resolved_at,
+            ),
+            tenant=tenant,
+            occurred_at=resolved_at,
+        )

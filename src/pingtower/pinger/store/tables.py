@@ -1,0 +1,147 @@
+"""The Pinger's tables (SQLAlchemy Core). The migration in `migrations/versions` creates exactly
+these; a test compares the two.
+
+- monitors: the definitions. Deleting sets `deleted_at` (a tombstone) so the scheduler, which
+  polls `updated_at`, notices deletions the same way it notices changes.
+- monitor_tags: one row per tag, so "has tag X" is a portable indexed query.
+- monitor_states: what the evaluator decides, one row per monitor, locked while a result applies.
+- check_results: recent raw results, pruned after the retention window.
+- heartbeats: push monitors' ping key and the times of their last ping, run and lateness.
+- maintenance_windows: one-off and weekly windows during which failures open no incident.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
+
+from pingtower.common.db import BigId, UtcDateTime
+from pingtower.common.messaging.inbox import inbox_table
+from pingtower.common.messaging.outbox import outbox_table
+
+metadata = MetaData()
+
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("target", String(2048), nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("interval_seconds", Integer, nullable=False),
+    Column("cron", String(120), nullable=True),  # instead of the interval, when set
+    Column("timezone", String(64), nullable=False),  # of the cron expression
+    Column("timeout_seconds", Float, nullable=False),
+    Column("regions", JSON, nullable=False),
+    Column("failures_before_down", Integer, nullable=False),
+    Column("successes_before_up", Integer, nullable=False),
+    Column("retry_interval_seconds", Integer, nullable=False),
+    Column("failure_quorum", Integer, nullable=True),  # None: a majority of the regions
+    Column("parent_id", Uuid, nullable=True),
+    Column("paused", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("deleted_at", UtcDateTime, nullable=True),
+    Index("ix_monitors_tenant_created", "tenant", "created_at", "id"),
+    Index("ix_monitors_updated_at", "updated_at"),
+)
+
+monitor_tags = Table(
+    "monitor_tags",
+    metadata,
+    Column("monitor_id", Uuid, ForeignKey("monitors.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(100), primary_key=True),
+    Index("ix_monitor_tags_tag", "tag"),
+)
+
+monitor_states = Table(
+    "monitor_states",
+    metadata,
+    Column("monitor_id", Uuid, ForeignKey("monitors.id", ondelete="CASCADE"), primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("since", UtcDateTime, nullable=True),
+    Column("consecutive_failures", Integer, nullable=False),
+    Column("consecutive_successes", Integer, nullable=False),
+    Column("incident_id", Uuid, nullable=True),
+    Column("incident_started_at", UtcDateTime, nullable=True),
+    Column("incident_cause", String(32), nullable=True),
+    Column("incident_first_error", Text, nullable=True),
+    Column("last_scheduled_at", UtcDateTime, nullable=True),
+    # The round being collected from several regions: its scheduled time, region -> outcome.
+    Column("round_scheduled_at", UtcDateTime, nullable=True),
+    Column("round_outcomes", JSON, nullable=True),
+    Column("last_result_id", BigId, nullable=True),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Index("ix_monitor_states_changed_at", "changed_at"),
+    Index("ix_monitor_states_tenant_status", "tenant", "status"),
+)
+
+check_results = Table(
+    "check_results",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("check_id", Uuid, nullable=False),
+    Column("monitor_id", Uuid, nullable=False),
+    Column("tenant", String(100), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("scheduled_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("latency_ms", Float, nullable=True),
+    Column("error_kind", String(32), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("status_code", Integer, nullable=True),
+    Column("size_bytes", Integer, nullable=True),
+    Column("phases_ms", JSON, nullable=False),
+    Column("cert_expires_at", UtcDateTime, nullable=True),
+    Index("ix_check_results_monitor", "monitor_id", "id"),
+    Index("ix_check_results_finished_at", "finished_at"),
+)
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("monitor_id", Uuid, ForeignKey("monitors.id", ondelete="CASCADE"), primary_key=True),
+    Column("ping_key", Uuid, nullable=False, unique=True),  # the secret in /ping/<key>
+    Column("last_ping_at", UtcDateTime, nullable=True),
+    Column("run_started_at", UtcDateTime, nullable=True),
+    Column("reported_late_at", UtcDateTime, nullable=True),
+)
+
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("monitor_ids", JSON, nullable=False),  # empty: every monitor of the workspace
+    Column("kind", String(16), nullable=False),  # "once" or "weekly"
+    Column("starts_at", UtcDateTime, nullable=True),
+    Column("ends_at", UtcDateTime, nullable=True),
+    Column("days", JSON, nullable=True),
+    Column("start_time", String(8), nullable=True),
+    Column("duration_minutes", Integer, nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_maintenance_windows_tenant", "tenant", "created_at"),
+)
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)

@@ -1,0 +1,244 @@
+"""HTTP and TCP checks against real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from pingtower.common.egress import guarded_session
+from pingtower.common.events import CheckJob, Outcome, utcnow
+from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
+from pingtower.pinger.checks.http import TRACE_CONFIG
+from tests.integration.pinger.servers import HttpTarget, free_port, http_target, tcp_server
+
+
+@pytest.fixture
+async def context() -> AsyncIterator[CheckContext]:
+    session = guarded_session(allow_private=True, trace_configs=[TRACE_CONFIG])
+    yield CheckContext(session, allow_private=True)
+    await session.close()
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[HttpTarget]:
+    async with http_target() as server:
+        yield server
+
+
+def job(check_type: str, target: str, timeout: float = 2.0, **settings: Any) -> CheckJob:
+    now = utcnow()
+    _, normalised = get_check(check_type).validate(target, settings)
+    return CheckJob(
+        monitor_id=uuid.uuid4(),
+        check_type=check_type,
+        target=target,
+        settings=normalised,
+        timeout_seconds=timeout,
+        scheduled_at=now,
+        deadline=now + timedelta(seconds=60),
+    )
+
+
+async def check(context: CheckContext, check_type: str, target: str, **kw: Any) -> CheckResult:
+    return await get_check(check_type).run(job(check_type, target, **kw), context)
+
+
+async def test_http_check_is_up_on_2xx_with_timings(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    result = await check(context, "http", f"{target.url}/ok")
+    assert result.outcome == Outcome.UP
+    assert result.status_code == 200
+    assert result.size_bytes == len("all systems operational")
+    assert result.latency_ms is not None
+    assert result.latency_ms > 0
+    assert {"connect", "first_byte", "total"} <= set(result.phases_ms)
+
+
+async def test_http_check_is_down_on_an_unexpected_status(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    result = await check(context, "http", f"{target.url}/status/503")
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "http_status"
+    assert result.status_code == 503
+    assert "503" in (result.error_message or "")
+
+
+async def test_http_check_accepts_a_configured_status_range(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    result = await check(
+        context, "http", f"{target.url}/status/404", expected_status=["400-404", "200"]
+    )
+    assert result.outcome == Outcome.UP
+
+
+async def test_http_check_is_down_when_the_keyword_is_missing(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    result = await check(context, "http", f"{target.url}/ok", keyword="maintenance")
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "assertion"
+    found = await check(context, "http", f"{target.url}/ok", keyword="operational")
+    assert found.outcome == Outcome.UP
+
+
+async def test_http_check_can_require_a_keyword_to_be_absent(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    result = await check(
+        context,
+        "http",
+        f"{target.url}/ok",
+        keyword=r"system\w",
+        keyword_is_regex=True,
+        keyword_mode="absent",
+    )
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "assertion"
+
+
+async def test_http_check_times_out(context: CheckContext, target: HttpTarget) -> None:
+    result = await check(context, "http", f"{target.url}/slow?seconds=3", timeout=0.3)
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "timeout"
+    assert result.latency_ms is not None
+    assert result.latency_ms < 2000
+
+
+async def test_http_check_reports_a_refused_connection(context: CheckContext) -> None:
+    result = await check(context, "http", f"http://127.0.0.1:{free_port()}/")
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "connect"
+
+
+async def test_http_check_follows_redirects_up_to_the_limit(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    assert (await check(context, "http", f"{target.url}/redirect/3")).outcome == Outcome.UP
+    too_many = await check(context, "http", f"{target.url}/redirect/3", max_redirects=2)
+    assert too_many.error_kind == "redirect"
+    not_followed = await check(context, "http", f"{target.url}/redirect/1", follow_redirects=False)
+    assert not_followed.error_kind == "http_status"
+    assert not_followed.status_code == 302
+
+
+async def test_http_check_caps_the_response_size(context: CheckContext, target: HttpTarget) -> None:
+    result = await check(context, "http", f"{target.url}/big", max_size_bytes=1000)
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "size"
+    fits = await check(context, "http", f"{target.url}/big")
+    assert fits.outcome == Outcome.UP
+    assert fits.size_bytes == 200_000
+
+
+async def test_http_check_is_degraded_above_the_latency_threshold(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    result = await check(context, "http", f"{target.url}/slow?seconds=0.2", degraded_above_ms=50)
+    assert result.outcome == Outcome.DEGRADED
+    assert result.error_kind == "slow"
+
+
+async def test_http_check_sends_method_body_and_bearer_token(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    authed = await check(context, "http", f"{target.url}/auth", bearer_token="s3cret")
+    assert authed.outcome == Outcome.UP
+    assert (await check(context, "http", f"{target.url}/auth")).status_code == 401
+    echoed = await check(
+        context, "http", f"{target.url}/echo", method="POST", body="ping", keyword="POST ping"
+    )
+    assert echoed.outcome == Outcome.UP
+
+
+async def test_http_check_applies_json_assertions(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    url = f"{target.url}/health"
+    good = await check(
+        context,
+        "http",
+        url,
+        json_assertions=[
+            {"path": "status", "op": "eq", "value": "pass"},
+            {"path": "checks.0.ms", "op": "lt", "value": 100},
+        ],
+    )
+    bad = await check(
+        context, "http", url, json_assertions=[{"path": "checks.0.ms", "op": "lt", "value": 5}]
+    )
+    not_json = await check(
+        context, "http", f"{target.url}/ok", json_assertions=[{"path": "a", "op": "exists"}]
+    )
+    assert good.outcome == Outcome.UP
+    assert bad.error_kind == "assertion"
+    assert "checks.0.ms is 12" in (bad.error_message or "")
+    assert not_json.error_message == "the body is not JSON"
+
+
+async def test_http_check_sends_basic_auth(context: CheckContext, target: HttpTarget) -> None:
+    url = f"{target.url}/basic"
+    authed = await check(
+        context, "http", url, basic_auth={"username": "monitor", "password": "pa55"}
+    )
+    assert authed.outcome == Outcome.UP
+    assert (await check(context, "http", url)).status_code == 401
+
+
+async def test_http_check_refuses_loopback_when_private_targets_are_not_allowed(
+    target: HttpTarget,
+) -> None:
+    session = guarded_session(allow_private=False)
+    try:
+        result = await get_check("http").run(
+            job("http", f"{target.url}/ok"), CheckContext(session, allow_private=False)
+        )
+    finally:
+        await session.close()
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "blocked"
+
+
+async def test_tcp_check_is_up_when_the_port_accepts(context: CheckContext) -> None:
+    async with tcp_server() as port:
+        result = await check(context, "tcp", f"127.0.0.1:{port}")
+    assert result.outcome == Outcome.UP
+    assert "connect" in result.phases_ms
+
+
+async def test_tcp_check_sends_and_expects_a_reply(context: CheckContext) -> None:
+    async with tcp_server() as port:
+        good = await check(context, "tcp", f"127.0.0.1:{port}", send="ping\n", expect="^PING")
+        bad = await check(context, "tcp", f"127.0.0.1:{port}", send="ping\n", expect="PONG")
+    assert good.outcome == Outcome.UP
+    assert bad.outcome == Outcome.DOWN
+    assert bad.error_kind == "assertion"
+
+
+async def test_tcp_check_reads_a_greeting(context: CheckContext) -> None:
+    async with tcp_server(greeting=b"SSH-2.0-OpenSSH_9.6\r\n") as port:
+        result = await check(context, "tcp", f"127.0.0.1:{port}", expect=r"^SSH-2\.0")
+    assert result.outcome == Outcome.UP
+
+
+async def test_tcp_check_reports_a_refused_connection(context: CheckContext) -> None:
+    result = await check(context, "tcp", f"127.0.0.1:{free_port()}")
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "connect"
+
+
+async def test_tcp_check_refuses_loopback_when_private_targets_are_not_allowed(
+    context: CheckContext,
+) -> None:
+    async with tcp_server() as port:
+        result = await get_check("tcp").run(
+            job("tcp", f"127.0.0.1:{port}"), CheckContext(context.http, allow_private=False)
+        )
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "blocked"

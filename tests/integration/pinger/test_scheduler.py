@@ -1,0 +1,220 @@
+"""The scheduler: on time, spread, retry interval while PENDING, changes noticed, no burst after a
+restart, and one leader at a time on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from pingtower.common.events import CheckJob, Envelope, utcnow
+from pingtower.common.messaging.inprocess import InProcessBus
+from pingtower.common.settings import Settings
+from pingtower.pinger.scheduler.scheduler import Scheduler
+from pingtower.pinger.store.database import PingerDatabase
+from pingtower.pinger.store.tables import monitor_states, monitors
+from tests.integration.pinger.harness import eventually, insert_monitor
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Setup:
+    def __init__(self, url: str) -> None:
+        self.bus = InProcessBus()
+        self.db = PingerDatabase(Settings(pinger_database_url=url), self.bus)
+        self.clock = FakeClock()
+        self.scheduler = Scheduler(self.db, self.bus, clock=self.clock)
+
+    def drain(self, region: str = "default") -> list[CheckJob]:
+        queue = self.bus._job_queue(region)
+        jobs = []
+        while not queue.empty():
+            envelope: Envelope = queue.get_nowait()
+            jobs.append(CheckJob.model_validate(envelope.payload))
+        return jobs
+
+    async def advance(self, seconds: float, step: float = 0.25) -> list[CheckJob]:
+        end = self.clock.now + seconds
+        while self.clock.now < end:
+            self.clock.now = min(end, self.clock.now + step)
+            await self.scheduler.publish_due()
+        return self.drain()
+
+
+@pytest.fixture
+async def setup(sqlite_url: str) -> AsyncIterator[Setup]:
+    one = Setup(sqlite_url)
+    await one.db.prepare()
+    yield one
+    await one.db.engine.dispose()
+
+
+async def test_each_monitor_runs_once_per_interval_with_a_deadline(setup: Setup) -> None:
+    ids = [await insert_monitor(setup.db, interval_seconds=10) for _ in range(5)]
+    await setup.scheduler.load_all()
+    jobs = await setup.advance(30)
+    for monitor_id in ids:
+        mine = sorted((j for j in jobs if j.monitor_id == monitor_id), key=lambda j: j.scheduled_at)
+        assert len(mine) == 3
+        gaps = {
+            (b.scheduled_at - a.scheduled_at).total_seconds() for a, b in itertools.pairwise(mine)
+        }
+        assert gaps == {10.0}
+        assert all(j.deadline - j.scheduled_at == timedelta(seconds=10) for j in mine)
+
+
+async def test_monitors_are_not_fired_together(setup: Setup) -> None:
+    for _ in range(45):
+        await insert_monitor(setup.db, interval_seconds=20)
+    await setup.scheduler.load_all()
+    jobs = await setup.advance(20)
+    assert len(jobs) == 45
+    per_second = Counter(int(j.scheduled_at.timestamp()) for j in jobs)
+    assert max(per_second.values()) <= math.ceil(45 / 20) + 1
+
+
+async def test_a_new_monitor_respreads_its_group_without_double_or_missed_runs(
+    setup: Setup,
+) -> None:
+    ids = [await insert_monitor(setup.db, interval_seconds=10) for _ in range(6)]
+    await setup.scheduler.load_all()
+    jobs = await setup.advance(15)
+    for _ in range(3):
+        ids.append(await insert_monitor(setup.db, interval_seconds=10))
+    await setup.scheduler.poll_changes()
+    jobs += await setup.advance(30)
+    for monitor_id in ids[:6]:
+        mine = sorted(j.scheduled_at for j in jobs if j.monitor_id == monitor_id)
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(mine)]
+        # Three monitors joined six: a slot moves by at most three of the old slots (5 s), so
+        # there is never a second run within half an interval, nor a missed run.
+        assert all(5 - 1e-6 <= gap <= 15 + 1e-6 for gap in gaps), gaps
+        assert len(mine) in (4, 5)
+
+
+async def test_a_restarted_scheduler_resumes_without_a_burst(setup: Setup) -> None:
+    for _ in range(10):
+        await insert_monitor(setup.db, interval_seconds=10)
+    await setup.scheduler.load_all()
+    first = await setup.advance(15)
+    restarted = Scheduler(setup.db, setup.bus, clock=setup.clock)
+    await restarted.load_all()
+    assert await restarted.publish_due() == 0
+    setup.scheduler = restarted
+    second = await setup.advance(10)
+    assert len(second) == 10
+    previous = {j.monitor_id: j.scheduled_at for j in first}
+    for job in second:
+        assert job.scheduled_at - previous[job.monitor_id] in (
+            timedelta(seconds=10),
+            timedelta(seconds=20),
+        )
+
+
+async def test_a_pending_monitor_runs_at_its_retry_interval(setup: Setup) -> None:
+    monitor_id = await insert_monitor(setup.db, interval_seconds=60, retry_interval_seconds=10)
+    await setup.scheduler.load_all()
+    assert len(await setup.advance(60)) == 1
+    async with setup.db.sessions() as session, session.begin():
+        await session.execute(
+            update(monitor_states)
+            .where(monitor_states.c.monitor_id == monitor_id)
+            .values(status="pending", changed_at=utcnow())
+        )
+    await setup.scheduler.poll_changes()
+    jobs = await setup.advance(60)
+    assert len(jobs) == 6
+    assert all(j.deadline - j.scheduled_at == timedelta(seconds=10) for j in jobs)
+
+
+async def test_changes_are_noticed_by_polling(setup: Setup) -> None:
+    kept = await insert_monitor(setup.db, interval_seconds=10)
+    removed = await insert_monitor(setup.db, interval_seconds=10)
+    paused = await insert_monitor(setup.db, interval_seconds=10)
+    await setup.scheduler.load_all()
+    added = await insert_monitor(setup.db, interval_seconds=10, target="http://127.0.0.1:1/new")
+    now = utcnow()
+    async with setup.db.sessions() as session, session.begin():
+        await session.execute(
+            update(monitors).where(monitors.c.id == removed).values(deleted_at=now, updated_at=now)
+        )
+        await session.execute(
+            update(monitors).where(monitors.c.id == paused).values(paused=True, updated_at=now)
+        )
+        await session.execute(
+            update(monitors)
+            .where(monitors.c.id == kept)
+            .values(target="http://127.0.0.1:2/moved", updated_at=now)
+        )
+    await setup.scheduler.poll_changes()
+    jobs = await setup.advance(10)
+    assert {j.monitor_id for j in jobs} == {kept, added}
+    assert {j.target for j in jobs if j.monitor_id == kept} == {"http://127.0.0.1:2/moved"}
+
+
+async def test_a_cron_monitor_runs_at_its_exact_times(setup: Setup) -> None:
+    setup.clock.now = datetime(2027, 1, 15, 8, 0, 30, tzinfo=UTC).timestamp()
+    await insert_monitor(setup.db, cron="*/2 * * * *", timezone="UTC", interval_seconds=60)
+    await setup.scheduler.load_all()
+    jobs = await setup.advance(300, step=1.0)
+    assert [j.scheduled_at for j in jobs] == [
+        datetime(2027, 1, 15, 8, minute, tzinfo=UTC) for minute in (2, 4)
+    ]
+    # A job is stale when the interval is over, even if the next cron run is later.
+    assert all(j.deadline - j.scheduled_at == timedelta(seconds=60) for j in jobs)
+
+
+async def test_heartbeat_monitors_get_no_jobs(setup: Setup) -> None:
+    await insert_monitor(setup.db, type="heartbeat", target="push", interval_seconds=10)
+    await setup.scheduler.load_all()
+    assert await setup.advance(30) == []
+
+
+async def test_a_monitor_in_several_regions_gets_a_job_per_region(setup: Setup) -> None:
+    await insert_monitor(setup.db, interval_seconds=10, regions=["eu", "us"])
+    await setup.scheduler.load_all()
+    await setup.advance(10)
+    assert len(setup.drain("eu")) == 1
+    assert len(setup.drain("us")) == 1
+
+
+async def test_one_scheduler_leads_and_another_takes_over_when_it_stops(pg_url: str) -> None:
+    bus = InProcessBus()
+    settings = Settings(pinger_database_url=pg_url)
+    dbs = [PingerDatabase(settings, bus) for _ in range(2)]
+    await dbs[0].prepare()
+    await insert_monitor(dbs[0], interval_seconds=1, retry_interval_seconds=1)
+    schedulers = [Scheduler(db, bus, poll_seconds=0.1, leader_retry_seconds=0.3) for db in dbs]
+    try:
+        for scheduler in schedulers:
+            await scheduler.start()
+        await eventually(lambda: any(s.is_leader for s in schedulers), timeout=5)
+        await asyncio.sleep(0.5)
+        assert sum(s.is_leader for s in schedulers) == 1
+        leader = next(s for s in schedulers if s.is_leader)
+        follower = next(s for s in schedulers if not s.is_leader)
+        await leader.stop()
+        stopped_at = time.monotonic()
+        await eventually(lambda: follower.is_leader, timeout=10)
+        assert time.monotonic() - stopped_at < 10
+        queue = bus._job_queue("default")
+        before = queue.qsize()
+        await eventually(lambda: queue.qsize() > before, timeout=5)
+    finally:
+        for scheduler in schedulers:
+            await scheduler.stop()
+        for db in dbs:
+            await db.engine.dispose()
