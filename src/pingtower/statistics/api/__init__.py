@@ -1,0 +1,1 @@
+"""HTTP API of the Statistics service, under /api/v1/stats."""

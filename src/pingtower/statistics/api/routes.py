@@ -1,0 +1,253 @@
+"""/api/v1/stats: overview, uptime, incidents and latency timeseries; every query is scoped to
+the caller's workspace, and another workspace's monitor answers 404."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pingtower.common.events import Status
+from pingtower.common.http.problems import not_found
+from pingtower.common.security import Principal
+from pingtower.statistics.api.params import (
+    Cursor,
+    From,
+    To,
+    Viewer,
+    decode_cursor,
+    encode_cursor,
+    invalid,
+)
+from pingtower.statistics.api.schemas import (
+    Incident,
+    IncidentPage,
+    Overview,
+    OverviewItem,
+    Point,
+    Timeseries,
+    Uptime,
+)
+from pingtower.statistics.domain import windows
+from pingtower.statistics.domain.histogram import ALPHA
+from pingtower.statistics.domain.rollups import (
+    Cell,
+    floor_to,
+    resolution_for_step,
+)
+from pingtower.statistics.domain.uptime import success_ratio, uptime
+from pingtower.statistics.snapshot import LatencySnapshot
+from pingtower.statistics.store import queries
+from pingtower.statistics.store.figures import window_figures
+
+MAX_POINTS = 2000
+SortKey = Literal[
+    "name", "status", "since", "uptime_24h", "uptime_30d", "p95_24h_ms", "last_check_at"
+]
+
+
+def seconds(delta: timedelta | None) -> float | None:
+    return None if delta is None else delta.total_seconds()
+
+
+def build_router(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Callable[[], datetime],
+    latency: LatencySnapshot | None = None,
+) -> APIRouter:
+    router = APIRouter(prefix="/stats", tags=["statistics"])
+
+    async def owned(session: AsyncSession, principal: Principal, monitor_id: uuid.UUID) -> Any:
+        row = await queries.monitor(session, principal.tenant, monitor_id)
+        if row is None:
+            raise not_found("monitor")
+        return row
+
+    @router.get("/overview", response_model=Overview, summary="Every monitor of the workspace")
+    async def overview(
+        principal: Viewer,
+        sort: SortKey = "name",
+        order: Literal["asc", "desc"] = "asc",
+        status: Annotated[list[Status] | None, Query(description="Keep these statuses")] = None,
+        tag: Annotated[str | None, Query(max_length=100)] = None,
+        q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
+    ) -> Overview:
+        now = clock()
+        day, month = now - timedelta(hours=24), now - timedelta(days=30)
+        async with sessions() as session:
+            rows = await queries.workspace_monitors(session, principal.tenant)
+            if tag is not None:
+                rows = [row for row in rows if tag in (row.tags or [])]
+            if q is not None:
+                rows = [row for row in rows if q.lower() in row.name.lower()]
+            ids = [row.monitor_id for row in rows]
+            current = await queries.current_statuses(session, ids)
+            timelines = await queries.timelines(session, ids, month, now)
+            cached = latency.fresh(now) if latency is not None else {}
+            unknown = [m for m in ids if m not in cached]
+            live = await queries.recent_histograms(session, unknown, day, now)
+        p95 = {**cached, **{m: h.quantile(0.95) for m, h in live.items()}}
+        items = []
+        for row in rows:
+            monitor_status, since = current.get(row.monitor_id, (Status.UNKNOWN, None))
+            timeline = timelines.get(row.monitor_id, [])
+            items.append(
+                OverviewItem(
+                    monitor_id=row.monitor_id,
+                    name=row.name,
+                    type=row.type,
+                    tags=list(row.tags or []),
+                    public=row.public,
+                    status=Status.PAUSED if row.paused else monitor_status,
+                    since=since,
+                    uptime_24h=uptime(timeline, day, now).ratio,
+                    uptime_30d=uptime(timeline, month, now).ratio,
+                    p95_24h_ms=p95.get(row.monitor_id),
+                    last_check_at=row.last_check_at,
+                    last_latency_ms=row.last_latency_ms,
+                )
+            )
+        if status:
+            items = [item for item in items if item.status in status]
+        present = [item for item in items if getattr(item, sort) is not None]
+        absent = [item for item in items if getattr(item, sort) is None]
+        present.sort(key=lambda item: (getattr(item, sort), item.name), reverse=order == "desc")
+        # Monitors without the figure go last whichever the order.
+        return Overview(generated_at=now, items=present + absent)
+
+    @router.get(
+        "/monitors/{monitor_id}/uptime",
+        response_model=Uptime,
+        summary="Time-weighted uptime and check success ratio for a window",
+    )
+    async def monitor_uptime(
+        monitor_id: uuid.UUID,
+        principal: Viewer,
+        window: Annotated[str | None, Query(description="24h, 7d, 30d, 90d or 365d")] = None,
+        month: Annotated[str | None, Query(description="A calendar month, e.g. 2026-10")] = None,
+        start: From = None,
+        end: To = None,
+    ) -> Uptime:
+        now = clock()
+        try:
+            lo, hi = windows.resolve(now, window=window, start=start, end=end, month=month)
+        except windows.WindowError as error:
+            raise invalid(error) from None
+        async with sessions() as session:
+            await owned(session, principal, monitor_id)
+            figures = (await window_figures(session, [monitor_id], lo, hi))[monitor_id]
+        return Uptime(
+            monitor_id=monitor_id,
+            start=lo,
+            end=hi,
+            uptime=figures.uptime.ratio,
+            up_seconds=figures.uptime.up.total_seconds(),
+            downtime_seconds=figures.uptime.down.total_seconds(),
+            excluded_seconds=figures.uptime.excluded.total_seconds(),
+            checks=figures.cell.checks,
+            successful_checks=figures.cell.successful,
+            check_success_ratio=figures.success_ratio,
+            incident_count=len(figures.incidents),
+            mttr_seconds=seconds(figures.mttr),
+            mtbf_seconds=seconds(figures.mtbf),
+        )
+
+    @router.get(
+        "/monitors/{monitor_id}/incidents",
+        response_model=IncidentPage,
+        summary="Incidents of a monitor, newest first",
+    )
+    async def monitor_incidents(
+        monitor_id: uuid.UUID,
+        principal: Viewer,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Cursor = None,
+    ) -> IncidentPage:
+        after = decode_cursor(cursor) if cursor else None
+        now = clock()
+        async with sessions() as session:
+            await owned(session, principal, monitor_id)
+            rows = await queries.incidents_page(session, monitor_id, limit=limit + 1, after=after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [
+            Incident(
+                incident_id=row.incident_id,
+                monitor_id=row.monitor_id,
+                started_at=row.started_at,
+                resolved_at=row.resolved_at,
+                ongoing=row.resolved_at is None,
+                duration_seconds=((row.resolved_at or now) - row.started_at).total_seconds(),
+                cause=row.cause,
+                first_error=row.first_error,
+                region=row.region,
+            )
+            for row in rows
+        ]
+        last = rows[-1] if rows else None
+        next_cursor = encode_cursor(last.started_at, last.incident_id) if more and last else None
+        return IncidentPage(items=items, next_cursor=next_cursor)
+
+    @router.get(
+        "/monitors/{monitor_id}/timeseries",
+        response_model=Timeseries,
+        summary="Latency percentiles and check counts per step, from the rollups",
+    )
+    async def monitor_timeseries(
+        monitor_id: uuid.UUID,
+        principal: Viewer,
+        start: From = None,
+        end: To = None,
+        step: Annotated[str, Query(description="Bucket length: 1m, 5m, 1h, 1d...")] = "1h",
+        region: Annotated[str | None, Query(max_length=100, description="One region only")] = None,
+    ) -> Timeseries:
+        now = clock()
+        try:
+            length = windows.parse_step(step)
+            lo, hi = windows.resolve(now, start=start, end=end)
+        except windows.WindowError as error:
+            raise invalid(error) from None
+        first = floor_to(lo, length)
+        count = -(-(hi - first) // length)
+        if count > MAX_POINTS:
+            raise invalid(windows.WindowError("step", f"more than {MAX_POINTS} points; widen it"))
+        async with sessions() as session:
+            await owned(session, principal, monitor_id)
+            buckets = await queries.step_cells(session, monitor_id, lo, hi, length, region)
+        points = [point(first + i * length, buckets.get(first + i * length)) for i in range(count)]
+        return Timeseries(
+            monitor_id=monitor_id,
+            start=lo,
+            end=hi,
+            step_seconds=int(length.total_seconds()),
+            resolution=resolution_for_step(length).value,
+            relative_error=ALPHA,
+            points=points,
+        )
+
+    return router
+
+
+def point(at: datetime, cell: Cell | None) -> Point:
+    cell = cell or Cell()
+    h = cell.histogram
+    return Point(
+        at=at,
+        checks=cell.checks,
+        up=cell.up,
+        degraded=cell.degraded,
+        down=cell.down,
+        success_ratio=success_ratio(cell.successful, cell.checks),
+        min_ms=cell.latency_min,
+        max_ms=cell.latency_max,
+        mean_ms=cell.mean,
+        p50_ms=h.quantile(0.5),
+        p90_ms=h.quantile(0.9),
+        p95_ms=h.quantile(0.95),
+        p99_ms=h.quantile(0.99),
+        phases_ms=cell.phase_means(),
+    )

@@ -1,0 +1,244 @@
+"""Wires the Statistics service: database, ingest consumer, outbox relay, API, pruning."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import structlog
+from fastapi import APIRouter
+
+from pingtower.common import db
+from pingtower.common.events import Status, utcnow
+from pingtower.common.http.app import ReadinessCheck
+from pingtower.common.messaging.bus import Bus
+from pingtower.common.messaging.outbox import Outbox, OutboxRelay
+from pingtower.common.runtime import Component
+from pingtower.common.settings import Settings
+from pingtower.statistics.api.reports import build_report_router
+from pingtower.statistics.api.routes import build_router
+from pingtower.statistics.api.slos import build_slo_router
+from pingtower.statistics.domain.rollups import Resolution
+from pingtower.statistics.domain.uptime import uptime
+from pingtower.statistics.metrics import MONITORS, MonitorSample
+from pingtower.statistics.snapshot import LatencySnapshot
+from pingtower.statistics.store import partitions, queries, tables
+from pingtower.statistics.store import slos as slo_store
+from pingtower.statistics.store.inbox import BatchInbox
+from pingtower.statistics.store.ingest import ROUTING_KEYS, ingest
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+CONSUMER = "statistics.ingest"
+ROLES = frozenset({"statistics"})
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each kind of data is kept (the issue's defaults)."""
+
+    raw: timedelta = timedelta(days=30)
+    minute: timedelta = timedelta(days=7)
+    hour: timedelta = timedelta(days=90)
+    day: timedelta = timedelta(days=5 * 365)
+
+    def of(self, resolution: Resolution) -> timedelta:
+        value: timedelta = getattr(self, resolution.value)
+        return value
+
+
+class StatisticsService(Component):
+    name = "statistics"
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        retention: Retention | None = None,
+        prune_every: timedelta = timedelta(hours=1),
+        prune_batch: int = 5000,
+        evaluate_every: timedelta = timedelta(minutes=1),
+        metrics_every: timedelta = timedelta(seconds=30),
+        ingest_batch: int = 500,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.clock = clock
+        self.retention = retention or Retention()
+        self.prune_every = prune_every
+        self.prune_batch = prune_batch
+        self.evaluate_every = evaluate_every
+        self.metrics_every = metrics_every
+        self.ingest_batch = ingest_batch
+        self.url = settings.database_url("statistics")
+        self.engine = db.create_engine(self.url)
+        self.sessions = db.session_factory(self.engine)
+        self.outbox = Outbox(tables.outbox, producer="statistics")
+        self.inbox = BatchInbox(tables.inbox, consumer=CONSUMER)
+        self.relay = OutboxRelay(
+            self.sessions,
+            self.outbox,
+            bus,
+            poll_seconds=settings.outbox_poll_seconds,
+            batch=settings.outbox_batch,
+        )
+        self.handler = self.inbox.handler(self.sessions, ingest)
+        self.latency = LatencySnapshot(max_age=max(2 * metrics_every, timedelta(minutes=1)))
+        self._routers = (
+            build_router(self.sessions, clock, self.latency),
+            build_slo_router(self.sessions, clock),
+            build_report_router(self.sessions, clock),
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def routers(self) -> Sequence[APIRouter]:
+        return self._routers
+
+    @property
+    def readiness(self) -> Mapping[str, ReadinessCheck]:
+        async def database() -> None:
+            await db.ping(self.engine)
+
+        return {"statistics-database": database}
+
+    async def prepare(self) -> None:
+        await db.migrate(self.url, MIGRATIONS)
+        await self.ensure_partitions()
+        self.bus.subscribe(CONSUMER, ROUTING_KEYS, self.handler, max_batch=self.ingest_batch)
+
+    async def start(self) -> None:
+        self.relay.start()
+        self._tasks = [
+            asyncio.create_task(
+                self._every(self.prune_every, self.prune), name="statistics-pruner"
+            ),
+            asyncio.create_task(
+                self._every(self.evaluate_every, self.evaluate_slos), name="statistics-slos"
+            ),
+            asyncio.create_task(
+                self._every(self.metrics_every, self.refresh_metrics), name="statistics-metrics"
+            ),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.relay.stop()
+        await self.engine.dispose()
+
+    async def ensure_partitions(self) -> None:
+        """On PostgreSQL, make sure the coming days have their results partitions."""
+        if db.is_sqlite(self.url):
+            return
+        async with self.sessions() as session, session.begin():
+            await partitions.ensure(session, self.clock().date())
+
+    async def prune(self) -> dict[str, int]:
+        """Drop raw results and rollups past their retention. On PostgreSQL whole days of raw
+        results go as partitions; the rest (SQLite, the default partition, the part of a day past
+        the cutoff) goes in batches, each its own short transaction, so ingest is never blocked
+        for long (SQLite has one writer). Returns how many rows (or partitions) went, per kind."""
+        now = self.clock()
+        removed = {"raw": 0, "raw_partitions": 0}
+        await self.ensure_partitions()
+        if not db.is_sqlite(self.url):
+            async with self.sessions() as session, session.begin():
+                dropped = await partitions.drop_before(session, now - self.retention.raw)
+            removed["raw_partitions"] = len(dropped)
+        for _ in range(10_000):  # bounded: at most 10,000 batches per run
+            async with self.sessions() as session, session.begin():
+                count = await queries.prune_results(
+                    session, now - self.retention.raw, self.prune_batch
+                )
+            removed["raw"] += count
+            if count < self.prune_batch:
+                break
+        for resolution in Resolution:
+            async with self.sessions() as session, session.begin():
+                removed[resolution.value] = await queries.prune_rollups(
+                    session, resolution, now - self.retention.of(resolution)
+                )
+        async with self.sessions() as session, session.begin():
+            await self.inbox.prune(session)
+        return removed
+
+    async def evaluate_slos(self) -> int:
+        """Evaluate every SLO's burn-rate rules, one short transaction each; returns how many
+        slo.burn_rate_exceeded events were written to the outbox."""
+        now = self.clock()
+        async with self.sessions() as session:
+            ids = await slo_store.slo_ids(session)
+        emitted = 0
+        for slo_id in ids:
+            async with self.sessions() as session, session.begin():
+                emitted += await slo_store.evaluate(session, self.outbox, slo_id, now)
+        return emitted
+
+    async def refresh_metrics(self) -> int:
+        """Recompute the per-monitor gauges from the database; returns the monitor count."""
+        now = self.clock()
+        day = now - timedelta(hours=24)
+        async with self.sessions() as session:
+            rows = await queries.all_monitors(session)
+            ids = [row.monitor_id for row in rows]
+            current = await queries.current_statuses(session, ids)
+            timelines = await queries.timelines(session, ids, day, now)
+        p95: dict[uuid.UUID, float | None] = {}
+        for i in range(0, len(ids), 200):
+            # in slices, yielding between them, so API requests are not held up for long
+            async with self.sessions() as session:
+                histograms = await queries.recent_histograms(session, ids[i : i + 200], day, now)
+            for monitor_id in ids[i : i + 200]:
+                found = histograms.get(monitor_id)
+                p95[monitor_id] = None if found is None else found.quantile(0.95)
+            await asyncio.sleep(0)
+        self.latency.update(now, p95)
+        MONITORS.update(
+            [
+                MonitorSample(
+                    tenant=row.tenant,
+                    monitor_id=str(row.monitor_id),
+                    name=row.name,
+                    status=Status.PAUSED
+                    if row.paused
+                    else current.get(row.monitor_id, (Status.UNKNOWN, None))[0],
+                    last_latency_ms=row.last_latency_ms,
+                    uptime_24h=uptime(timelines.get(row.monitor_id, []), day, now).ratio,
+                )
+                for row in rows
+            ]
+        )
+        return len(rows)
+
+    async def _every(self, period: timedelta, work: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            try:
+                outcome = await work()
+                log.debug("statistics background work done", work=work.__name__, outcome=outcome)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("statistics background work failed; will retry", work=work.__name__)
+            await asyncio.sleep(period.total_seconds())
+
+
+def build(settings: Settings, bus: Bus, roles: Collection[str]) -> list[Component]:
+    unknown = set(roles) - ROLES
+    if unknown:
+        raise ValueError(f"unknown statistics roles: {sorted(unknown)}")
+    if not roles:
+        return []
+    return [StatisticsService(settings, bus)]

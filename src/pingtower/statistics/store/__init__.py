@@ -1,0 +1,1 @@
+"""Statistics storage: tables, the ingest effect and the read queries."""

@@ -1,0 +1,147 @@
+"""The Statistics database: every table, with the outbox and the inbox.
+
+Core tables rather than ORM classes: ingest is bulk inserts and upserts, reads are aggregates.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+)
+
+from pingtower.common.db import BigId, UtcDateTime
+from pingtower.common.messaging.inbox import inbox_table
+from pingtower.common.messaging.outbox import outbox_table
+
+metadata = MetaData()
+
+# Local projection of the Pinger's monitors, plus the latest facts seen about each one. A row
+# appears with the first event about a monitor (a result may arrive before monitor.created).
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("monitor_id", Uuid, primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("name", String(200), nullable=False, default=""),
+    Column("type", String(50), nullable=False, default=""),
+    Column("target", String(2000), nullable=False, default=""),
+    Column("tags", JSON, nullable=False, default=list),
+    Column("public", Boolean, nullable=False, default=False),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("interval_seconds", Integer, nullable=True),
+    # occurred_at of the monitor.* event applied last, so an older update arriving late loses.
+    Column("definition_at", UtcDateTime, nullable=True),
+    Column("deleted_at", UtcDateTime, nullable=True),
+    Column("last_check_at", UtcDateTime, nullable=True),
+    Column("last_outcome", String(20), nullable=True),
+    Column("last_latency_ms", Float, nullable=True),
+    Index("ix_monitors_tenant", "tenant", "monitor_id"),
+)
+
+# Raw results. On PostgreSQL the migration creates this table partitioned by day on finished_at
+# (primary key (id, finished_at), as a partitioned table needs its key to hold the partition
+# column), so retention drops whole partitions; see store/partitions.py. A result is unique by
+# (check_id, finished_at): a replay carries both unchanged.
+results = Table(
+    "results",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("check_id", Uuid, nullable=False),
+    Column("monitor_id", Uuid, nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("scheduled_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("latency_ms", Float, nullable=True),
+    Column("error_kind", String(100), nullable=True),
+    Column("status_code", Integer, nullable=True),
+    Column("phases", JSON, nullable=False, default=dict),
+    UniqueConstraint("check_id", "finished_at", name="uq_results_check"),
+    Index("ix_results_monitor_time", "monitor_id", "finished_at"),
+    Index("ix_results_time", "finished_at"),
+)
+
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("monitor_id", Uuid, nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("resolution", String(10), nullable=False),
+    Column("bucket_start", UtcDateTime, nullable=False),
+    Column("tenant", String(100), nullable=False),
+    Column("up", Integer, nullable=False, default=0),
+    Column("degraded", Integer, nullable=False, default=0),
+    Column("down", Integer, nullable=False, default=0),
+    Column("latency_count", Integer, nullable=False, default=0),
+    Column("latency_min", Float, nullable=True),
+    Column("latency_max", Float, nullable=True),
+    Column("latency_sum", Float, nullable=False, default=0.0),
+    # flat JSON objects name -> number, so the database itself can add them on conflict
+    Column("phase_sums", JSON, nullable=False, default=dict),
+    Column("phase_counts", JSON, nullable=False, default=dict),
+    Column("histogram", JSON, nullable=False, default=dict),
+    PrimaryKeyConstraint("monitor_id", "resolution", "bucket_start", "region"),
+    Index("ix_rollups_time", "resolution", "bucket_start"),
+)
+
+# One row per status interval [start_at, end_at); end_at NULL on the current one. A change that
+# arrives late is placed by time: it ends the interval before it and ends where the next starts.
+status_intervals = Table(
+    "status_intervals",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("monitor_id", Uuid, nullable=False),
+    Column("start_at", UtcDateTime, nullable=False),
+    Column("end_at", UtcDateTime, nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("reason", String(500), nullable=False, default=""),
+    UniqueConstraint("monitor_id", "start_at", name="uq_status_intervals_monitor_start"),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("incident_id", Uuid, primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("monitor_id", Uuid, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime, nullable=True),
+    Column("cause", String(100), nullable=True),
+    Column("first_error", String(2000), nullable=True),
+    Column("region", String(100), nullable=True),
+    Index("ix_incidents_monitor_start", "monitor_id", "started_at"),
+)
+
+# An objective for one monitor or for every monitor carrying a tag. alerting_since is set when a
+# burn-rate alert was emitted and cleared when no rule fires, so one episode emits one event.
+slos = Table(
+    "slos",
+    metadata,
+    Column("slo_id", Uuid, primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("monitor_id", Uuid, nullable=True),
+    Column("tag", String(100), nullable=True),
+    Column("objective", Float, nullable=False),
+    Column("window_days", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("alerting_since", UtcDateTime, nullable=True),
+    Index("ix_slos_tenant", "tenant", "created_at", "slo_id"),
+)
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
