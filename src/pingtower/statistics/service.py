@@ -17,6 +17,7 @@ from pingtower.common import db
 from pingtower.common.events import Status, utcnow
 from pingtower.common.http.app import ReadinessCheck
 from pingtower.common.messaging.bus import Bus
+from pingtower.common.messaging.inbox import Inbox
 from pingtower.common.messaging.outbox import Outbox, OutboxRelay
 from pingtower.common.runtime import Component
 from pingtower.common.settings import Settings
@@ -29,7 +30,6 @@ from pingtower.statistics.metrics import MONITORS, MonitorSample
 from pingtower.statistics.snapshot import LatencySnapshot
 from pingtower.statistics.store import partitions, queries, tables
 from pingtower.statistics.store import slos as slo_store
-from pingtower.statistics.store.inbox import BatchInbox
 from pingtower.statistics.store.ingest import ROUTING_KEYS, ingest
 
 log = structlog.get_logger(__name__)
@@ -82,7 +82,7 @@ class StatisticsService(Component):
         self.engine = db.create_engine(self.url)
         self.sessions = db.session_factory(self.engine)
         self.outbox = Outbox(tables.outbox, producer="statistics")
-        self.inbox = BatchInbox(tables.inbox, consumer=CONSUMER)
+        self.inbox = Inbox(tables.inbox, consumer=CONSUMER)
         self.relay = OutboxRelay(
             self.sessions,
             self.outbox,

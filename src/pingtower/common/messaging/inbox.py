@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+import structlog
 from prometheus_client import Counter
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,21 +42,31 @@ class Inbox:
 
     async def claim(self, session: AsyncSession, envelope: Envelope) -> bool:
         """Record the message as processed; False if it already was (a redelivery)."""
-        values = {
-            "consumer": self.consumer,
-            "message_id": str(envelope.id),
-            "processed_at": utcnow(),
-        }
-        insert = (
-            postgresql.insert(self.table)
-            if session.get_bind().dialect.name == "postgresql"
-            else sqlite.insert(self.table)
+        return bool(await self.claim_batch(session, [envelope]))
+
+    async def claim_batch(self, session: AsyncSession, batch: Sequence[Envelope]) -> list[Envelope]:
+        """Record every message of the batch; return those not seen before, in batch order.
+
+        One INSERT ... ON CONFLICT DO NOTHING RETURNING for the whole batch: a round trip per
+        message capped ingest near a thousand messages a second.
+        """
+        unique: dict[str, Envelope] = {}
+        for envelope in batch:
+            unique.setdefault(str(envelope.id), envelope)
+        now = utcnow()
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        result = await session.execute(
+            dialect.insert(self.table).on_conflict_do_nothing().returning(self.table.c.message_id),
+            [
+                {"consumer": self.consumer, "message_id": message_id, "processed_at": now}
+                for message_id in unique
+            ],
         )
-        result = await session.execute(insert.values(**values).on_conflict_do_nothing())
-        claimed = bool(result.rowcount)  # type: ignore[attr-defined]
-        if not claimed:
-            self._duplicates.inc()
-        return claimed
+        claimed = set(result.scalars())
+        duplicates = len(batch) - len(claimed)
+        if duplicates:
+            self._duplicates.inc(duplicates)
+        return [envelope for message_id, envelope in unique.items() if message_id in claimed]
 
     def handler(
         self, sessions: async_sessionmaker[AsyncSession], effect: EffectHandler
@@ -63,10 +74,12 @@ class Inbox:
         """Wrap `effect` to run in one transaction with the inbox, for new messages only."""
 
         async def handle(batch: Sequence[Envelope]) -> None:
-            async with sessions() as session, session.begin():
-                fresh = [envelope for envelope in batch if await self.claim(session, envelope)]
-                if fresh:
-                    await effect(session, fresh)
+            ids = [str(envelope.id) for envelope in batch]
+            with structlog.contextvars.bound_contextvars(consumer=self.consumer, message_ids=ids):
+                async with sessions() as session, session.begin():
+                    fresh = await self.claim_batch(session, batch)
+                    if fresh:
+                        await effect(session, fresh)
 
         return handle
 
