@@ -2,6 +2,7 @@
 # Makes the servers the test suite needs available and exports where they are:
 #   PINGTOWER_TEST_POSTGRES_URL  postgresql+asyncpg://user:pass@127.0.0.1:PORT (no database part)
 #   PINGTOWER_TEST_RABBITMQ_URL  amqp://guest:guest@127.0.0.1:5672/
+#   PINGTOWER_TEST_KEYCLOAK_URL  http://admin:PASSWORD@127.0.0.1:PORT (scripts/keycloak.sh)
 #
 # Source it (`. scripts/test-env.sh`) to get the variables in your shell; scripts/test.sh does.
 # Run it (`bash scripts/test-env.sh`) to only set the servers up and print the export lines.
@@ -12,6 +13,8 @@
 #   touches a system cluster. Reused when it is already running.
 # - RabbitMQ: whatever answers on 127.0.0.1:5672 (PINGTOWER_TEST_RABBITMQ_PORT), else the Debian
 #   package's server started here (detached; it keeps running for the next run).
+# - Keycloak: a private instance from Maven Central under .test-env/keycloak, on 127.0.0.1 and
+#   its own port, realm from deploy/keycloak/ (scripts/keycloak.sh); reused while it runs.
 # - nginx is installed (not started): the end-to-end test runs its own nginx with its own config.
 # Missing Debian packages are installed with apt-get (root, or sudo without a password).
 # Every wait is bounded and fails with a message saying what did not come up and where its log is.
@@ -305,6 +308,25 @@ _pt_setup_rabbitmq() {
 	export PINGTOWER_TEST_RABBITMQ_URL="$url"
 }
 
+# Keycloak for the OIDC tests: scripts/keycloak.sh fetches, starts or reuses a private instance
+# (realm deploy/keycloak/pingtower-realm.json) and prints its URL, admin credentials included.
+_pt_setup_keycloak() {
+	if [ -n "${PINGTOWER_TEST_KEYCLOAK_URL:-}" ]; then
+		if _pt_url_answers "$PINGTOWER_TEST_KEYCLOAK_URL" 8080; then
+			_pt_log "using Keycloak from PINGTOWER_TEST_KEYCLOAK_URL"
+			return 0
+		fi
+		_pt_log "PINGTOWER_TEST_KEYCLOAK_URL does not answer; using a local Keycloak instead"
+	fi
+	local url
+	url="$(bash "${_PT_ROOT}/scripts/keycloak.sh")" || url=""
+	if [ -z "$url" ]; then
+		_pt_err "Keycloak could not be set up (see above)"
+		return 1
+	fi
+	export PINGTOWER_TEST_KEYCLOAK_URL="$url"
+}
+
 _pt_test_env_main() {
 	local missing=()
 	local need_pg=1 need_rabbit=1
@@ -331,9 +353,12 @@ _pt_test_env_main() {
 	_pt_apt_install "${missing[@]}" || return 1
 	_pt_setup_postgres || return 1
 	_pt_setup_rabbitmq || return 1
+	_pt_setup_keycloak || return 1
 	_pt_log "PINGTOWER_TEST_POSTGRES_URL=$(printf '%s' "$PINGTOWER_TEST_POSTGRES_URL" |
 		sed -E 's#(//[^:/@]+):[^@]*@#\1:***@#')"
 	_pt_log "PINGTOWER_TEST_RABBITMQ_URL=${PINGTOWER_TEST_RABBITMQ_URL}"
+	_pt_log "PINGTOWER_TEST_KEYCLOAK_URL=$(printf '%s' "$PINGTOWER_TEST_KEYCLOAK_URL" |
+		sed -E 's#(//[^:/@]+):[^@]*@#\1:***@#')"
 }
 
 if (return 0 2>/dev/null); then
@@ -344,4 +369,5 @@ else
 	_pt_test_env_main || exit 1
 	printf 'export PINGTOWER_TEST_POSTGRES_URL=%q\n' "$PINGTOWER_TEST_POSTGRES_URL"
 	printf 'export PINGTOWER_TEST_RABBITMQ_URL=%q\n' "$PINGTOWER_TEST_RABBITMQ_URL"
+	printf 'export PINGTOWER_TEST_KEYCLOAK_URL=%q\n' "$PINGTOWER_TEST_KEYCLOAK_URL"
 fi

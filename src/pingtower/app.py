@@ -9,8 +9,9 @@ from fastapi import FastAPI
 
 from pingtower.common.messaging.bus import Bus
 from pingtower.common.messaging.inprocess import InProcessBus
+from pingtower.common.oidc import authenticator_from_settings
 from pingtower.common.runtime import build_app
-from pingtower.common.security import Principal, TokenAuthenticator
+from pingtower.common.security import Authenticator, Principal, TokenAuthenticator
 from pingtower.common.settings import Settings, SettingsError
 from pingtower.roles import ROLES, all_components, components_for
 
@@ -31,9 +32,11 @@ def admin_token(settings: Settings) -> str:
     return token
 
 
-def _authenticator(token: str) -> TokenAuthenticator:
+def _authenticator(settings: Settings, token: str | None) -> Authenticator:
+    """Keycloak tokens when an issuer is configured, and the bootstrap admin token if any."""
     principal = Principal("admin", DEFAULT_WORKSPACE, frozenset({"admin"}))
-    return TokenAuthenticator({token: principal})
+    bootstrap = TokenAuthenticator({token: principal}) if token else None
+    return authenticator_from_settings(settings, bootstrap)
 
 
 def create_embedded_app(settings: Settings) -> FastAPI:
@@ -42,7 +45,7 @@ def create_embedded_app(settings: Settings) -> FastAPI:
         "PingTower",
         all_components(settings, bus),
         bus,
-        _authenticator(admin_token(settings)),
+        _authenticator(settings, admin_token(settings)),
         description="PingTower's public API: Pinger, Notificator and Statistics in one process.",
     )
     app.state.bus = bus
@@ -66,8 +69,10 @@ def create_role_app(settings: Settings, role: str) -> FastAPI:
         raise SettingsError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
     if settings.broker_url is None:
         raise SettingsError("the distributed mode needs PINGTOWER_BROKER_URL (RabbitMQ)")
-    if settings.admin_token is None:
-        raise SettingsError("the distributed mode needs PINGTOWER_ADMIN_TOKEN")
+    if settings.admin_token is None and settings.oidc_issuer is None:
+        raise SettingsError(
+            "the distributed mode needs PINGTOWER_OIDC_ISSUER (Keycloak) or PINGTOWER_ADMIN_TOKEN"
+        )
     service, _ = ROLES[role]
     url = settings.database_url(service)
     if url.startswith("sqlite") and role != "probe":
@@ -79,7 +84,9 @@ def create_role_app(settings: Settings, role: str) -> FastAPI:
         f"PingTower {role}",
         components_for(role, settings, bus),
         bus,
-        _authenticator(settings.admin_token.get_secret_value()),
+        _authenticator(
+            settings, settings.admin_token.get_secret_value() if settings.admin_token else None
+        ),
     )
     app.state.bus = bus
     return app

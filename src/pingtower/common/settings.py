@@ -99,6 +99,23 @@ class Settings(BaseSettings):
         "until an identity provider is configured). The embedded mode generates one in data_dir "
         "when unset; the distributed mode requires it.",
     )
+    oidc_issuer: str | None = Field(
+        None,
+        description="Issuer of the access tokens PingTower accepts, exactly as in their `iss` "
+        "claim (Keycloak: http://HOST:PORT/realms/pingtower). Its signing keys are fetched from "
+        "its discovery document and cached; tokens are verified locally. Unset: no identity "
+        "provider, only the bootstrap admin token.",
+    )
+    oidc_audience: str = Field(
+        "pingtower-api",
+        description="Audience (`aud`) an access token must name; also the client whose client "
+        "roles count as PingTower roles besides the realm roles.",
+    )
+    oidc_workspace_claim: str = Field(
+        "workspace",
+        description="Access-token claim holding the caller's workspace (a string, or a list of "
+        "exactly one); a token without it is refused with 403.",
+    )
     delivery_max_attempts: int = Field(
         8, ge=1, le=100, description="Attempts to deliver one notification before it fails."
     )
@@ -123,6 +140,15 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
             raise ValueError("must be postgresql+asyncpg://... or sqlite+aiosqlite:///...")
         return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be the issuer's http(s):// URL, e.g. .../realms/pingtower")
+        return value.rstrip("/")
 
     @property
     def mode(self) -> Mode:
