@@ -116,6 +116,25 @@ class Settings(BaseSettings):
         description="Access-token claim holding the caller's workspace (a string, or a list of "
         "exactly one); a token without it is refused with 403.",
     )
+    secret_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="Key that encrypts notification channel secrets at rest. Required in the "
+        "distributed mode, the same on every notificator replica; the embedded mode generates "
+        "one into data_dir/notificator-secret.key.",
+    )
+    statistics_raw_retention_days: int = Field(
+        30, ge=1, le=3650, description="How long Statistics keeps raw check results."
+    )
+    statistics_minute_retention_days: int = Field(
+        7, ge=1, le=3650, description="How long Statistics keeps minute rollups."
+    )
+    statistics_hour_retention_days: int = Field(
+        90, ge=1, le=3650, description="How long Statistics keeps hour rollups."
+    )
+    statistics_day_retention_days: int = Field(
+        1825, ge=1, le=36500, description="How long Statistics keeps day rollups."
+    )
     delivery_max_attempts: int = Field(
         8, ge=1, le=100, description="Attempts to deliver one notification before it fails."
     )

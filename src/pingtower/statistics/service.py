@@ -48,6 +48,15 @@ class Retention:
     hour: timedelta = timedelta(days=90)
     day: timedelta = timedelta(days=5 * 365)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Retention:
+        return cls(
+            raw=timedelta(days=settings.statistics_raw_retention_days),
+            minute=timedelta(days=settings.statistics_minute_retention_days),
+            hour=timedelta(days=settings.statistics_hour_retention_days),
+            day=timedelta(days=settings.statistics_day_retention_days),
+        )
+
     def of(self, resolution: Resolution) -> timedelta:
         value: timedelta = getattr(self, resolution.value)
         return value
@@ -72,7 +81,7 @@ class StatisticsService(Component):
         self.settings = settings
         self.bus = bus
         self.clock = clock
-        self.retention = retention or Retention()
+        self.retention = retention or Retention.from_settings(settings)
         self.prune_every = prune_every
         self.prune_batch = prune_batch
         self.evaluate_every = evaluate_every

@@ -92,14 +92,32 @@ async def test_an_event_matching_several_keys_of_one_consumer_arrives_once(
     assert len(handler.received) == 1
 
 
-async def test_events_published_before_start_are_delivered_after_it(bus: InProcessBus) -> None:
+async def test_publish_returns_only_once_the_consumers_have_handled_the_event(
+    bus: InProcessBus,
+) -> None:
+    # The in-process publisher confirm: an event published before the consumers run is
+    # neither lost nor confirmed; publish completes once they committed it.
     handler = Recorder()
     bus.subscribe("statistics.checks", ["check.completed"], handler)
-    await bus.publish([event("check.completed")])
+    publishing = asyncio.create_task(bus.publish([event("check.completed")]))
     await asyncio.sleep(0.02)
     assert handler.received == []
+    assert not publishing.done()
     await bus.start()
-    await eventually(lambda: len(handler.received) == 1)
+    await asyncio.wait_for(publishing, 5)
+    assert len(handler.received) == 1
+
+
+async def test_publish_fails_for_events_not_consumed_when_the_bus_closes(
+    bus: InProcessBus,
+) -> None:
+    # So the outbox keeps the row unsent and publishes it again on the next start.
+    bus.subscribe("statistics.checks", ["check.completed"], Recorder())
+    publishing = asyncio.create_task(bus.publish([event("check.completed")]))
+    await asyncio.sleep(0.02)
+    await bus.close()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(publishing, 5)
 
 
 async def test_an_event_nobody_subscribed_to_is_dropped(bus: InProcessBus) -> None:
@@ -139,8 +157,10 @@ async def test_waiting_messages_are_delivered_in_batches_of_at_most_max_batch(
     handler = Recorder()
     bus.subscribe("statistics.checks", ["check.completed"], handler, max_batch=3)
     published = [event("check.completed") for _ in range(7)]
-    await bus.publish(published)
+    publishing = asyncio.create_task(bus.publish(published))
+    await asyncio.sleep(0.01)
     await bus.start()
+    await asyncio.wait_for(publishing, 5)
 
     await eventually(lambda: len(handler.received) == 7)
     assert [len(batch) for batch in handler.batches] == [3, 3, 1]
@@ -164,8 +184,10 @@ async def test_a_failing_message_is_redelivered_then_dead_lettered_while_the_res
         handled.extend(e.id for e in batch)
 
     bus.subscribe("statistics.checks", ["check.completed"], handler, max_batch=10)
-    await bus.publish([good[0], good[1], poison, good[2], good[3]])
+    publishing = asyncio.create_task(bus.publish([good[0], good[1], poison, good[2], good[3]]))
+    await asyncio.sleep(0.01)
     await bus.start()
+    await asyncio.wait_for(publishing, 10)
 
     await eventually(lambda: bus.dead_letters == [poison])
     # The four good messages of the failed batch were each applied exactly once ...
@@ -290,10 +312,11 @@ async def test_close_stops_delivery(bus: InProcessBus) -> None:
     bus.subscribe("statistics.checks", ["check.completed"], handler)
     await bus.start()
     await bus.close()
-    await bus.publish([event("check.completed")])
+    # Refused, not silently queued: the outbox keeps the row unsent for the next start.
+    with pytest.raises(ConnectionError):
+        await bus.publish([event("check.completed")])
     await asyncio.sleep(0.05)
     assert handler.received == []
-    assert bus.pending("statistics.checks") == 1
 
 
 async def test_the_in_process_bus_is_always_ready(bus: InProcessBus) -> None:

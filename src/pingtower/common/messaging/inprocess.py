@@ -1,8 +1,12 @@
 """The embedded mode's transport: the same bus contract, inside one process.
 
 Like a RabbitMQ queue, each consumer has its own queue, delivers in batches, redelivers a failing
-message up to the delivery limit and then dead-letters it. Messages live in memory, so the
-outbox (in the service's database) is what survives a restart, exactly as with RabbitMQ.
+message up to the delivery limit and then dead-letters it. Messages live in memory, so
+`publish` returns only once every matching consumer has committed (or dead-lettered) them: that
+is this transport's publisher confirm. Until then the outbox row stays unsent, so a stop at any
+point loses nothing; the next start publishes it again and the consumer's inbox drops a copy.
+A handler must therefore never publish directly an event that its own consumer subscribes to
+(handlers publish through their outbox).
 """
 
 from __future__ import annotations
@@ -27,12 +31,21 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass
+class _Delivery:
+    envelope: Envelope
+    attempt: int
+    # Resolved once the consumer committed (or dead-lettered) it: publish() waits for it, so
+    # the outbox marks a row sent only when no stop can lose its event any more.
+    settled: asyncio.Future[None]
+
+
+@dataclass
 class _Consumer:
     name: str
     routing_keys: tuple[str, ...]
     handlers: list[BatchHandler]
     max_batch: int
-    queue: asyncio.Queue[tuple[Envelope, int]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
 
 
 class InProcessBus(Bus):
@@ -44,9 +57,11 @@ class InProcessBus(Bus):
         self._job_handlers: list[tuple[str, JobHandler, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self._closed = False
 
     async def start(self) -> None:
         self._started = True
+        self._closed = False
         for consumer in self._consumers.values():
             for handler in consumer.handlers:
                 self._tasks.append(asyncio.create_task(self._run_consumer(consumer, handler)))
@@ -55,6 +70,12 @@ class InProcessBus(Bus):
                 self._tasks.append(asyncio.create_task(self._run_jobs(region, job_handler)))
 
     async def close(self) -> None:
+        self._closed = True
+        for consumer in self._consumers.values():
+            while not consumer.queue.empty():
+                delivery = consumer.queue.get_nowait()
+                if not delivery.settled.done():
+                    delivery.settled.set_exception(ConnectionError("in-process bus closed"))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -64,10 +85,17 @@ class InProcessBus(Bus):
         self._started = False
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        if self._closed:
+            raise ConnectionError("in-process bus closed")
+        loop = asyncio.get_running_loop()
+        settled: list[asyncio.Future[None]] = []
         for envelope in envelopes:
             for consumer in self._consumers.values():
                 if any(topic_matches(key, envelope.type) for key in consumer.routing_keys):
-                    consumer.queue.put_nowait((envelope, 1))
+                    delivery = _Delivery(envelope, 1, loop.create_future())
+                    consumer.queue.put_nowait(delivery)
+                    settled.append(delivery.settled)
+        await asyncio.gather(*settled)
 
     async def publish_job(self, job: Envelope, region: str) -> None:
         self._job_queue(region).put_nowait(job)
@@ -106,41 +134,59 @@ class InProcessBus(Bus):
         return self._jobs.setdefault(region, asyncio.Queue())
 
     async def _run_consumer(self, consumer: _Consumer, handler: BatchHandler) -> None:
-        attempts: dict[object, int] = {}
-
-        async def failed(envelope: Envelope, exc: BaseException) -> None:
-            count = attempts.pop(envelope.id, 1)
-            if count >= self.delivery_limit:
-                log.error(
-                    "message dead-lettered",
-                    consumer=consumer.name,
-                    message_id=str(envelope.id),
-                    type=envelope.type,
-                    error=repr(exc),
-                )
-                self.dead_letters.append(envelope)
-                return
-            log.warning(
-                "redelivering",
-                consumer=consumer.name,
-                message_id=str(envelope.id),
-                attempt=count,
-                error=repr(exc),
-            )
-            await asyncio.sleep(min(0.05 * 2**count, 2.0))
-            consumer.queue.put_nowait((envelope, count + 1))
-
         while True:
             first = await consumer.queue.get()
-            items = [first]
-            while len(items) < consumer.max_batch and not consumer.queue.empty():
-                items.append(consumer.queue.get_nowait())
-            for envelope, count in items:
-                attempts[envelope.id] = count
-            batch = [envelope for envelope, _ in items]
-            await deliver_batch(batch, handler, failed)
-            for envelope in batch:
-                attempts.pop(envelope.id, None)
+            deliveries = [first]
+            while len(deliveries) < consumer.max_batch and not consumer.queue.empty():
+                deliveries.append(consumer.queue.get_nowait())
+            try:
+                await self._deliver(consumer, handler, deliveries)
+            except asyncio.CancelledError:
+                # Stopped mid-batch: the publishers learn it was not consumed, so their
+                # outbox rows stay unsent and are published again on the next start.
+                for delivery in deliveries:
+                    if not delivery.settled.done():
+                        delivery.settled.set_exception(ConnectionError("in-process bus closed"))
+                raise
+
+    async def _deliver(
+        self, consumer: _Consumer, handler: BatchHandler, deliveries: list[_Delivery]
+    ) -> None:
+        failed: list[tuple[_Delivery, BaseException]] = []
+
+        async def on_failure(envelope: Envelope, exc: BaseException) -> None:
+            failed.append((next(d for d in deliveries if d.envelope is envelope), exc))
+
+        await deliver_batch([d.envelope for d in deliveries], handler, on_failure)
+        for delivery in deliveries:
+            if all(delivery is not f for f, _ in failed) and not delivery.settled.done():
+                delivery.settled.set_result(None)
+        for delivery, exc in failed:
+            await self._retry(consumer, delivery, exc)
+
+    async def _retry(self, consumer: _Consumer, delivery: _Delivery, exc: BaseException) -> None:
+        envelope = delivery.envelope
+        if delivery.attempt >= self.delivery_limit:
+            log.error(
+                "message dead-lettered",
+                consumer=consumer.name,
+                message_id=str(envelope.id),
+                type=envelope.type,
+                error=repr(exc),
+            )
+            self.dead_letters.append(envelope)
+            if not delivery.settled.done():
+                delivery.settled.set_result(None)
+            return
+        log.warning(
+            "redelivering",
+            consumer=consumer.name,
+            message_id=str(envelope.id),
+            attempt=delivery.attempt,
+            error=repr(exc),
+        )
+        await asyncio.sleep(min(0.05 * 2**delivery.attempt, 2.0))
+        consumer.queue.put_nowait(_Delivery(envelope, delivery.attempt + 1, delivery.settled))
 
     async def _run_jobs(self, region: str, handler: JobHandler) -> None:
         queue = self._job_queue(region)

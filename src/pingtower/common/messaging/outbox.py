@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from prometheus_client import Counter
@@ -28,6 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pingtower.common.db import BigId, UtcDateTime, call_after_commit
@@ -117,31 +120,50 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch of unsent events in order; returns how many were published."""
-        async with self.sessions() as session, session.begin():
-            if session.get_bind().dialect.name == "postgresql":
+        async with self.sessions() as session:
+            if session.get_bind().dialect.name != "postgresql":
+                return await self._relay_without_lock(session)
+            async with session.begin():
                 locked = await session.scalar(
                     text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": self._lock_key}
                 )
                 if not locked:
                     return 0
-            rows = (
-                await session.execute(
-                    select(self.table.c.id, self.table.c.body)
-                    .where(self.table.c.sent_at.is_(None))
-                    .order_by(self.table.c.id)
-                    .limit(self.batch)
-                )
-            ).all()
-            if not rows:
-                return 0
-            await self.bus.publish([Envelope.from_bytes(row.body) for row in rows])
-            await session.execute(
-                update(self.table)
-                .where(self.table.c.id.in_([row.id for row in rows]))
-                .values(sent_at=utcnow())
-            )
+                rows = await self._unsent(session)
+                if not rows:
+                    return 0
+                await self.bus.publish([Envelope.from_bytes(row.body) for row in rows])
+                await self._mark_sent(session, [row.id for row in rows])
         self._metric.inc(len(rows))
         return len(rows)
+
+    async def _relay_without_lock(self, session: AsyncSession) -> int:
+        # SQLite is the embedded mode: one process, one relay per outbox, so no lock is needed
+        # for the order. Holding no transaction while publishing matters there: the in-process
+        # bus returns once the consumers committed, and they may write to this same database.
+        async with session.begin():
+            rows = await self._unsent(session)
+        if not rows:
+            return 0
+        await self.bus.publish([Envelope.from_bytes(row.body) for row in rows])
+        async with session.begin():
+            await self._mark_sent(session, [row.id for row in rows])
+        self._metric.inc(len(rows))
+        return len(rows)
+
+    async def _unsent(self, session: AsyncSession) -> Sequence[Row[Any, Any]]:
+        result = await session.execute(
+            select(self.table.c.id, self.table.c.body)
+            .where(self.table.c.sent_at.is_(None))
+            .order_by(self.table.c.id)
+            .limit(self.batch)
+        )
+        return result.all()
+
+    async def _mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
+        await session.execute(
+            update(self.table).where(self.table.c.id.in_(ids)).values(sent_at=utcnow())
+        )
 
     async def prune(self) -> None:
         async with self.sessions() as session, session.begin():

@@ -1,0 +1,1 @@
+"""The Notificator's HTTP API (mounted under /api/v1)."""

@@ -1,0 +1,83 @@
+"""Rules and the monitors they match.
+
+A rule selects monitors of its workspace by id or by tag; a rule with neither selects every
+monitor of the workspace. Ids and tags add up: a monitor matches if its id is listed OR it carries
+one of the tags.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    """What a rule can ask to be told about."""
+
+    DOWN = "down"
+    RECOVERED = "recovered"
+    DEGRADED = "degraded"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class MonitorView:
+    """The Notificator's projection of one monitor (from monitor.created/updated)."""
+
+    monitor_id: uuid.UUID
+    tenant: str
+    name: str
+    target: str = ""
+    type: str = ""
+    tags: tuple[str, ...] = ()
+    parent_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: uuid.UUID
+    tenant: str
+    name: str
+    events: frozenset[EventKind]
+    channel_ids: tuple[uuid.UUID, ...]
+    monitor_ids: frozenset[uuid.UUID] = field(default_factory=frozenset)
+    tags: frozenset[str] = field(default_factory=frozenset)
+    delay_seconds: int = 0
+    reminder_interval_seconds: int = 0
+    reminder_count: int = 0
+    severity: Severity = Severity.CRITICAL
+    enabled: bool = True
+    # Flap damping: more than `flap_threshold` changes within the window (0: off).
+    flap_threshold: int = 0
+    flap_window_seconds: int = 900
+    # Escalation: tell these channels too when a DOWN is unacknowledged this long (0: off).
+    escalation_channel_ids: tuple[uuid.UUID, ...] = ()
+    escalate_after_seconds: int = 0
+    # Grouping: wait this long and send the waiting messages of the rule as one (0: off).
+    group_window_seconds: int = 0
+
+    @property
+    def matches_all(self) -> bool:
+        return not self.monitor_ids and not self.tags
+
+    def matches(self, monitor: MonitorView) -> bool:
+        if not self.enabled or monitor.tenant != self.tenant:
+            return False
+        if self.matches_all:
+            return True
+        return monitor.monitor_id in self.monitor_ids or bool(self.tags.intersection(monitor.tags))
+
+
+def matching_rules(rules: Iterable[Rule], monitor: MonitorView) -> list[Rule]:
+    return [rule for rule in rules if rule.matches(monitor)]
+
+
+def wants(rule: Rule, kinds: Sequence[EventKind]) -> bool:
+    return any(kind in rule.events for kind in kinds)
