@@ -11,8 +11,9 @@ from pingtower.common.messaging.bus import Bus
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.oidc import authenticator_from_settings
 from pingtower.common.runtime import build_app
-from pingtower.common.security import Authenticator, Principal, TokenAuthenticator
+from pingtower.common.security import Authenticator, FirstOf, Principal, TokenAuthenticator
 from pingtower.common.settings import Settings, SettingsError
+from pingtower.identity.service import IdentityComponent, identity_authenticator
 from pingtower.roles import ROLES, all_components, components_for
 
 DEFAULT_WORKSPACE = "default"
@@ -41,14 +42,20 @@ def _authenticator(settings: Settings, token: str | None) -> Authenticator:
 
 def create_embedded_app(settings: Settings) -> FastAPI:
     bus = InProcessBus(delivery_limit=settings.delivery_limit)
+    # The built-in login (users, sessions, API keys) exists only in the embedded mode; the
+    # distributed mode takes its identities from Keycloak.
+    identity = IdentityComponent(settings)
     app = build_app(
         "PingTower",
-        all_components(settings, bus),
+        [identity, *all_components(settings, bus)],
         bus,
-        _authenticator(settings, admin_token(settings)),
+        FirstOf(
+            [identity_authenticator(identity), _authenticator(settings, admin_token(settings))]
+        ),
         description="PingTower's public API: Pinger, Notificator and Statistics in one process.",
     )
     app.state.bus = bus
+    app.state.identity = identity
     return app
 
 

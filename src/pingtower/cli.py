@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,7 +40,12 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _serve(app: Any, settings: Settings, banner: list[str]) -> None:
+def _serve(
+    app: Any,
+    settings: Settings,
+    banner: list[str],
+    after_start: Callable[[], list[str]] = list,
+) -> None:
     import uvicorn
 
     config = uvicorn.Config(
@@ -58,7 +64,7 @@ def _serve(app: Any, settings: Settings, banner: list[str]) -> None:
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has only a flag
             await asyncio.sleep(0.05)
         if server.started:
-            for line in banner:
+            for line in [*banner, *after_start()]:
                 typer.echo(line)
         await task
 
@@ -80,6 +86,7 @@ def up(
     settings = _settings(host=host, port=port, data_dir=data_dir)
     configure_logging(settings.log_level, json=settings.log_json)
     from pingtower.app import admin_token, create_embedded_app
+    from pingtower.identity.service import admin_banner
 
     app = create_embedded_app(settings)
     address = f"http://{settings.host}:{settings.port}"
@@ -90,9 +97,11 @@ def up(
             f"PingTower {__version__} is running at {address}",
             f"  data:   {settings.data_dir.resolve()}",
             f"  API:    {address}/api/v1  (docs: {address}/api/v1/docs)",
-            f"  log in: send 'Authorization: Bearer {admin_token(settings)}'",
+            f"  log in: POST {address}/api/v1/auth/login as user admin,",
+            f"          or send 'Authorization: Bearer {admin_token(settings)}'",
             f"          (the admin token, kept in {settings.data_dir.resolve() / 'admin-token'})",
         ],
+        lambda: admin_banner(app.state.identity),
     )
 
 
@@ -131,14 +140,19 @@ def migrate(
     """Upgrade the services' databases to the newest schema (also done at every start)."""
     settings = _settings()
     from pingtower.common.db import run_migrations
+    from pingtower.identity.service import MIGRATIONS, identity_database_url
     from pingtower.roles import migrations_dir
 
-    for service in services or list(SERVICES):
-        if service not in SERVICES:
-            typer.echo(f"unknown service {service!r}; choose from {', '.join(SERVICES)}", err=True)
+    known = [*SERVICES, "identity"]
+    for service in services or known:
+        if service not in known:
+            typer.echo(f"unknown service {service!r}; choose from {', '.join(known)}", err=True)
             raise typer.Exit(2)
         typer.echo(f"migrating {service} ...")
-        run_migrations(settings.database_url(service), migrations_dir(service))
+        if service == "identity":
+            run_migrations(identity_database_url(settings), MIGRATIONS)
+        else:
+            run_migrations(settings.database_url(service), migrations_dir(service))  # type: ignore[arg-type]
     typer.echo("done")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,13 +48,26 @@ async def test_embedded_mode_runs_the_whole_path_in_one_process(
         assert f"running at {base}" in banner
         token = (data_dir / "admin-token").read_text().strip()
         assert token in banner, "the banner says how to log in"
+        printed = re.search(r"user 'admin', password '([^']+)'", banner)
+        assert printed, f"the first start prints the admin password:\n{banner}"
         assert sorted(p.name for p in data_dir.glob("*.sqlite3")) == [
+            "identity.sqlite3",
             "notificator.sqlite3",
             "pinger.sqlite3",
             "statistics.sqlite3",
         ]
+        async with httpx.AsyncClient(base_url=base, timeout=10) as anonymous_client:
+            login = await anonymous_client.post(
+                "/api/v1/auth/login", json={"username": "admin", "password": printed.group(1)}
+            )
+            assert login.status_code == 200, login.text
+            session = login.json()["access_token"]
+            me = await anonymous_client.get(
+                "/api/v1/auth/me", headers={"Authorization": f"Bearer {session}"}
+            )
+            assert me.json()["workspace"] == "default"
         async with httpx.AsyncClient(
-            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10
+            base_url=base, headers={"Authorization": f"Bearer {session}"}, timeout=10
         ) as api:
             assert (await api.get("/healthz")).status_code == 200
             anonymous = await api.get("/api/v1/monitors", headers={"Authorization": ""})

@@ -141,6 +141,24 @@ class Settings(BaseSettings):
     delivery_backoff_seconds: float = Field(
         2.0, gt=0, le=3600, description="First retry delay; it doubles per attempt, with jitter."
     )
+    identity_database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the built-in login's database (users, sessions, API keys) "
+        "of the embedded mode. Default: SQLite identity.sqlite3 in data_dir.",
+    )
+    admin_password: SecretStr | None = Field(
+        None,
+        min_length=12,
+        description="Password of the `admin` user the built-in login creates on first start, in "
+        "workspace `default`. Unset: a random one is generated and printed once. Read only on "
+        "the first start; change it afterwards through the users API.",
+    )
+    session_hours: int = Field(
+        12,
+        ge=1,
+        le=24 * 30,
+        description="How long a built-in login session (browser cookie or bearer token) lasts.",
+    )
 
     @field_validator("broker_url")
     @classmethod
@@ -149,7 +167,12 @@ class Settings(BaseSettings):
             raise ValueError("must start with amqp:// or amqps://")
         return value
 
-    @field_validator("pinger_database_url", "notificator_database_url", "statistics_database_url")
+    @field_validator(
+        "pinger_database_url",
+        "notificator_database_url",
+        "statistics_database_url",
+        "identity_database_url",
+    )
     @classmethod
     def _db_scheme(cls, value: str | None) -> str | None:
         if value is None:
