@@ -13,7 +13,9 @@ import httpx
 from tests.e2e.harness import Target, WebhookReceiver, wait_for
 
 
-async def run_thin_path(api: httpx.AsyncClient, target: Target, receiver: WebhookReceiver) -> None:
+async def run_thin_path(api: httpx.AsyncClient, target: Target, receiver: WebhookReceiver) -> str:
+    """Returns the monitor's id."""
+
     async def ok(response: httpx.Response, status: int = 200) -> Any:
         assert response.status_code == status, f"{response.request.url}: {response.text}"
         return response.json() if response.content else None
@@ -90,3 +92,4 @@ async def run_thin_path(api: httpx.AsyncClient, target: Target, receiver: Webhoo
     incidents = await ok(await api.get(f"/api/v1/stats/monitors/{monitor['id']}/incidents"))
     assert len(incidents["items"]) == 1, incidents
     assert incidents["items"][0]["resolved_at"] is not None, incidents
+    return str(monitor["id"])

@@ -25,6 +25,7 @@ from tests.e2e.harness import (
     wait_ready,
 )
 from tests.e2e.scenario import run_thin_path
+from tests.integration.security.keycloak import Keycloak
 
 pytestmark = pytest.mark.e2e
 
@@ -84,20 +85,22 @@ async def test_distributed_mode_runs_the_whole_path_across_processes(
     tmp_path: Path,
     make_pg_database: Callable[[], Awaitable[str]],
     rabbitmq_url: str,
+    keycloak_url: str,
     namespace: str,
     peers: tuple[Target, WebhookReceiver],
 ) -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "nginx is needed (scripts/test-env.sh installs it)"
     target, receiver = peers
-    token = secrets.token_urlsafe(32)
+    keycloak = Keycloak.from_url(keycloak_url)
     env = {
         "PINGTOWER_BROKER_URL": rabbitmq_url,
         "PINGTOWER_BROKER_NAMESPACE": namespace,
         "PINGTOWER_PINGER_DATABASE_URL": await make_pg_database(),
         "PINGTOWER_NOTIFICATOR_DATABASE_URL": await make_pg_database(),
         "PINGTOWER_STATISTICS_DATABASE_URL": await make_pg_database(),
-        "PINGTOWER_ADMIN_TOKEN": token,
+        # Identities come from the real Keycloak: every service verifies its tokens locally.
+        "PINGTOWER_OIDC_ISSUER": keycloak.issuer(),
         "PINGTOWER_SECRET_KEY": secrets.token_urlsafe(32),
         "PINGTOWER_ALLOW_PRIVATE_TARGETS": "true",
         "PINGTOWER_MIN_INTERVAL_SECONDS": "1",
@@ -127,6 +130,7 @@ async def test_distributed_mode_runs_the_whole_path_across_processes(
         )
         processes.append(gateway)
         base = f"http://127.0.0.1:{gateway_port}"
+        token = await keycloak.user_token("alice-admin")  # admin of workspace acme
         async with httpx.AsyncClient(
             base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10
         ) as api:
@@ -141,7 +145,25 @@ async def test_distributed_mode_runs_the_whole_path_across_processes(
             unknown = await api.get("/api/v1/nothing-here")
             assert unknown.status_code == 404
             assert unknown.headers["content-type"] == "application/problem+json"
-            await run_thin_path(api, target, receiver)
+            monitor_id = await run_thin_path(api, target, receiver)
+
+            # Workspaces hold across services: globex's admin does not see acme's monitor,
+            # its results or its statistics, and acme's viewer cannot change anything.
+            outsider = {"Authorization": f"Bearer {await keycloak.user_token('dave-admin')}"}
+            for path in (
+                f"/api/v1/monitors/{monitor_id}",
+                f"/api/v1/monitors/{monitor_id}/results",
+                f"/api/v1/stats/monitors/{monitor_id}/uptime",
+            ):
+                hidden = await api.get(path, headers=outsider)
+                assert hidden.status_code == 404, (path, hidden.text)
+            viewer = {"Authorization": f"Bearer {await keycloak.user_token('carol-viewer')}"}
+            assert (await api.get(f"/api/v1/monitors/{monitor_id}", headers=viewer)).is_success
+            refused = await api.post(f"/api/v1/monitors/{monitor_id}/pause", headers=viewer)
+            assert refused.status_code == 403, refused.text
+            assert (
+                await api.get("/api/v1/monitors", headers={"Authorization": ""})
+            ).status_code == 401
     except BaseException:
         for process in processes:
             print(f"--- {process.name} ---\n{process.log()}")

@@ -41,6 +41,8 @@ async def test_dashboard_follows_a_monitor_down_and_up_live_and_sends_a_test_mes
     executable = chromium_path()
     from playwright.async_api import async_playwright, expect
 
+    expect.set_options(timeout=SEEN)
+
     target, receiver = peers
     port = free_port()
     data_dir = tmp_path / "data"
