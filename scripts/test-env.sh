@@ -371,3 +371,24 @@ else
 	printf 'export PINGTOWER_TEST_RABBITMQ_URL=%q\n' "$PINGTOWER_TEST_RABBITMQ_URL"
 	printf 'export PINGTOWER_TEST_KEYCLOAK_URL=%q\n' "$PINGTOWER_TEST_KEYCLOAK_URL"
 fi
+
+# --- web dashboard (issue 7): Debian's chromium for the Playwright browser tests -------------
+# Playwright drives the system browser (never `playwright install`); tests/e2e/web skips locally
+# without it and fails under CI=true.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+	_pt_sudo=""
+	[ "$(id -u)" = 0 ] || _pt_sudo="sudo -n"
+	_pt_log "installing chromium for the browser tests"
+	{ $_pt_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium ||
+		{ $_pt_sudo apt-get update -q &&
+			$_pt_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; } \
+		>/dev/null 2>&1 ||
+		_pt_log "could not install chromium: the browser tests fail under CI=true"
+fi
+if [ -x /usr/bin/chromium ]; then
+	export PINGTOWER_TEST_CHROMIUM=/usr/bin/chromium
+	if ! (return 0 2>/dev/null); then
+		printf 'export PINGTOWER_TEST_CHROMIUM=%q\n' "$PINGTOWER_TEST_CHROMIUM"
+	fi
+fi
+# --- end of the web dashboard block -----------------------------------------------------------

@@ -15,6 +15,7 @@ from pingtower.common.security import Authenticator, FirstOf, Principal, TokenAu
 from pingtower.common.settings import Settings, SettingsError
 from pingtower.identity.service import IdentityComponent, identity_authenticator
 from pingtower.roles import ROLES, all_components, components_for
+from pingtower.web.service import build as build_web
 
 DEFAULT_WORKSPACE = "default"
 
@@ -47,7 +48,7 @@ def create_embedded_app(settings: Settings) -> FastAPI:
     identity = IdentityComponent(settings)
     app = build_app(
         "PingTower",
-        [identity, *all_components(settings, bus)],
+        [identity, *all_components(settings, bus), *build_web(settings, bus, ("web",))],
         bus,
         FirstOf(
             [identity_authenticator(identity), _authenticator(settings, admin_token(settings))]

@@ -1,5 +1,7 @@
 """The `notificator.events` consumer: keeps the monitor projection and turns status changes into
-alerts and queued deliveries, all inside the inbox's transaction.
+alerts and queued deliveries, all inside the inbox's transaction. Check results (latency and
+certificate rules, `check_results`) and SLO burn rates (`slo_alerts`) arrive on the same
+subscription and are applied in the same transaction.
 
 Writing the deliveries in that transaction is what makes a notification exactly-once to decide:
 the event is recorded as processed if and only if its deliveries exist, and the deliveries'
@@ -14,19 +16,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from prometheus_client import Counter
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.db import call_after_commit
 from pingtower.common.events import (
+    CheckCompleted,
     Envelope,
+    IncidentOpened,
     MonitorCreated,
     MonitorDeleted,
     MonitorStatusChanged,
     MonitorUpdated,
+    SloBurnRateExceeded,
     utcnow,
 )
+from pingtower.notificator.check_results import QUEUED, CheckRuleEffects
 from pingtower.notificator.domain.decisions import (
     PROBLEM_KINDS,
     Decision,
@@ -36,6 +41,7 @@ from pingtower.notificator.domain.decisions import (
 )
 from pingtower.notificator.domain.rules import EventKind, MonitorView, Rule
 from pingtower.notificator.domain.silences import Silence, is_silenced
+from pingtower.notificator.slo_alerts import apply_slo_event
 from pingtower.notificator.store.rules import (
     active_silences,
     load_monitor,
@@ -49,14 +55,20 @@ log = structlog.get_logger(__name__)
 
 CONSUMER = "notificator.events"
 ROUTING_KEYS = ("monitor.created", "monitor.updated", "monitor.deleted",
-                "monitor.status_changed", "incident.*")  # fmt: skip
+                "monitor.status_changed", "incident.*", "check.completed",
+                "slo.burn_rate_exceeded")  # fmt: skip
 FLAPPING = "flapping"
+# The open alerts that status changes open, worsen and resolve (not latency, certificate, SLO).
+STATUS_PROBLEMS = ("down", "degraded", FLAPPING)
+# Why a heartbeat monitor goes down when its job stays silent (pinger.domain.heartbeat).
+HEARTBEAT_LATE_KINDS = frozenset({"heartbeat_missed", "heartbeat_run_too_long"})
 # Status change times kept per monitor: enough for any flap window a rule may ask for.
 RECENT_LIMIT = 100
 RECENT_WINDOW = timedelta(days=1)
-QUEUED = Counter(
-    "pingtower_notificator_deliveries_queued_total", "Deliveries queued by rules", ["kind"]
-)
+
+
+def heartbeat_late(monitor: MonitorView, event: MonitorStatusChanged) -> bool:
+    return monitor.type == "heartbeat" and event.error_kind in HEARTBEAT_LATE_KINDS
 
 
 def recent_changes(stored: list[str], new: datetime | None) -> list[datetime]:
@@ -121,20 +133,64 @@ class EventEffects:
     def __init__(self, *, public_url: str | None, on_queued: Callable[[], None]) -> None:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.on_queued = on_queued
+        self.check_rules = CheckRuleEffects(public_url=self.public_url)
 
     async def __call__(self, session: AsyncSession, batch: Sequence[Envelope]) -> None:
         # Rules are read once per tenant and batch (one transaction, so one consistent view).
         cache = _BatchCache()
+        results: dict[str, list[CheckCompleted]] = {}
+        queued = 0
         for envelope in batch:
             event = envelope.parse()
-            if isinstance(event, MonitorCreated | MonitorUpdated):
+            if isinstance(event, CheckCompleted):
+                # The bulk of the traffic: gathered, then applied per workspace at once.
+                results.setdefault(envelope.tenant, []).append(event)
+            elif isinstance(event, MonitorCreated | MonitorUpdated):
                 await self._upsert_monitor(session, envelope.tenant, event)
             elif isinstance(event, MonitorDeleted):
                 await self._delete_monitor(session, event.monitor_id)
             elif isinstance(event, MonitorStatusChanged):
                 await self._status_changed(session, envelope.tenant, event, cache)
-            # incident.* are bound for the grouping and escalation work still to come; the
-            # status change already carries the incident id, so they change nothing yet.
+            elif isinstance(event, IncidentOpened):
+                await self._link_incident(session, envelope.tenant, event)
+            elif isinstance(event, SloBurnRateExceeded):
+                queued += await apply_slo_event(
+                    session,
+                    envelope,
+                    event,
+                    await cache.rules(session, envelope.tenant),
+                    await cache.silences(session, envelope.tenant, envelope.occurred_at),
+                    self.public_url,
+                )
+            # incident.resolved changes nothing: the recovery's status change closes the alert.
+        for tenant, tenant_results in results.items():
+            rules = await cache.rules(session, tenant)
+            if not any(rule.wants_check_results for rule in rules):
+                continue  # the cheap path: nothing more to read or write
+            earliest = min(r.finished_at for r in tenant_results)
+            queued += await self.check_rules.apply(
+                session, tenant, tenant_results, rules,
+                await cache.silences(session, tenant, earliest),
+            )  # fmt: skip
+        if queued:
+            call_after_commit(session, self.on_queued)
+
+    async def _link_incident(
+        self, session: AsyncSession, tenant: str, event: IncidentOpened
+    ) -> None:
+        """Tie the monitor's open down alerts to the Pinger's incident (when the status change
+        carried none)."""
+        await session.execute(
+            update(alerts)
+            .where(
+                alerts.c.monitor_id == event.monitor_id,
+                alerts.c.tenant == tenant,
+                alerts.c.status == "open",
+                alerts.c.problem.in_(STATUS_PROBLEMS),
+                alerts.c.incident_id.is_(None),
+            )
+            .values(incident_id=event.incident_id)
+        )
 
     async def _upsert_monitor(
         self, session: AsyncSession, tenant: str, event: MonitorCreated | MonitorUpdated
@@ -220,7 +276,9 @@ class EventEffects:
         open_rows = (
             await session.execute(
                 select(alerts).where(
-                    alerts.c.monitor_id == event.monitor_id, alerts.c.status == "open"
+                    alerts.c.monitor_id == event.monitor_id,
+                    alerts.c.status == "open",
+                    alerts.c.problem.in_(STATUS_PROBLEMS),
                 )
             )
         ).all()
@@ -251,6 +309,7 @@ class EventEffects:
             recent_changes=recent,
             parent_down=parent_down,
             silenced=silenced,
+            heartbeat_late=heartbeat_late(monitor, event),
         )
         if decision.empty:
             return
@@ -305,6 +364,7 @@ class EventEffects:
                     status="open",
                     opened_at=event.changed_at,
                     error=error,
+                    incident_id=event.incident_id,
                 )
             )
             opened_at[opening.alert_id] = event.changed_at
@@ -339,6 +399,9 @@ class EventEffects:
                 else None,
                 "error": error,
                 "incident_id": str(event.incident_id) if event.incident_id else None,
+                "error_kind": event.error_kind,
+                # A heartbeat monitor down because its job went silent: "late", not "down".
+                "heartbeat_late": heartbeat_late(monitor, event),
                 "sequence": planned.sequence,
                 "link": f"{self.public_url}/monitors/{monitor.monitor_id}"
                 if self.public_url

@@ -45,29 +45,52 @@ def _format_time(value: Any) -> str:
     return str(value)
 
 
+def _days(value: float) -> str:
+    days = abs(float(value))
+    if days < 1:
+        return humanize_seconds(days * 86_400)
+    return f"{days:.0f} day" if round(days) == 1 else f"{days:.0f} days"
+
+
 def _environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
     env.filters["duration"] = humanize_seconds
     env.filters["time"] = _format_time
+    env.filters["days"] = _days
     return env
 
 
 _ENV = _environment()
 # Templates for the default text, from the delivery's context (see store.deliveries.context).
+# A heartbeat monitor whose job went silent is "late" (older queued contexts lack the flag).
+_LATE = "heartbeat_late is defined and heartbeat_late"
+_INCIDENT = (
+    "{% if incident_id is defined and incident_id %}\nIncident: {{ incident_id }}{% endif %}"
+)
 _TITLES = {
-    "down": "DOWN: {{ monitor.name }}",
-    "reminder": "Still DOWN: {{ monitor.name }}",
+    "down": "{% if " + _LATE + " %}LATE: heartbeat {{ monitor.name }}"
+    "{% else %}DOWN: {{ monitor.name }}{% endif %}",
+    "reminder": "{% if " + _LATE + " %}Still LATE: heartbeat {{ monitor.name }}"
+    "{% else %}Still DOWN: {{ monitor.name }}{% endif %}",
     "degraded": "DEGRADED: {{ monitor.name }}",
     "recovered": "RECOVERED: {{ monitor.name }}",
     "flapping": "FLAPPING: {{ monitor.name }}",
     "escalation": "ESCALATED: {{ monitor.name }} is DOWN and unacknowledged",
     "test": "PingTower test message",
+    "latency": "SLOW: {{ monitor.name }} above {{ threshold_ms | round | int }} ms",
+    "latency_ok": "LATENCY OK: {{ monitor.name }}",
+    "cert_expiring": "CERTIFICATE EXPIRING: {{ monitor.name }} in {{ days_left | days }}",
+    "slo": "SLO BURNING: {{ slo_subject }}",
 }
 _TEXTS = {
     "down": (
-        "{{ monitor.name }} ({{ monitor.target }}) is DOWN since {{ since | time }}."
+        "{% if " + _LATE + " %}The heartbeat of {{ monitor.name }} is LATE since "
+        "{{ since | time }}: the job did not check in on time."
+        "{% else %}{{ monitor.name }} ({{ monitor.target }}) is DOWN since {{ since | time }}."
+        "{% endif %}"
         "{% if error %}\nError: {{ error }}{% endif %}"
-        "{% if link %}\n{{ link }}{% endif %}"
+        + _INCIDENT
+        + "{% if link %}\n{{ link }}{% endif %}"
     ),
     "reminder": (
         "{{ monitor.name }} ({{ monitor.target }}) is still DOWN, since {{ since | time }} "
@@ -98,11 +121,47 @@ _TEXTS = {
         "{% if link %}\n{{ link }}{% endif %}"
     ),
     "test": "This is a test message from PingTower; the channel works.",
+    "latency": (
+        "{{ monitor.name }} ({{ monitor.target }}) answered in {{ latency_ms | round | int }} ms, "
+        "above {{ threshold_ms | round | int }} ms for {{ checks }} checks in a row "
+        "(since {{ since | time }})."
+        "{% if link %}\n{{ link }}{% endif %}"
+    ),
+    "latency_ok": (
+        "{{ monitor.name }} ({{ monitor.target }}) answers in {{ latency_ms | round | int }} ms "
+        "again, below {{ threshold_ms | round | int }} ms."
+        "{% if link %}\n{{ link }}{% endif %}"
+    ),
+    "cert_expiring": (
+        "The TLS certificate of {{ monitor.name }} ({{ monitor.target }}) "
+        "{% if days_left <= 0 %}expired{% else %}expires{% endif %} at {{ expires_at | time }} "
+        "({{ days_left | days }}{% if days_left > 0 %} left{% else %} ago{% endif %}; "
+        "warning at {{ threshold_days }} days)."
+        "{% if link %}\n{{ link }}{% endif %}"
+    ),
+    "slo": (
+        "The SLO of {{ slo_subject }} ({{ (slo.objective * 100) | round(3) }}%) burns its error "
+        "budget {{ slo.burn_rate_long | round(1) }}x too fast over "
+        "{{ slo.long_window_seconds | duration }} ({{ slo.burn_rate_short | round(1) }}x over "
+        "{{ slo.short_window_seconds | duration }}; alert at {{ slo.threshold }}x)."
+        "{% if link %}\n{{ link }}{% endif %}"
+    ),
 }
+
+
+def _with_subject(context: dict[str, Any]) -> dict[str, Any]:
+    """What an SLO message names: its monitor, or its tag."""
+    slo = context.get("slo")
+    if not isinstance(slo, dict):
+        return context
+    monitor = context.get("monitor")
+    subject = monitor["name"] if isinstance(monitor, dict) else f"tag {slo.get('tag')}"
+    return {**context, "slo_subject": subject}
 
 
 def render_message(kind: str, context: dict[str, Any]) -> Message:
     """The default title and text of a message of `kind` about `context`."""
+    context = _with_subject(context)
     title = _ENV.from_string(_TITLES[kind]).render(context)
     text = _ENV.from_string(_TEXTS[kind]).render(context)
     return Message(kind=kind, title=title, text=text, data=context)

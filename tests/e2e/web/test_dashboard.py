@@ -6,7 +6,6 @@ Screenshots of each page go to artifacts/screenshots/."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,13 +15,22 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Process, Target, WebhookReceiver, free_port, wait_for, wait_ready
+from tests.e2e.harness import (
+    Process,
+    Target,
+    WebhookReceiver,
+    free_port,
+    pingtower,
+    wait_for,
+    wait_ready,
+)
 from tests.e2e.web.browser import CHROMIUM_ARGS, SCREENSHOTS, chromium_path
 
 pytestmark = pytest.mark.e2e
 
 # Generous for a loaded machine; each wait ends as soon as the page shows the state.
 SEEN = 30_000
+ADMIN_PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
@@ -48,22 +56,13 @@ async def test_dashboard_follows_a_monitor_down_and_up_live_and_sends_a_test_mes
     data_dir = tmp_path / "data"
     process = Process(
         "pingtower-web",
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.e2e.web.serve_with_web:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        pingtower("up", "--port", str(port), "--data-dir", str(data_dir)),
         {
             "PINGTOWER_DATA_DIR": str(data_dir),
             "PINGTOWER_ALLOW_PRIVATE_TARGETS": "true",
             "PINGTOWER_MIN_INTERVAL_SECONDS": "1",
             "PINGTOWER_DELIVERY_BACKOFF_SECONDS": "0.2",
+            "PINGTOWER_ADMIN_PASSWORD": ADMIN_PASSWORD,
         },
         tmp_path,
     )
@@ -226,6 +225,23 @@ async def test_dashboard_follows_a_monitor_down_and_up_live_and_sends_a_test_mes
             await overview.goto(f"{base}/#/overview")
             await expect(overview.locator("tr[data-monitor]", has_text="Shop")).to_be_visible()
             await overview.screenshot(path=SCREENSHOTS / "12-overview-dark.png", full_page=True)
+
+            # The built-in login: a wrong password is refused, the right one opens the overview
+            # and shows who is logged in; logging out returns to the login page.
+            fresh = await browser.new_context(viewport={"width": 1280, "height": 860})
+            login = await fresh.new_page()
+            await login.goto(f"{base}/")
+            await login.get_by_label("Username").fill("admin")
+            await login.get_by_label("Password").fill("wrong password!")
+            await login.get_by_role("button", name="Log in", exact=True).click()
+            await expect(login.get_by_role("alert")).to_contain_text("wrong username or password")
+            await login.get_by_label("Password").fill(ADMIN_PASSWORD)
+            await login.get_by_role("button", name="Log in", exact=True).click()
+            await expect(login.locator("tr[data-monitor]", has_text="Shop")).to_be_visible()
+            await expect(login.locator("#who")).to_have_text("admin · default")
+            await login.get_by_role("button", name="Log out").click()
+            await expect(login).to_have_url(f"{base}/#/login")
+            assert await login.evaluate("sessionStorage.length") == 0
 
             # 5,000 monitors: the overview still shows its first page at once.
             many = await dark.new_page()

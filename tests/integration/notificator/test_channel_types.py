@@ -176,7 +176,45 @@ def test_every_secret_field_is_declared_by_its_channel_type() -> None:
         "teams": {"webhook_url"},
         "telegram": {"bot_token"},
         "sms": {"auth_token"},
+        "apprise": {"urls"},
     }
+
+
+async def test_apprise_posts_through_its_json_scheme_to_a_local_server(api: FakeApi) -> None:
+    host_port = api.url.removeprefix("http://")
+    settings = REGISTRY["apprise"].settings_model.model_validate(
+        {"urls": [f"json://{host_port}/notify"]}
+    )
+    result = await REGISTRY["apprise"].send(MESSAGE, settings, CONTEXT)
+    assert "1 Apprise URL" in result.detail
+    [request] = api.requests
+    assert request["path"] == "/notify"
+    assert request["json"]["title"] == "DOWN: shop"
+    assert request["json"]["message"] == MESSAGE.text
+    assert request["json"]["type"] == "failure"
+
+
+async def test_apprise_refuses_a_private_host_before_sending_anything(api: FakeApi) -> None:
+    host_port = api.url.removeprefix("http://")
+    settings = REGISTRY["apprise"].settings_model.model_validate(
+        {"urls": [f"json://{host_port}/notify"]}
+    )
+    public_only = SendContext(delivery_id="d1", allow_private=False, timeout_seconds=5)
+    with pytest.raises(ChannelError, match="refused destination") as refused:
+        await REGISTRY["apprise"].send(MESSAGE, settings, public_only)
+    assert refused.value.permanent
+    assert api.requests == []
+
+
+async def test_apprise_reports_a_failing_service_as_a_retryable_error(api: FakeApi) -> None:
+    api.status = 503
+    host_port = api.url.removeprefix("http://")
+    settings = REGISTRY["apprise"].settings_model.model_validate(
+        {"urls": [f"json://{host_port}/notify"]}
+    )
+    with pytest.raises(ChannelError, match="could not deliver to 1 of 1") as failed:
+        await REGISTRY["apprise"].send(MESSAGE, settings, CONTEXT)
+    assert not failed.value.permanent
 
 
 async def test_a_webhook_body_template_shapes_the_request(api: FakeApi) -> None:

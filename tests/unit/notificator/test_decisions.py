@@ -200,3 +200,26 @@ def test_an_escalation_is_queued_for_its_channels_after_the_wait() -> None:
     [escalation] = [d for d in deliveries if d.kind is DeliveryKind.ESCALATION]
     assert escalation.channel_id == manager
     assert escalation.due_at == AT + timedelta(seconds=960)
+
+
+def test_a_rule_asking_only_for_late_heartbeats_hears_of_late_heartbeats_only() -> None:
+    late_only = rule(EventKind.HEARTBEAT_LATE, EventKind.RECOVERED)
+    heartbeat = MonitorView(uuid.uuid4(), "acme", "nightly backup", "", "heartbeat")
+    late = decide(EventKind.DOWN, heartbeat, [late_only], {}, AT, heartbeat_late=True)
+    [opening] = late.open
+    assert [d.kind for d in late.deliveries] == [DeliveryKind.DOWN]
+    assert decide(EventKind.DOWN, heartbeat, [late_only], {}, AT).empty  # failed, not late
+    assert decide(EventKind.DOWN, MONITOR, [late_only], {}, AT).empty
+    # Its recovery is told like any other.
+    open_alert = OpenAlert(opening.alert_id, late_only.rule_id, EventKind.DOWN,
+                           frozenset(late_only.channel_ids))  # fmt: skip
+    recovered = decide(
+        EventKind.RECOVERED, heartbeat, [late_only], {late_only.rule_id: open_alert}, AT
+    )
+    assert [d.kind for d in recovered.deliveries] == [DeliveryKind.RECOVERED]
+
+
+def test_a_down_rule_hears_of_late_heartbeats_too() -> None:
+    down = rule(EventKind.DOWN)
+    heartbeat = MonitorView(uuid.uuid4(), "acme", "nightly backup", "", "heartbeat")
+    assert decide(EventKind.DOWN, heartbeat, [down], {}, AT, heartbeat_late=True).open

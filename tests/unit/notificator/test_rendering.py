@@ -75,3 +75,53 @@ def test_the_sandbox_refuses_python_internals() -> None:
 def test_a_broken_template_is_reported_at_validation() -> None:
     assert check_template("{{ monitor.name ") is not None
     assert check_template("{{ monitor.name }}") is None
+
+
+def test_a_late_heartbeat_says_late_not_down() -> None:
+    message = render_message(
+        "down",
+        context(
+            monitor={"id": "m1", "name": "nightly backup", "target": "", "type": "heartbeat"},
+            heartbeat_late=True,
+            error="no ping within the period and grace time",
+            incident_id="4f1c",
+        ),
+    )
+    assert message.title == "LATE: heartbeat nightly backup"
+    assert "LATE since 2026-11-29 03:00:00 UTC" in message.text
+    assert "DOWN" not in message.text
+    assert "Incident: 4f1c" in message.text
+
+
+def test_a_down_queued_before_the_heartbeat_flag_existed_still_renders() -> None:
+    message = render_message("down", context())
+    assert message.title == "DOWN: Checkout API"
+
+
+def test_a_latency_alert_names_the_latency_the_threshold_and_the_run() -> None:
+    message = render_message("latency", context(latency_ms=812.4, threshold_ms=500.0, checks=3))
+    assert message.title == "SLOW: Checkout API above 500 ms"
+    assert "answered in 812 ms, above 500 ms for 3 checks in a row" in message.text
+
+
+def test_a_certificate_warning_names_the_expiry_and_the_days_left() -> None:
+    message = render_message(
+        "cert_expiring",
+        context(expires_at="2026-12-05T00:00:00+00:00", days_left=5.8, threshold_days=7),
+    )
+    assert message.title == "CERTIFICATE EXPIRING: Checkout API in 6 days"
+    assert "expires at 2026-12-05 00:00:00 UTC (6 days left; warning at 7 days)" in message.text
+    expired = render_message(
+        "cert_expiring",
+        context(expires_at="2026-11-28T00:00:00+00:00", days_left=-1.2, threshold_days=1),
+    )
+    assert "expired at 2026-11-28" in expired.text
+
+
+def test_an_slo_over_a_tag_names_the_tag_and_the_burn_rates() -> None:
+    slo = {"id": "s1", "tag": "prod", "objective": 0.999, "burn_rate_long": 15.24,
+           "burn_rate_short": 20.1, "long_window_seconds": 3600, "short_window_seconds": 300,
+           "threshold": 14.4}  # fmt: skip
+    message = render_message("slo", context(monitor=None, slo=slo))
+    assert message.title == "SLO BURNING: tag prod"
+    assert "(99.9%) burns its error budget 15.2x too fast over 1h (20.1x over 5m" in message.text

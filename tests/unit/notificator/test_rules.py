@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pingtower.notificator.domain.rules import EventKind, MonitorView, Rule
+from pingtower.notificator.domain.rules import EventKind, MonitorView, Rule, slo_selects
 
 tags = st.lists(st.sampled_from(["prod", "eu", "us", "db", "web"]), max_size=4).map(tuple)
 
@@ -66,3 +66,30 @@ def test_ids_and_tags_add_up() -> None:
 
 def test_a_disabled_rule_matches_nothing() -> None:
     assert not rule(enabled=False).matches(monitor())
+
+
+def test_an_slo_rule_for_every_monitor_takes_every_slo_of_its_workspace() -> None:
+    every = rule(events=frozenset({EventKind.SLO}))
+    assert slo_selects(every, monitor(), None)
+    assert slo_selects(every, None, "anything")
+    assert not slo_selects(every, monitor(tenant="other"), None)
+
+
+def test_an_slo_rule_by_tag_takes_slos_of_that_tag_or_of_a_monitor_carrying_it() -> None:
+    prod = rule(events=frozenset({EventKind.SLO}), tags=frozenset({"prod"}))
+    assert slo_selects(prod, None, "prod")
+    assert not slo_selects(prod, None, "staging")
+    assert slo_selects(prod, monitor(tags=("prod",)), None)
+    assert not slo_selects(prod, monitor(tags=("db",)), None)
+
+
+def test_a_rule_not_asking_for_slo_events_takes_none() -> None:
+    assert not slo_selects(rule(), monitor(), None)
+    assert not slo_selects(rule(events=frozenset({EventKind.SLO}), enabled=False), monitor(), None)
+
+
+def test_only_enabled_latency_or_certificate_rules_want_check_results() -> None:
+    assert rule(events=frozenset({EventKind.LATENCY})).wants_check_results
+    assert rule(events=frozenset({EventKind.CERT_EXPIRING})).wants_check_results
+    assert not rule(events=frozenset({EventKind.DOWN, EventKind.SLO})).wants_check_results
+    assert not rule(events=frozenset({EventKind.LATENCY}), enabled=False).wants_check_results

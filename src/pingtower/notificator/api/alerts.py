@@ -33,6 +33,8 @@ class AlertPublic(BaseModel):
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     error: str | None
+    # The Pinger's incident behind a down alert, when it has one.
+    incident_id: uuid.UUID | None = None
 
 
 class AlertPage(BaseModel):

@@ -63,6 +63,21 @@ class RuleFields(BaseModel):
         description="Channels told when a DOWN stays unacknowledged for escalate_after_seconds.",
     )
     escalate_after_seconds: int = Field(0, ge=0, le=WEEK, description="0: no escalation.")
+    latency_threshold_ms: float | None = Field(
+        None,
+        gt=0,
+        le=600_000,
+        description="With the 'latency' event: successful checks slower than this alert.",
+    )
+    latency_checks: int = Field(
+        3, ge=1, le=100, description="How many slow checks in a row open a latency alert."
+    )
+    cert_expiry_days: list[int] = Field(
+        default_factory=list,
+        max_length=10,
+        description="With the 'cert_expiring' event: one message per certificate as it comes "
+        "within each of these many days of expiry.",
+    )
 
     @model_validator(mode="after")
     def _reminders_need_interval(self) -> RuleFields:
@@ -72,6 +87,12 @@ class RuleFields(BaseModel):
             raise ValueError(
                 "escalation needs both escalation_channel_ids and escalate_after_seconds"
             )
+        if (EventKind.LATENCY in self.events) != (self.latency_threshold_ms is not None):
+            raise ValueError("the 'latency' event and latency_threshold_ms go together")
+        if (EventKind.CERT_EXPIRING in self.events) != bool(self.cert_expiry_days):
+            raise ValueError("the 'cert_expiring' event and cert_expiry_days go together")
+        if any(days < 0 or days > 365 for days in self.cert_expiry_days):
+            raise ValueError("cert_expiry_days must lie between 0 and 365")
         return self
 
 
@@ -96,6 +117,9 @@ class RuleUpdate(BaseModel):
     group_window_seconds: int | None = None
     escalation_channel_ids: list[uuid.UUID] | None = None
     escalate_after_seconds: int | None = None
+    latency_threshold_ms: float | None = None
+    latency_checks: int | None = None
+    cert_expiry_days: list[int] | None = None
 
 
 class RulePublic(RuleFields):
@@ -121,6 +145,7 @@ def _stored(fields: RuleFields) -> dict[str, Any]:
     values["events"] = sorted(set(values["events"]))
     values["channel_ids"] = list(dict.fromkeys(values["channel_ids"]))
     values["escalation_channel_ids"] = list(dict.fromkeys(values["escalation_channel_ids"]))
+    values["cert_expiry_days"] = sorted(set(values["cert_expiry_days"]), reverse=True)
     return values
 
 

@@ -1,6 +1,7 @@
 """Channel types, registered by name on import."""
 
 # Importing a channel module registers its type.
+from pingtower.notificator.channels import apprise_urls as _apprise  # noqa: F401
 from pingtower.notificator.channels import chat as _chat  # noqa: F401
 from pingtower.notificator.channels import email as _email  # noqa: F401
 from pingtower.notificator.channels import sms as _sms  # noqa: F401

@@ -11,6 +11,8 @@ from typing import ClassVar, Literal
 
 from pydantic import AnyHttpUrl, Field, field_validator
 
+# The module, not its names: rendering imports the channel base, which loads this package.
+from pingtower.notificator import rendering
 from pingtower.notificator.channels.base import (
     ChannelSettings,
     ChannelType,
@@ -21,7 +23,6 @@ from pingtower.notificator.channels.base import (
 )
 from pingtower.notificator.channels.http import send_http
 from pingtower.notificator.domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from pingtower.notificator.rendering import check_template, render_body
 
 DELIVERY_HEADER = "X-PingTower-Delivery"
 _RESERVED = {SIGNATURE_HEADER.lower(), TIMESTAMP_HEADER.lower(), DELIVERY_HEADER.lower()}
@@ -51,7 +52,7 @@ class WebhookSettings(ChannelSettings):
     @field_validator("body_template")
     @classmethod
     def _template_parses(cls, value: str | None) -> str | None:
-        if value is not None and (error := check_template(value)) is not None:
+        if value is not None and (error := rendering.check_template(value)) is not None:
             raise ValueError(f"template does not parse: {error}")
         return value
 
@@ -65,7 +66,7 @@ class WebhookChannel(ChannelType):
     ) -> SendResult:
         assert isinstance(settings, WebhookSettings)
         if settings.body_template:
-            body = render_body(settings.body_template, message).encode()
+            body = rendering.render_body(settings.body_template, message).encode()
         else:
             body = json.dumps(
                 {

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pingtower.notificator.domain.rules import EventKind, MonitorView, Rule
+from pingtower.notificator.domain.rules import EventKind, MonitorView, Rule, asks_for
 
 
 class DeliveryKind(StrEnum):
@@ -154,6 +154,7 @@ def decide(
     recent_changes: Sequence[datetime] = (),
     parent_down: bool = False,
     silenced: bool = False,
+    heartbeat_late: bool = False,
 ) -> Decision:
     """`rules`: every rule of the monitor's workspace; `open_alerts`: this monitor's open alerts
     by rule id; `at`: when the status changed; `recent_changes`: when this monitor's status
@@ -161,7 +162,8 @@ def decide(
 
     `parent_down`: the monitor's parent is down, so this problem is a consequence and the
     parent's alert already tells the story: no new alert. `silenced`: a silence matches; the
-    alert opens (so the recovery can close it) but nobody is told.
+    alert opens (so the recovery can close it) but nobody is told. `heartbeat_late`: this DOWN
+    is a heartbeat that did not check in, which rules asking for "heartbeat_late" want too.
 
     Flap damping: while a rule sees the monitor flapping, its alert is a "flapping" alert that
     sent one notice and swallows every change; the first change after a quiet window closes it
@@ -223,7 +225,11 @@ def decide(
                 )
             continue
 
-        if parent_down or not rule.matches(monitor) or event not in rule.events:
+        if (
+            parent_down
+            or not rule.matches(monitor)
+            or not asks_for(rule, event, heartbeat_late=heartbeat_late)
+        ):
             continue
         if alert is None:
             alert_id = new_id()

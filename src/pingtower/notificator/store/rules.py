@@ -33,6 +33,9 @@ def rule_from_row(row: Any) -> Rule:
         group_window_seconds=row.group_window_seconds,
         escalation_channel_ids=tuple(uuid.UUID(c) for c in row.escalation_channel_ids),
         escalate_after_seconds=row.escalate_after_seconds,
+        latency_threshold_ms=row.latency_threshold_ms,
+        latency_checks=row.latency_checks,
+        cert_expiry_days=tuple(row.cert_expiry_days or ()),
     )
 
 

@@ -6,6 +6,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -41,6 +42,9 @@ monitors = Table(
     Column("status_changed_at", UtcDateTime, nullable=True),
     # Recent status change times (ISO strings, newest last), for flap damping.
     Column("recent_changes", JSON, nullable=False, default=list),
+    # State of the check-result rules (latency streaks, certificates told about) by rule id;
+    # NULL for the monitors no such rule selects.
+    Column("check_state", JSON, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
@@ -91,6 +95,9 @@ rules = Table(
     Column("group_window_seconds", Integer, nullable=False),
     Column("escalation_channel_ids", JSON, nullable=False),
     Column("escalate_after_seconds", Integer, nullable=False),
+    Column("latency_threshold_ms", Float, nullable=True),
+    Column("latency_checks", Integer, nullable=False, server_default="3"),
+    Column("cert_expiry_days", JSON, nullable=False, server_default="[]"),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_rules_tenant_created", "tenant", "created_at", "id"),
@@ -112,7 +119,10 @@ silences = Table(
 )
 
 # One alert per (rule, monitor) while open: `open_key` is "<rule>:<monitor>" while open and NULL
-# once resolved; NULLs never collide in a UNIQUE column, on both databases.
+# once resolved; NULLs never collide in a UNIQUE column, on both databases. Latency and
+# certificate alerts add ":lat" / ":crt" to the key, so they live beside a down alert. An SLO
+# alert is a one-off notice (resolved as it opens); for an SLO over a tag, `monitor_id` holds the
+# SLO's id, since no single monitor is concerned.
 alerts = Table(
     "alerts",
     metadata,
@@ -121,7 +131,8 @@ alerts = Table(
     Column("rule_id", Uuid, nullable=False),
     Column("monitor_id", Uuid, nullable=False),
     Column("open_key", String(80), nullable=True, unique=True),
-    Column("problem", String(20), nullable=False),  # down | degraded | flapping
+    # down | degraded | flapping | latency | cert_expiring | slo
+    Column("problem", String(20), nullable=False),
     Column("severity", String(20), nullable=False),
     Column("status", String(20), nullable=False),  # open | resolved
     # A flapping alert closes by itself when nothing changed until then.
@@ -131,6 +142,8 @@ alerts = Table(
     Column("acknowledged_at", UtcDateTime, nullable=True),
     Column("acknowledged_by", String(200), nullable=True),
     Column("error", Text, nullable=True),
+    # The Pinger's incident behind a down alert (from the status change or incident.opened).
+    Column("incident_id", Uuid, nullable=True),
     Index("ix_alerts_monitor_status", "monitor_id", "status"),
     Index("ix_alerts_tenant_status_opened", "tenant", "status", "opened_at", "id"),
 )

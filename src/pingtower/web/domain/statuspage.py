@@ -1,0 +1,134 @@
+"""The public status page's view of a workspace, kept from events: which monitors are public,
+their current status and open incident.
+
+The pinger API has no `public` flag yet, so a monitor is public when its event says so or when
+it carries the tag `public`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from pingtower.common.events import (
+    Contract,
+    IncidentOpened,
+    IncidentResolved,
+    MonitorCreated,
+    MonitorDeleted,
+    MonitorSnapshot,
+    MonitorStatusChanged,
+    MonitorUpdated,
+    Status,
+)
+
+PUBLIC_TAG = "public"
+
+
+@dataclass(frozen=True)
+class PublicMonitor:
+    monitor_id: uuid.UUID
+    name: str
+    group: str
+    status: Status = Status.UNKNOWN
+    since: datetime | None = None
+    incident_started_at: datetime | None = None
+    incident_cause: str | None = None
+
+
+@dataclass(frozen=True)
+class PastIncident:
+    monitor_id: uuid.UUID
+    name: str
+    started_at: datetime
+    resolved_at: datetime
+
+
+def is_public(snapshot: MonitorSnapshot) -> bool:
+    return snapshot.public or PUBLIC_TAG in snapshot.tags
+
+
+def group_of(tags: list[str]) -> str:
+    """The first tag other than `public` names the group on the page."""
+    others = sorted(tag for tag in tags if tag != PUBLIC_TAG)
+    return others[0] if others else "Services"
+
+
+@dataclass
+class Workspace:
+    monitors: dict[uuid.UUID, PublicMonitor] = field(default_factory=dict)
+    # Status of monitors that are not (yet) public, so one made public later shows the truth.
+    statuses: dict[uuid.UUID, tuple[Status, datetime]] = field(default_factory=dict)
+    history: list[PastIncident] = field(default_factory=list)
+
+
+class StatusBoard:
+    """Every workspace's public view; `apply` takes events in any order of arrival."""
+
+    def __init__(self, history_limit: int = 50) -> None:
+        self._workspaces: dict[str, Workspace] = {}
+        self._history_limit = history_limit
+
+    def apply(self, tenant: str, event: Contract) -> None:
+        workspace = self._workspaces.setdefault(tenant, Workspace())
+        monitors = workspace.monitors
+        if isinstance(event, (MonitorCreated, MonitorUpdated)):
+            if not is_public(event):
+                monitors.pop(event.monitor_id, None)
+                return
+            old = monitors.get(event.monitor_id)
+            status, since = workspace.statuses.get(event.monitor_id, (Status.UNKNOWN, None))
+            base = old or PublicMonitor(event.monitor_id, event.name, "", status, since)
+            monitors[event.monitor_id] = replace(base, name=event.name, group=group_of(event.tags))
+        elif isinstance(event, MonitorDeleted):
+            monitors.pop(event.monitor_id, None)
+            workspace.statuses.pop(event.monitor_id, None)
+        elif isinstance(event, MonitorStatusChanged):
+            workspace.statuses[event.monitor_id] = (event.current, event.changed_at)
+            found = monitors.get(event.monitor_id)
+            if found is not None:
+                monitors[event.monitor_id] = replace(
+                    found, status=event.current, since=event.changed_at
+                )
+        elif isinstance(event, IncidentOpened):
+            found = monitors.get(event.monitor_id)
+            if found is not None:
+                monitors[event.monitor_id] = replace(
+                    found, incident_started_at=event.started_at, incident_cause=event.cause
+                )
+        elif isinstance(event, IncidentResolved):
+            found = monitors.get(event.monitor_id)
+            if found is not None:
+                monitors[event.monitor_id] = replace(
+                    found, incident_started_at=None, incident_cause=None
+                )
+                workspace.history.insert(
+                    0,
+                    PastIncident(found.monitor_id, found.name, event.started_at, event.resolved_at),
+                )
+                del workspace.history[self._history_limit :]
+
+    def monitors(self, tenant: str) -> list[PublicMonitor]:
+        workspace = self._workspaces.get(tenant)
+        if workspace is None:
+            return []
+        return sorted(workspace.monitors.values(), key=lambda m: (m.group, m.name.lower()))
+
+    def past_incidents(self, tenant: str) -> list[PastIncident]:
+        workspace = self._workspaces.get(tenant)
+        return list(workspace.history) if workspace else []
+
+
+def overall(monitors: list[PublicMonitor]) -> str:
+    """The page's headline: the worst state among the public monitors."""
+    statuses = {monitor.status for monitor in monitors}
+    if Status.DOWN in statuses:
+        return "major_outage"
+    if Status.DEGRADED in statuses:
+        return "degraded"
+    if Status.MAINTENANCE in statuses:
+        return "maintenance"
+    if not monitors:
+        return "no_monitors"
+    return "operational"

@@ -1,0 +1,591 @@
+// The dashboard: hash routes, one module per concern (api.js, ui.js, charts.js, here the pages).
+import { ApiError, LiveStream, del, get, patch, post, query, token } from "./api.js";
+import { latencyChart, uptimeBars } from "./charts.js";
+import { ago, badge, duration, h, ms, pct, showErrors, toast, when } from "./ui.js";
+
+const main = document.getElementById("main");
+const PAGE_SIZE = 100;
+const STATUSES = ["up", "down", "degraded", "pending", "paused", "maintenance", "unknown"];
+const listeners = new Set();
+const cleanups = [];  // run when the page changes (timers of the page left)
+// The newest status each monitor was seen to take on the live stream, whichever page was open:
+// the statistics a page loads may lag the stream by a moment, and this corrects them.
+const latest = new Map();
+const gone = new Set();  // monitors deleted since the page opened
+const recent = [];  // the last live events, newest first, shown on the overview
+const names = new Map();  // monitor id -> name, from whatever the pages loaded
+const live = new LiveStream(
+  (event) => {
+    if (event.type === "monitor.status_changed") latest.set(event.payload.monitor_id, event.payload);
+    if (event.type === "monitor.deleted") gone.add(event.payload.monitor_id);
+    if (event.type !== "dropped") {
+      recent.unshift({ at: new Date(), ...event });
+      recent.length = Math.min(recent.length, 20);
+    }
+    for (const listener of listeners) listener(event);
+  },
+  (on) => {
+    const el = document.getElementById("live");
+    el.className = on ? "live on" : "live";
+    el.textContent = on ? "Live" : "Offline";
+  },
+);
+
+window.addEventListener("pingtower:unauthorized", () => {
+  token.clear();
+  sessionStorage.removeItem("pingtower.cookie");
+  known = null;
+  live.stop();
+  if (!location.hash.startsWith("#/login")) location.hash = "#/login";
+});
+
+document.getElementById("logout").addEventListener("click", async () => {
+  try { await post("/auth/logout"); } catch { /* no built-in login, or already out */ }
+  token.clear();
+  sessionStorage.removeItem("pingtower.cookie");
+  known = null;
+  live.stop();
+  location.hash = "#/login";
+});
+
+// --- routing -----------------------------------------------------------------------------------
+
+const routes = [
+  [/^#\/login$/, loginPage],
+  [/^#\/overview$/, overviewPage],
+  [/^#\/monitors\/new$/, () => monitorForm(null)],
+  [/^#\/monitors\/([0-9a-f-]{36})\/edit$/, (id) => monitorForm(id)],
+  [/^#\/monitors\/([0-9a-f-]{36})$/, monitorPage],
+  [/^#\/channels$/, channelsPage],
+  [/^#\/rules$/, rulesPage],
+  [/^#\/alerts$/, alertsPage],
+  [/^#\/notifications$/, notificationsPage],
+];
+
+async function route() {
+  const hash = location.hash || "#/overview";
+  const loggedIn = Boolean(token.get()) || sessionStorage.getItem("pingtower.cookie") === "1";
+  if (!loggedIn && hash !== "#/login") { location.hash = "#/login"; return; }
+  document.getElementById("nav").hidden = !loggedIn;
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("active", hash.startsWith(link.getAttribute("href")));
+  }
+  listeners.clear();
+  while (cleanups.length) cleanups.pop()();
+  if (loggedIn) { live.start(); whoami(); }
+  for (const [pattern, page] of routes) {
+    const match = hash.match(pattern);
+    if (match) {
+      main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+      try {
+        await page(...match.slice(1));
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 401)) {
+          main.replaceChildren(h("p", { class: "error", role: "alert" }, `Could not load: ${error.message}`));
+        }
+      }
+      main.focus({ preventScroll: true });
+      return;
+    }
+  }
+  location.hash = "#/overview";
+}
+
+// Who is logged in, from the built-in login's /auth/me (absent in some deployments: then the
+// header just shows nothing).
+let known = null;
+async function whoami() {
+  if (known) return;
+  try {
+    known = await get("/auth/me");
+  } catch {
+    return;
+  }
+  document.getElementById("who").textContent = `${known.subject} · ${known.workspace}`;
+  const link = document.getElementById("status-link");
+  link.href = `/status/${encodeURIComponent(known.workspace)}`;
+  link.hidden = false;
+}
+
+// Refresh the current page after a while, unless the user has moved on by then.
+function later(ms) {
+  const timer = setTimeout(route, ms);
+  cleanups.push(() => clearTimeout(timer));
+}
+
+window.addEventListener("hashchange", route);
+route();
+
+function view(title, ...children) {
+  document.title = `${title} · PingTower`;
+  main.replaceChildren(h("h1", {}, title), ...children);
+}
+
+// --- login -------------------------------------------------------------------------------------
+
+async function loginPage() {
+  const error = h("p", { class: "error form-error", role: "alert" });
+  const password = h("form", { class: "stack panel" },
+    h("h2", {}, "Log in"),
+    h("label", {}, "Username", h("input", { name: "username", autocomplete: "username", required: true })),
+    h("label", {}, "Password", h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    h("button", { class: "primary", type: "submit" }, "Log in"),
+  );
+  password.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(password);
+    try {
+      const response = await fetch("/api/v1/auth/login", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ username: data.get("username"), password: data.get("password") }),
+      });
+      if (response.status === 404) throw new Error("This server has no built-in login: paste an API token below.");
+      const body = await response.json();
+      if (!response.ok) throw new Error(body.detail || body.title || "Login failed");
+      if (body.access_token) token.set(body.access_token);
+      else sessionStorage.setItem("pingtower.cookie", "1");
+      location.hash = "#/overview";
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  });
+  const pasted = h("form", { class: "stack panel" },
+    h("h2", {}, "Or use an API token"),
+    h("label", {}, "API token", h("small", {}, "The admin token printed at start-up, or an API key."),
+      h("input", { name: "token", type: "password", autocomplete: "off", required: true })),
+    h("button", { class: "primary", type: "submit" }, "Use token"),
+  );
+  pasted.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    token.set(String(new FormData(pasted).get("token")).trim());
+    try {
+      await get("/monitors?limit=1");
+      location.hash = "#/overview";
+    } catch (failure) {
+      token.clear();
+      error.textContent = failure.status === 401 ? "That token is not valid." : failure.message;
+    }
+  });
+  view("Welcome to PingTower", error, h("div", { class: "grid2" }, password, pasted));
+}
+
+// --- overview ----------------------------------------------------------------------------------
+
+const overviewState = { status: "", tag: "", type: "", text: "", sort: "name", desc: false, page: 0 };
+
+function withLiveStatus(all) {
+  const items = all.filter((item) => !gone.has(item.monitor_id));
+  for (const item of items) {
+    const seen = latest.get(item.monitor_id);
+    if (seen && (!item.since || Date.parse(seen.changed_at) > Date.parse(item.since))) {
+      item.status = seen.current;
+      item.since = seen.changed_at;
+    }
+  }
+  return items;
+}
+
+async function overviewPage() {
+  let items = withLiveStatus((await get("/stats/overview")).items);
+  for (const item of items) names.set(item.monitor_id, item.name);
+  const byId = new Map(items.map((item) => [item.monitor_id, item]));
+  const state = overviewState;
+  const counts = h("div", { class: "counts", role: "group", "aria-label": "Monitors by status" });
+  const body = h("tbody");
+  const pager = h("div", { class: "pager" });
+  const feed = h("ul", { class: "feed", "data-testid": "live-feed", "aria-live": "polite" });
+  const types = [...new Set(items.map((item) => item.type))].sort();
+  const tags = [...new Set(items.flatMap((item) => item.tags))].sort();
+
+  const control = (el, key) => {
+    el.value = state[key];
+    el.addEventListener("input", () => { state[key] = el.value; state.page = 0; render(); });
+    return el;
+  };
+  const filters = h("div", { class: "filters" },
+    control(h("input", { type: "search", placeholder: "Search by name", "aria-label": "Search" }), "text"),
+    control(h("select", { "aria-label": "Status" }, h("option", { value: "" }, "Any status"),
+      STATUSES.map((v) => h("option", { value: v }, v))), "status"),
+    control(h("select", { "aria-label": "Type" }, h("option", { value: "" }, "Any type"),
+      types.map((v) => h("option", { value: v }, v))), "type"),
+    control(h("select", { "aria-label": "Tag" }, h("option", { value: "" }, "Any tag"),
+      tags.map((v) => h("option", { value: v }, v))), "tag"),
+  );
+
+  const columns = [
+    ["name", "Monitor"], ["status", "Status"], ["uptime_24h", "24 h", "num"], ["uptime_30d", "30 d", "num"],
+    ["p95_24h_ms", "p95", "num"], ["last_check_at", "Last check", "hide-sm"],
+  ];
+  const head = h("tr");
+  function renderHead() {
+    head.replaceChildren(...columns.map(([key, label, cls]) => h("th", { class: cls, scope: "col",
+      "aria-sort": state.sort === key ? (state.desc ? "descending" : "ascending") : undefined },
+    h("button", { type: "button", onclick: () => {
+      state.desc = state.sort === key ? !state.desc : false; state.sort = key; render();
+    } }, label, state.sort === key ? (state.desc ? " ▾" : " ▴") : ""))));
+  }
+
+  function filtered() {
+    const text = state.text.toLowerCase();
+    return items.filter((item) => (!state.status || item.status === state.status) &&
+      (!state.type || item.type === state.type) && (!state.tag || item.tags.includes(state.tag)) &&
+      (!text || item.name.toLowerCase().includes(text)));
+  }
+
+  function sorted(list) {
+    const key = state.sort;
+    const sign = state.desc ? -1 : 1;
+    return list.sort((a, b) => {
+      const x = a[key], y = b[key];
+      if (x === null && y === null) return a.name.localeCompare(b.name);
+      if (x === null) return 1;  // missing figures go last either way
+      if (y === null) return -1;
+      return (x < y ? -1 : x > y ? 1 : a.name.localeCompare(b.name)) * sign;
+    });
+  }
+
+  function render() {
+    renderHead();
+    const tally = Object.fromEntries(STATUSES.map((v) => [v, 0]));
+    for (const item of items) tally[item.status] = (tally[item.status] || 0) + 1;
+    counts.replaceChildren(
+      h("button", { class: "count", type: "button", "aria-pressed": String(!state.status),
+        onclick: () => { state.status = ""; state.page = 0; render(); } }, h("b", {}, items.length), "all"),
+      ...STATUSES.filter((v) => tally[v] || v === "up" || v === "down").map((v) =>
+        h("button", { class: "count", type: "button", "data-testid": `count-${v}`, "aria-pressed": String(state.status === v),
+          onclick: () => { state.status = state.status === v ? "" : v; state.page = 0; render(); } },
+        h("b", {}, tally[v]), v)),
+    );
+    filters.querySelector("[aria-label=Status]").value = state.status;
+    const list = sorted(filtered());
+    const pages = Math.max(1, Math.ceil(list.length / PAGE_SIZE));
+    state.page = Math.min(state.page, pages - 1);
+    const slice = list.slice(state.page * PAGE_SIZE, (state.page + 1) * PAGE_SIZE);
+    // Only one page of rows is ever in the DOM, so thousands of monitors stay fast.
+    body.replaceChildren(...slice.map((item) => h("tr", { "data-monitor": item.monitor_id },
+      h("td", {}, h("a", { href: `#/monitors/${item.monitor_id}` }, item.name), " ",
+        item.tags.map((tag) => h("span", { class: "tag" }, tag))),
+      h("td", { "data-testid": "status" }, badge(item.status)),
+      h("td", { class: "num" }, pct(item.uptime_24h)),
+      h("td", { class: "num" }, pct(item.uptime_30d)),
+      h("td", { class: "num" }, ms(item.p95_24h_ms)),
+      h("td", { class: "hide-sm", title: when(item.last_check_at) }, ago(item.last_check_at)),
+    )));
+    if (!slice.length) {
+      body.replaceChildren(h("tr", {}, h("td", { colspan: columns.length, class: "muted" },
+        items.length ? "No monitor matches the filters." : "No monitors yet: create one.")));
+    }
+    pager.replaceChildren(
+      h("span", { class: "muted small" }, `${list.length} monitors · page ${state.page + 1} of ${pages}`),
+      h("button", { type: "button", disabled: state.page === 0, onclick: () => { state.page -= 1; render(); } }, "Previous"),
+      h("button", { type: "button", disabled: state.page >= pages - 1, onclick: () => { state.page += 1; render(); } }, "Next"),
+    );
+  }
+
+  let reloading = null;
+  function reloadSoon() {
+    // A monitor the page does not know yet: fetch the list again, at most once a second.
+    if (reloading) return;
+    reloading = setTimeout(async () => {
+      reloading = null;
+      try {
+        items = withLiveStatus((await get("/stats/overview")).items);
+        byId.clear();
+        for (const item of items) { byId.set(item.monitor_id, item); names.set(item.monitor_id, item.name); }
+        renderFeed();
+        render();
+      } catch { /* the next event tries again */ }
+    }, 1000);
+  }
+
+  // Figures such as uptime and p95 move without events; refresh them now and then.
+  const timer = setInterval(reloadSoon, 30000);
+  cleanups.push(() => clearInterval(timer));
+
+  function renderFeed() {
+    feed.replaceChildren(...recent.map(({ at, type, payload }) => {
+      const name = names.get(payload.monitor_id) || "a monitor";
+      const time = at.toLocaleTimeString();
+      if (type === "monitor.status_changed") {
+        return h("li", {}, `${time} · ${name} is now `, badge(payload.current),
+          payload.error_message ? ` — ${payload.error_message}` : "");
+      }
+      if (type === "incident.opened") {
+        return h("li", { "data-testid": "incident-opened" }, `${time} · Incident opened on ${name}`,
+          payload.cause ? `: ${payload.cause}` : "");
+      }
+      if (type === "incident.resolved") {
+        return h("li", { "data-testid": "incident-resolved" }, `${time} · Incident on ${name} resolved`);
+      }
+      if (type === "monitor.deleted") return h("li", {}, `${time} · ${name} was deleted`);
+      return null;
+    }).filter(Boolean));
+  }
+
+  listeners.add(({ type, payload }) => {
+    const item = byId.get(payload.monitor_id);
+    if (type === "monitor.status_changed") {
+      if (!item) { reloadSoon(); return; }
+      item.status = payload.current;
+      item.since = payload.changed_at;
+      item.last_check_at = payload.changed_at;
+      render();
+    } else if (type === "monitor.deleted") {
+      items = items.filter((other) => other.monitor_id !== payload.monitor_id);
+      byId.delete(payload.monitor_id);
+      render();
+    } else if (type === "dropped") {
+      reloadSoon();
+    }
+    renderFeed();
+  });
+
+  view("Overview", counts, filters,
+    h("div", { class: "table-wrap" }, h("table", { "aria-label": "Monitors" }, h("thead", {}, head), body)),
+    pager, h("h2", {}, "Live events"), h("div", { class: "panel" }, feed));
+  render();
+  renderFeed();
+}
+
+// --- monitor detail ----------------------------------------------------------------------------
+
+const RANGES = { "1h": [3600, "1m"], "24h": [86400, "15m"], "7d": [604800, "2h"], "30d": [2592000, "6h"], "1y": [31536000, "7d"] };
+let chosenRange = "24h";
+
+async function monitorPage(id) {
+  const [monitor, incidents, results] = await Promise.all([
+    get(`/monitors/${id}`),
+    get(`/stats/monitors/${id}/incidents?limit=20`).catch(() => ({ items: [] })),
+    get(`/monitors/${id}/results?limit=20`),
+  ]);
+  names.set(id, monitor.name);
+  const chart = h("div", { class: "chart" });
+  const bars = h("div");
+  const since = (seconds) => new Date(Date.now() - seconds * 1000).toISOString();
+
+  async function loadChart() {
+    const [seconds, step] = RANGES[chosenRange];
+    try {
+      const series = await get(`/stats/monitors/${id}/timeseries${query({ from: since(seconds), step })}`);
+      chart.replaceChildren(latencyChart(series.points, `Response time over ${chosenRange}`));
+    } catch (error) {
+      chart.replaceChildren(h("p", { class: "muted" }, `No statistics yet (${error.message}).`));
+    }
+  }
+  async function loadBars() {
+    const start = new Date(); start.setUTCHours(0, 0, 0, 0);
+    start.setUTCDate(start.getUTCDate() - 89);
+    try {
+      const series = await get(`/stats/monitors/${id}/timeseries${query({ from: start.toISOString(), step: "1d" })}`);
+      bars.replaceChildren(uptimeBars(series.points));
+    } catch (error) {
+      bars.replaceChildren(h("p", { class: "muted" }, `No statistics yet (${error.message}).`));
+    }
+  }
+
+  const act = (label, action, cls) => h("button", { type: "button", class: cls, onclick: async () => {
+    try { await action(); } catch (error) { toast(error.message); }
+  } }, label);
+  const actions = h("div", { class: "actions" },
+    monitor.paused
+      ? act("Resume", async () => { await post(`/monitors/${id}/resume`); toast("Resumed"); route(); })
+      : act("Pause", async () => { await post(`/monitors/${id}/pause`); toast("Paused"); route(); }),
+    act("Check now", async () => { await post(`/monitors/${id}/check-now`); toast("Check queued"); later(1500); }),
+    h("a", { href: `#/monitors/${id}/edit` }, h("button", { type: "button", tabindex: -1 }, "Edit")),
+    act("Delete", async () => {
+      if (!confirm(`Delete ${monitor.name}?`)) return;
+      await del(`/monitors/${id}`); gone.add(id); toast("Deleted"); location.hash = "#/overview";
+    }, "danger"),
+  );
+  const rangePicker = h("div", { class: "filters", role: "group", "aria-label": "Range" },
+    Object.keys(RANGES).map((key) => h("button", { type: "button", "aria-pressed": String(key === chosenRange),
+      onclick: (event) => {
+        chosenRange = key;
+        for (const b of rangePicker.children) b.setAttribute("aria-pressed", String(b === event.currentTarget));
+        loadChart();
+      } }, key)));
+  const last = monitor.last_result;
+  view(monitor.name,
+    h("div", { class: "panel" },
+      h("p", {}, badge(monitor.status), " since ", when(monitor.status_since), " · ",
+        h("span", { class: "muted" }, `${monitor.type} ${monitor.target} every ${monitor.interval_seconds} s`)),
+      monitor.incident_id ? h("p", { class: "error", "data-testid": "current-incident" }, "Incident open",
+        last && last.error_message ? `: ${last.error_message}` : "") : null,
+      last ? h("p", { class: "muted small" }, `Last check ${ago(last.finished_at)}: ${last.outcome}, ${ms(last.latency_ms)}`) : null,
+      actions),
+    h("h2", {}, "Response time"), rangePicker, h("div", { class: "panel" }, chart),
+    h("h2", {}, "Last 90 days"), h("div", { class: "panel" }, bars),
+    h("h2", {}, "Incidents"),
+    h("div", { class: "table-wrap" }, h("table", { "aria-label": "Incidents" },
+      h("thead", {}, h("tr", {}, ["Started", "Duration", "Cause", "State"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, incidents.items.length ? incidents.items.map((i) => h("tr", {},
+        h("td", {}, when(i.started_at)), h("td", {}, duration(i.duration_seconds)),
+        h("td", {}, i.first_error || i.cause || "–"), h("td", {}, i.ongoing ? "ongoing" : "resolved")))
+        : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No incidents."))))),
+    h("h2", {}, "Recent results"),
+    h("div", { class: "table-wrap" }, h("table", { "aria-label": "Recent results" },
+      h("thead", {}, h("tr", {}, ["When", "Outcome", "Latency", "Code", "Error"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, results.items.map((r) => h("tr", {},
+        h("td", {}, when(r.finished_at)), h("td", {}, r.outcome), h("td", { class: "num" }, ms(r.latency_ms)),
+        h("td", {}, r.status_code ?? "–"), h("td", {}, r.error_message || "")))))),
+  );
+  listeners.add(({ payload }) => { if (payload.monitor_id === id) later(300); });
+  // Incidents and results are written by other services a moment after the event: look again.
+  const timer = setInterval(() => { if (!document.hidden) route(); }, 10000);
+  cleanups.push(() => clearInterval(timer));
+  loadChart();
+  loadBars();
+}
+
+// --- create / edit monitor ---------------------------------------------------------------------
+
+async function monitorForm(id) {
+  const monitor = id ? await get(`/monitors/${id}`) : null;
+  const value = (key, fallback = "") => (monitor && monitor[key] !== null ? monitor[key] : fallback);
+  const field = (label, input, hint) => h("label", {}, label, hint ? h("small", {}, hint) : null, input);
+  const type = h("select", { name: "type" }, ["http", "tcp", "dns", "tls", "icmp", "heartbeat"].map((t) =>
+    h("option", { value: t, selected: value("type", "http") === t }, t.toUpperCase())));
+  const form = h("form", { class: "stack panel", novalidate: true },
+    h("p", { class: "error form-error", role: "alert" }),
+    field("Name", h("input", { name: "name", value: value("name") })),
+    field("Type", type),
+    field("Target", h("input", { name: "target", value: value("target"), placeholder: "https://example.com/health or host:port" }),
+      "A URL for HTTP, host:port for TCP."),
+    field("Expected status codes", h("input", { name: "expected_status",
+      value: ((monitor && monitor.settings.expected_status) || ["200-299"]).join(", ") }), "HTTP only, e.g. 200-299, 301"),
+    field("Interval (seconds)", h("input", { name: "interval_seconds", type: "number", value: value("interval_seconds", 60) })),
+    field("Timeout (seconds)", h("input", { name: "timeout_seconds", type: "number", step: "0.1", value: value("timeout_seconds") })),
+    field("Failures before down", h("input", { name: "failures_before_down", type: "number", value: value("failures_before_down") })),
+    field("Tags", h("input", { name: "tags", value: value("tags", []).join(", ") }), "Comma-separated; the tag “public” shows it on the status page."),
+    h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, id ? "Save" : "Create monitor"),
+      h("a", { href: id ? `#/monitors/${id}` : "#/overview" }, "Cancel")),
+  );
+  const syncType = () => {
+    form.querySelector("[name=expected_status]").closest("label").hidden = type.value !== "http";
+  };
+  type.addEventListener("change", syncType);
+  syncType();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const number = (key) => (data.get(key) === "" ? null : Number(data.get(key)));
+    const body = {
+      name: data.get("name"), type: data.get("type"), target: data.get("target"),
+      interval_seconds: number("interval_seconds"),
+      tags: String(data.get("tags")).split(",").map((t) => t.trim()).filter(Boolean),
+    };
+    if (number("timeout_seconds") !== null) body.timeout_seconds = number("timeout_seconds");
+    if (number("failures_before_down") !== null) body.failures_before_down = number("failures_before_down");
+    if (body.type === "http") {
+      body.settings = { ...(monitor ? monitor.settings : {}),
+        expected_status: String(data.get("expected_status")).split(",").map((c) => c.trim()).filter(Boolean) };
+    } else if (!monitor || monitor.type !== body.type) {
+      body.settings = {};
+    }
+    try {
+      const saved = id ? await patch(`/monitors/${id}`, body) : await post("/monitors", body);
+      toast(id ? "Saved" : "Monitor created");
+      location.hash = `#/monitors/${saved.id}`;
+    } catch (error) {
+      if (error instanceof ApiError) showErrors(form, error); else throw error;
+    }
+  });
+  view(id ? `Edit ${monitor.name}` : "New monitor", form);
+}
+
+// --- notifications: channels, rules, alerts, log -----------------------------------------------
+
+function simpleTable(label, columns, rows, empty) {
+  return h("div", { class: "table-wrap" }, h("table", { "aria-label": label },
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", {}, c)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: columns.length, class: "muted" }, empty)))));
+}
+
+async function channelsPage() {
+  const channels = (await get("/channels?limit=200")).items;
+  const form = h("form", { class: "stack panel", novalidate: true },
+    h("h2", {}, "New webhook channel"),
+    h("p", { class: "error form-error", role: "alert" }),
+    h("label", {}, "Name", h("input", { name: "name" })),
+    h("label", {}, "URL", h("input", { name: "settings.url", type: "url", placeholder: "https://hooks.example.com/pingtower" })),
+    h("label", {}, "Signing secret", h("small", {}, "Optional, at least 16 characters."), h("input", { name: "settings.secret", type: "password", autocomplete: "off" })),
+    h("div", {}, h("button", { class: "primary", type: "submit" }, "Create channel")),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const settings = { url: data.get("settings.url") };
+    if (data.get("settings.secret")) settings.secret = data.get("settings.secret");
+    try {
+      await post("/channels", { name: data.get("name"), type: "webhook", settings });
+      toast("Channel created");
+      route();
+    } catch (error) {
+      if (error instanceof ApiError) showErrors(form, error); else throw error;
+    }
+  });
+  const rows = channels.map((c) => h("tr", { "data-channel": c.id },
+    h("td", {}, c.name), h("td", {}, c.type), h("td", {}, c.enabled ? "enabled" : "disabled"),
+    h("td", {}, h("button", { type: "button", onclick: async (event) => {
+      const cell = event.currentTarget.parentElement.nextElementSibling;
+      try {
+        const result = await post(`/channels/${c.id}/test`);
+        cell.textContent = result.ok ? `Test sent (${result.status_code ?? "ok"})` : `Test failed: ${result.error}`;
+      } catch (error) { cell.textContent = `Test failed: ${error.message}`; }
+    } }, "Send test")),
+    h("td", { "data-testid": "test-result", "aria-live": "polite" })));
+  view("Channels", simpleTable("Channels", ["Name", "Type", "State", "", "Result"], rows, "No channels yet."), form);
+}
+
+async function rulesPage() {
+  const [rules, channels] = await Promise.all([get("/rules?limit=200"), get("/channels?limit=200")]);
+  const names = new Map(channels.items.map((c) => [c.id, c.name]));
+  const form = h("form", { class: "stack panel", novalidate: true },
+    h("h2", {}, "New rule"),
+    h("p", { class: "error form-error", role: "alert" }),
+    h("label", {}, "Name", h("input", { name: "name" })),
+    h("label", {}, "Tags", h("small", {}, "Monitors with any of these tags; empty for every monitor."), h("input", { name: "tags" })),
+    h("fieldset", {}, h("legend", {}, "Tell me when a monitor is"),
+      ["down", "recovered", "degraded"].map((e) => h("label", {}, h("input", { type: "checkbox", name: "events", value: e, checked: e !== "degraded" }), ` ${e}`))),
+    h("label", {}, "Channels", h("select", { name: "channel_ids", multiple: true, size: Math.min(5, Math.max(2, channels.items.length)) },
+      channels.items.map((c) => h("option", { value: c.id }, c.name)))),
+    h("label", {}, "Delay (seconds)", h("small", {}, "Only if still down after this long."), h("input", { name: "delay_seconds", type: "number", value: 0 })),
+    h("div", {}, h("button", { class: "primary", type: "submit" }, "Create rule")),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    try {
+      await post("/rules", {
+        name: data.get("name"), events: data.getAll("events"), channel_ids: data.getAll("channel_ids"),
+        tags: String(data.get("tags")).split(",").map((t) => t.trim()).filter(Boolean),
+        delay_seconds: Number(data.get("delay_seconds") || 0),
+      });
+      toast("Rule created");
+      route();
+    } catch (error) {
+      if (error instanceof ApiError) showErrors(form, error); else throw error;
+    }
+  });
+  const rows = rules.items.map((r) => h("tr", {}, h("td", {}, r.name), h("td", {}, r.events.join(", ")),
+    h("td", {}, r.channel_ids.map((c) => names.get(c) || c).join(", ")), h("td", {}, r.tags.join(", ") || "all monitors")));
+  view("Rules", simpleTable("Rules", ["Name", "Events", "Channels", "Monitors"], rows, "No rules yet."), form);
+}
+
+async function alertsPage() {
+  const alerts = (await get("/alerts?limit=200")).items.filter((a) => !a.resolved_at);
+  const rows = alerts.map((a) => h("tr", {}, h("td", {}, a.monitor_name || a.monitor_id), h("td", {}, a.problem),
+    h("td", {}, a.severity), h("td", {}, when(a.opened_at)),
+    h("td", {}, a.acknowledged_at ? `acknowledged by ${a.acknowledged_by}` : h("button", { type: "button", onclick: async () => {
+      try { await post(`/alerts/${a.id}/acknowledge`); toast("Acknowledged"); route(); } catch (error) { toast(error.message); }
+    } }, "Acknowledge"))));
+  view("Open alerts", simpleTable("Open alerts", ["Monitor", "Problem", "Severity", "Opened", ""], rows, "No open alerts."));
+}
+
+async function notificationsPage() {
+  const items = (await get("/notifications?limit=100")).items;
+  const rows = items.map((n) => h("tr", {}, h("td", {}, when(n.created_at)), h("td", {}, n.kind), h("td", {}, n.status),
+    h("td", { class: "num" }, n.attempts), h("td", {}, n.last_error || (n.last_status_code ?? ""))));
+  view("Notification log", simpleTable("Notifications", ["Created", "Kind", "Status", "Attempts", "Last response"], rows, "Nothing sent yet."));
+}
