@@ -2,7 +2,8 @@
 self-contained nginx.conf (own prefix, pid and temp paths) for running nginx unprivileged in tests.
 
     python deploy/nginx/render.py PINGER_API=127.0.0.1:8001 NOTIFICATOR=127.0.0.1:8002 \
-        STATISTICS=127.0.0.1:8003 LISTEN=127.0.0.1:8080 > /etc/nginx/conf.d/pingtower.conf
+        STATISTICS=127.0.0.1:8003 WEB=127.0.0.1:8004 LISTEN=127.0.0.1:8080 \
+        > /etc/nginx/conf.d/pingtower.conf
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pingtower.common.runtime import build_app
 from pingtower.common.security import Authenticator, FirstOf, Principal, TokenAuthenticator
 from pingtower.common.settings import Settings, SettingsError
 from pingtower.identity.service import IdentityComponent, identity_authenticator
-from pingtower.roles import ROLES, all_components, components_for
+from pingtower.roles import ROLES, STATELESS_ROLES, all_components, components_for
 from pingtower.web.service import build as build_web
 
 DEFAULT_WORKSPACE = "default"
@@ -82,8 +82,7 @@ def create_role_app(settings: Settings, role: str) -> FastAPI:
             "the distributed mode needs PINGTOWER_OIDC_ISSUER (Keycloak) or PINGTOWER_ADMIN_TOKEN"
         )
     service, _ = ROLES[role]
-    url = settings.database_url(service)
-    if url.startswith("sqlite") and role != "probe":
+    if role not in STATELESS_ROLES and settings.database_url(service).startswith("sqlite"):  # type: ignore[arg-type]
         raise SettingsError(
             f"the distributed mode needs PINGTOWER_{service.upper()}_DATABASE_URL (PostgreSQL)"
         )

@@ -12,18 +12,22 @@ from pingtower.common.settings import SERVICES, ServiceName, Settings
 
 PINGER_ROLES = ("pinger-api", "scheduler", "probe", "evaluator")
 
-# role name -> (service, the roles of that service it runs)
-ROLES: dict[str, tuple[ServiceName, tuple[str, ...]]] = {
+# role name -> (package, the roles of that package it runs)
+ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "pinger": ("pinger", PINGER_ROLES),
     **{role: ("pinger", (role,)) for role in PINGER_ROLES},
     "notificator": ("notificator", ("notificator",)),
     "statistics": ("statistics", ("statistics",)),
+    # The dashboard: static pages and the live event stream; it owns no database.
+    "web": ("web", ("web",)),
 }
+# Roles that run without a database of their own.
+STATELESS_ROLES = frozenset({"probe", "web"})
 
 Builder = Callable[[Settings, Bus, Collection[str]], list[Component]]
 
 
-def builder(service: ServiceName) -> Builder:
+def builder(service: str) -> Builder:
     module = importlib.import_module(f"pingtower.{service}.service")
     build: Builder = module.build
     return build

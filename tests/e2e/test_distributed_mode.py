@@ -29,7 +29,16 @@ from tests.integration.security.keycloak import Keycloak
 
 pytestmark = pytest.mark.e2e
 
-ROLES = ("pinger-api", "scheduler", "probe", "probe", "evaluator", "notificator", "statistics")
+ROLES = (
+    "pinger-api",
+    "scheduler",
+    "probe",
+    "probe",
+    "evaluator",
+    "notificator",
+    "statistics",
+    "web",
+)
 
 
 async def _delete_topology(url: str, namespace: str) -> None:
@@ -73,6 +82,7 @@ def _nginx_config(workdir: Path, ports: dict[str, int], listen: int) -> Path:
                 "PINGER_API": f"127.0.0.1:{ports['pinger-api']}",
                 "NOTIFICATOR": f"127.0.0.1:{ports['notificator']}",
                 "STATISTICS": f"127.0.0.1:{ports['statistics']}",
+                "WEB": f"127.0.0.1:{ports['web']}",
                 "LISTEN": f"127.0.0.1:{listen}",
             },
             workdir,
@@ -142,6 +152,9 @@ async def test_distributed_mode_runs_the_whole_path_across_processes(
             root = (await api.get("/api/v1")).json()
             for spec_url in root["openapi"]:
                 assert (await api.get(spec_url)).status_code == 200, spec_url
+            dashboard = await api.get("/", headers={"Authorization": ""})
+            assert dashboard.status_code == 200
+            assert "text/html" in dashboard.headers["content-type"]
             unknown = await api.get("/api/v1/nothing-here")
             assert unknown.status_code == 404
             assert unknown.headers["content-type"] == "application/problem+json"

@@ -24,13 +24,14 @@ from pingtower.common.settings import Settings
 from pingtower.statistics.api.reports import build_report_router
 from pingtower.statistics.api.routes import build_router
 from pingtower.statistics.api.slos import build_slo_router
-from pingtower.statistics.domain.rollups import Resolution
+from pingtower.statistics.domain.rollups import Resolution, floor_to
 from pingtower.statistics.domain.uptime import uptime
 from pingtower.statistics.metrics import MONITORS, MonitorSample
 from pingtower.statistics.snapshot import LatencySnapshot
-from pingtower.statistics.store import partitions, queries, tables
+from pingtower.statistics.store import compaction, partitions, queries, tables
 from pingtower.statistics.store import slos as slo_store
 from pingtower.statistics.store.ingest import ROUTING_KEYS, ingest
+from pingtower.statistics.store.watermark import folded_until
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,8 @@ class StatisticsService(Component):
         evaluate_every: timedelta = timedelta(minutes=1),
         metrics_every: timedelta = timedelta(seconds=30),
         ingest_batch: int = 500,
+        compact_every: timedelta = timedelta(minutes=1),
+        compact_grace: timedelta = timedelta(minutes=5),
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -87,6 +90,8 @@ class StatisticsService(Component):
         self.evaluate_every = evaluate_every
         self.metrics_every = metrics_every
         self.ingest_batch = ingest_batch
+        self.compact_every = compact_every
+        self.compact_grace = compact_grace
         self.url = settings.database_url("statistics")
         self.engine = db.create_engine(self.url)
         self.sessions = db.session_factory(self.engine)
@@ -131,6 +136,9 @@ class StatisticsService(Component):
                 self._every(self.prune_every, self.prune), name="statistics-pruner"
             ),
             asyncio.create_task(
+                self._every(self.compact_every, self.compact), name="statistics-compaction"
+            ),
+            asyncio.create_task(
                 self._every(self.evaluate_every, self.evaluate_slos), name="statistics-slos"
             ),
             asyncio.create_task(
@@ -155,11 +163,27 @@ class StatisticsService(Component):
         async with self.sessions() as session, session.begin():
             await partitions.ensure(session, self.clock().date())
 
+    async def compact(self) -> int:
+        """Fold minute cells into hour and day cells up to the last hour that ended at least
+        `compact_grace` ago (results still arriving for it then go in as late ones), one hour
+        per short transaction; returns how many steps moved the watermark."""
+        until = floor_to(self.clock() - self.compact_grace, Resolution.HOUR.length)
+        folded = 0
+        for _ in range(100_000):  # bounded: ~11 years of hours with data per run
+            async with self.sessions() as session, session.begin():
+                reached = await compaction.fold_next_hour(session, until)
+            if reached is None:
+                break
+            folded += 1
+        return folded
+
     async def prune(self) -> dict[str, int]:
         """Drop raw results and rollups past their retention. On PostgreSQL whole days of raw
         results go as partitions; the rest (SQLite, the default partition, the part of a day past
         the cutoff) goes in batches, each its own short transaction, so ingest is never blocked
         for long (SQLite has one writer). Returns how many rows (or partitions) went, per kind."""
+        # Fold first: minute cells leave only once they are in their hour and day cells.
+        await self.compact()
         now = self.clock()
         removed = {"raw": 0, "raw_partitions": 0}
         await self.ensure_partitions()
@@ -177,9 +201,12 @@ class StatisticsService(Component):
                 break
         for resolution in Resolution:
             async with self.sessions() as session, session.begin():
-                removed[resolution.value] = await queries.prune_rollups(
-                    session, resolution, now - self.retention.of(resolution)
-                )
+                before = now - self.retention.of(resolution)
+                if resolution is Resolution.MINUTE:
+                    # day-step series read minute cells from the watermark's day on
+                    folded = await folded_until(session)
+                    before = min(before, floor_to(folded, Resolution.DAY.length))
+                removed[resolution.value] = await queries.prune_rollups(session, resolution, before)
         async with self.sessions() as session, session.begin():
             await self.inbox.prune(session)
         return removed

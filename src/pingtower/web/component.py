@@ -83,7 +83,9 @@ class WebUi(Component):
                 log.warning("web.event_ignored", type=envelope.type, error=str(error))
 
     async def prepare(self) -> None:
-        self.bus.subscribe("web.live", [*LIVE_KEYS, *BOARD_KEYS], self.on_events, max_batch=500)
+        self.bus.subscribe(
+            "web.live", [*LIVE_KEYS, *BOARD_KEYS], self.on_events, max_batch=500, broadcast=True
+        )
 
     async def stop(self) -> None:
         self.fanout.close()

@@ -44,11 +44,14 @@ class Bus(abc.ABC):
         handler: BatchHandler,
         *,
         max_batch: int = 100,
+        broadcast: bool = False,
     ) -> None:
         """Deliver events whose type matches one of `routing_keys` (topic patterns) to `handler`.
 
         Several processes subscribing with the same `consumer` share its queue (competing
-        consumers); different consumers each get every matching event.
+        consumers); different consumers each get every matching event. With `broadcast`, every
+        process gets its own copy in a queue that lives only as long as the process (for live
+        views such as the dashboard's event stream).
         """
 
     @abc.abstractmethod

@@ -107,7 +107,9 @@ class InProcessBus(Bus):
         handler: BatchHandler,
         *,
         max_batch: int = 100,
+        broadcast: bool = False,
     ) -> None:
+        # One process: a broadcast subscription is an ordinary one.
         existing = self._consumers.get(consumer)
         if existing is None:
             existing = _Consumer(consumer, tuple(routing_keys), [], max_batch)

@@ -81,6 +81,7 @@ class _Subscription:
     routing_keys: tuple[str, ...]
     handler: BatchHandler
     max_batch: int
+    broadcast: bool = False
     buffer: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
     queue: AbstractQueue | None = None
     consumer_tag: str | None = None
@@ -324,8 +325,11 @@ class RabbitMQBus(Bus):
         handler: BatchHandler,
         *,
         max_batch: int = 100,
+        broadcast: bool = False,
     ) -> None:
-        subscription = _Subscription(consumer, tuple(routing_keys), handler, max(1, max_batch))
+        subscription = _Subscription(
+            consumer, tuple(routing_keys), handler, max(1, max_batch), broadcast
+        )
         self._subscriptions.append(subscription)
         if self._started:
             self._spawn_start(self._start_subscription(subscription))
@@ -341,11 +345,16 @@ class RabbitMQBus(Bus):
         events = await channel.declare_exchange(
             self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue(
-            self.queue_name(subscription.consumer),
-            durable=True,
-            arguments=self._quorum_arguments(),
-        )
+        if subscription.broadcast:
+            # This process's own copy of the events: a server-named queue that lives and dies
+            # with the connection (live views; nothing to redeliver after a restart).
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        else:
+            queue = await channel.declare_queue(
+                self.queue_name(subscription.consumer),
+                durable=True,
+                arguments=self._quorum_arguments(),
+            )
         for key in subscription.routing_keys:
             await queue.bind(events, key)
         subscription.queue = queue

@@ -36,6 +36,7 @@ from pingtower.pinger.api.schemas import (
 from pingtower.pinger.checks.base import get_check
 from pingtower.pinger.domain.monitor import InvalidSettingError, validate_timing
 from pingtower.pinger.domain.schedule import validate_cron
+from pingtower.pinger.domain.secrets import mask_secrets, merge_secrets
 from pingtower.pinger.domain.status import pause, resume
 from pingtower.pinger.scheduler.jobs import job_envelope
 from pingtower.pinger.store import monitors as store
@@ -141,6 +142,7 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
             found = await store.get_result(session, row.last_result_id)
             last = _result(found) if found is not None else None
         data = dict(row._mapping)
+        data["settings"] = mask_secrets(data["settings"])  # secrets are write-only
         data["last_result"] = last
         if row.type == "heartbeat":
             key = await session.scalar(
@@ -165,6 +167,10 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
             values["retry_interval_seconds"] = min(
                 interval, max(settings.min_interval_seconds, interval // 3)
             )
+        try:
+            values["settings"] = merge_secrets(values["settings"], None)
+        except InvalidSettingError as error:
+            raise _invalid(error) from None
         async with db.sessions() as session, session.begin():
             values = await validated(session, principal.tenant, values, values["id"])
             values.update(tenant=principal.tenant, created_at=now, updated_at=now)
@@ -238,6 +244,15 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
                 )
             if "type" in changes and "settings" not in changes and changes["type"] != row.type:
                 changes["settings"] = {}  # another type's settings cannot carry over
+            if "settings" in changes:
+                # Masked or omitted secrets keep their stored values, within the same type only.
+                same_type = changes.get("type", row.type) == row.type
+                try:
+                    changes["settings"] = merge_secrets(
+                        changes["settings"], row.settings if same_type else None
+                    )
+                except InvalidSettingError as error:
+                    raise _invalid(error) from None
             values = await validated(
                 session, principal.tenant, {**current, **changes, "id": monitor_id}, monitor_id
             )

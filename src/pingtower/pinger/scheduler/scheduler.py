@@ -11,7 +11,9 @@ truth, a follower that takes over must read it anyway, and a poll of `updated_at
 included, so deletions show up too) and of `monitor_states.changed_at` (for PENDING, which
 switches to the retry interval) notices every change within `poll_seconds` without adding a
 queue per scheduler replica. The poll re-reads a small overlap window so that a transaction
-that committed late with an older timestamp is not missed.
+that committed late with an older timestamp is not missed, and every `reconcile_seconds` a full
+comparison of ids and `updated_at` with the table catches the ones that committed later still
+(queued SQLite writers were measured committing 20 s after their timestamp under load).
 
 Heartbeat (push) monitors get no jobs: the leader's `HeartbeatWatcher` reports their silence.
 """
@@ -58,6 +60,11 @@ SCHEDULED = Gauge("pingtower_pinger_scheduled_monitors", "Monitors in the schedu
 
 LEADER_LOCK = zlib.crc32(b"pingtower.pinger.scheduler")
 POLL_OVERLAP = timedelta(seconds=5)
+RECONCILE_CHUNK = 500
+RECONCILED = Counter(
+    "pingtower_pinger_scheduler_reconciled_total",
+    "Monitors whose change the incremental poll missed and the full reconciliation found",
+)
 
 
 @dataclass
@@ -111,12 +118,14 @@ class Scheduler(Component):
         *,
         poll_seconds: float = 0.5,
         leader_retry_seconds: float = 2.0,
+        reconcile_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.bus = bus
         self.poll_seconds = poll_seconds
         self.leader_retry_seconds = leader_retry_seconds
+        self.reconcile_seconds = reconcile_seconds
         self.clock = clock
         self.heartbeats = HeartbeatWatcher(db)
         self.entries: dict[uuid.UUID, Entry] = {}
@@ -187,6 +196,7 @@ class Scheduler(Component):
         await self.load_all()
         next_poll = self.clock() + self.poll_seconds
         next_heartbeat = self.clock() + self.leader_retry_seconds
+        next_reconcile = self.clock() + self.reconcile_seconds
         while True:
             await self.publish_due()
             now = self.clock()
@@ -194,6 +204,9 @@ class Scheduler(Component):
                 await self.poll_changes()
                 await self.heartbeats.report_late()
                 next_poll = now + self.poll_seconds
+            if now >= next_reconcile:
+                await self.reconcile()
+                next_reconcile = now + self.reconcile_seconds
             if lock_conn is not None and now >= next_heartbeat:
                 # A dead lock connection means the lock is gone and another may lead.
                 async with asyncio.timeout(5):
@@ -362,6 +375,49 @@ class Scheduler(Component):
         self._respread()
         SCHEDULED.set(len(self.entries))
         log.info("schedule loaded", monitors=len(self.entries))
+
+    async def reconcile(self) -> int:
+        """Compare every active monitor's `updated_at` with the schedule and apply what the
+        incremental poll missed (new, changed, deleted or paused monitors); the count found."""
+        async with self.db.sessions() as session:
+            active = {
+                row.id: row.updated_at
+                for row in await session.execute(
+                    select(monitors.c.id, monitors.c.type, monitors.c.updated_at).where(
+                        monitors.c.deleted_at.is_(None), monitors.c.paused.is_(False)
+                    )
+                )
+                if _runs_on_probes(row.type)
+            }
+            missed = [
+                monitor_id
+                for monitor_id, updated_at in active.items()
+                if (entry := self.entries.get(monitor_id)) is None or entry.updated_at != updated_at
+            ]
+            rows: list[Any] = []
+            for start in range(0, len(missed), RECONCILE_CHUNK):
+                chunk = missed[start : start + RECONCILE_CHUNK]
+                rows.extend(
+                    (
+                        await session.execute(
+                            select(monitors, monitor_states.c.status)
+                            .join(monitor_states, monitor_states.c.monitor_id == monitors.c.id)
+                            .where(monitors.c.id.in_(chunk))
+                        )
+                    ).all()
+                )
+        for row in rows:
+            self._upsert(row, row.status == Status.PENDING.value)
+        gone = [monitor_id for monitor_id in self.entries if monitor_id not in active]
+        for monitor_id in gone:
+            self._remove(monitor_id)
+        found = len(rows) + len(gone)
+        if found:
+            RECONCILED.inc(found)
+            log.info("schedule reconciled with the table", missed=len(rows), gone=len(gone))
+            self._respread()
+            SCHEDULED.set(len(self.entries))
+        return found
 
     async def poll_changes(self) -> None:
         async with self.db.sessions() as session:

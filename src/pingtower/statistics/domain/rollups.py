@@ -54,13 +54,20 @@ class Segment:
     end: datetime
 
 
-def cover(start: datetime, end: datetime) -> list[Segment]:
+def cover(start: datetime, end: datetime, folded_until: datetime | None = None) -> list[Segment]:
     """Disjoint segments, in time order, covering [start, end) widened to whole minutes, each
     read at the coarsest resolution whose whole buckets fit: days in the middle, hours and
-    minutes at the edges. So a 90-day range reads ~90 day cells and a few dozen others."""
+    minutes at the edges. So a 90-day range reads ~90 day cells and a few dozen others.
+
+    Ingest writes minute cells only; compaction folds them into hour and day cells up to a
+    watermark (`folded_until`). Hour and day cells are complete only before it, so from there
+    on the range is read from minute cells. None means everything is folded."""
     lo = floor_to(start, Resolution.MINUTE.length)
     hi = ceil_to(end, Resolution.MINUTE.length)
-    return _cover(lo, hi, 0)
+    folded = hi if folded_until is None else floor_to(folded_until, Resolution.MINUTE.length)
+    middle = max(lo, min(hi, folded))
+    tail = [Segment(Resolution.MINUTE, middle, hi)] if middle < hi else []
+    return [*_cover(lo, middle, 0), *tail]
 
 
 def _cover(lo: datetime, hi: datetime, level: int) -> list[Segment]:

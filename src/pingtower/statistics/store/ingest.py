@@ -4,7 +4,8 @@ Every step is idempotent on its own as well (a result is keyed by its check id, 
 its id, a status change by its time), so even the same fact carried by two different messages
 lands once. Rollup cells of a batch are summed in memory first, then added to the stored cells
 by one INSERT ... ON CONFLICT DO UPDATE that adds counts, sums and histogram buckets in the
-database, so concurrent consumers and late results both add up correctly.
+database, so concurrent consumers and late results both add up correctly. Only minute cells are
+written for fresh results; compaction folds them into hour and day cells (store/compaction.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,23 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import JSON, and_, bindparam, func, literal_column, select, update
+from sqlalchemy import (
+    JSON,
+    Float,
+    String,
+    Uuid,
+    and_,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pingtower.common.db import UtcDateTime
 from pingtower.common.events import (
     CheckCompleted,
     Contract,
@@ -41,6 +56,7 @@ from pingtower.statistics.store.tables import (
     rollups,
     status_intervals,
 )
+from pingtower.statistics.store.watermark import folded_until
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +82,8 @@ async def ingest(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
     await _apply_definitions(session, definitions)
 
     facts = [(e, c) for e, c in parsed if not isinstance(c, MonitorSnapshot | MonitorDeleted)]
-    owners = await _owners(session, {(e.tenant, _monitor_of(c)) for e, c in facts})
+    timeline = any(isinstance(c, MonitorStatusChanged) for _, c in facts)
+    owners = await _owners(session, {(e.tenant, _monitor_of(c)) for e, c in facts}, timeline)
     accepted: list[tuple[Envelope, Contract]] = []
     for envelope, event in facts:
         if owners[_monitor_of(event)] != envelope.tenant:
@@ -95,22 +112,31 @@ def _monitor_of(event: Contract) -> uuid.UUID:
     return monitor_id
 
 
-async def _owners(session: AsyncSession, pairs: set[tuple[str, uuid.UUID]]) -> dict[uuid.UUID, str]:
+async def _owners(
+    session: AsyncSession, pairs: set[tuple[str, uuid.UUID]], lock: bool
+) -> dict[uuid.UUID, str]:
     """The workspace of each monitor, creating a placeholder projection row for a monitor whose
-    monitor.created has not arrived yet (the first event about it names its workspace)."""
+    monitor.created has not arrived yet (the first event about it names its workspace). With
+    `lock`, the rows stay locked until commit (PostgreSQL): status timeline edits of the same
+    monitor by two consumers must not interleave. Results need no lock (their writes are
+    inserts of unique rows and atomic additions), so batches of results run side by side."""
     if not pairs:
         return {}
     ids = sorted({monitor_id for _, monitor_id in pairs})
+    query = select(monitors.c.monitor_id, monitors.c.tenant).where(monitors.c.monitor_id.in_(ids))
+    if lock and is_postgres(session):
+        query = query.order_by(monitors.c.monitor_id).with_for_update()
+    found = {row.monitor_id: row.tenant for row in await session.execute(query)}
+    missing = [m for m in ids if m not in found]
+    if not missing:  # the usual case: one read, no write
+        return found
     first_tenant = {monitor_id: tenant for tenant, monitor_id in sorted(pairs, reverse=True)}
     await session.execute(
         upsert(session, monitors).on_conflict_do_nothing(index_elements=["monitor_id"]),
-        [{"monitor_id": m, "tenant": first_tenant[m], "tags": []} for m in ids],
+        [{"monitor_id": m, "tenant": first_tenant[m], "tags": []} for m in missing],
     )
-    query = select(monitors.c.monitor_id, monitors.c.tenant).where(monitors.c.monitor_id.in_(ids))
-    if is_postgres(session):
-        # Serialises consumers that touch the same monitor (status timeline edits).
-        query = query.order_by(monitors.c.monitor_id).with_for_update()
-    return {row.monitor_id: row.tenant for row in await session.execute(query)}
+    again = await session.execute(query.where(monitors.c.monitor_id.in_(missing)))
+    return {**found, **{row.monitor_id: row.tenant for row in again}}
 
 
 async def _apply_definitions(
@@ -185,14 +211,22 @@ async def _apply_results(
     fresh = [by_check[(row.check_id, row.finished_at)] for row in inserted]
     if not fresh:
         return
-    await _merge_cells(session, _cells(fresh))
+    # Held (FOR SHARE) until commit, so compaction cannot fold past these minute cells unseen.
+    folded = await folded_until(session, lock="share")
+    await merge_cells(session, _cells(fresh, folded))
     await _update_last_checks(session, [e for _, e in fresh])
 
 
-def _cells(fresh: Iterable[tuple[str, CheckCompleted]]) -> dict[CellKey, tuple[str, Cell]]:
+def _cells(
+    fresh: Iterable[tuple[str, CheckCompleted]], folded_until: datetime
+) -> dict[CellKey, tuple[str, Cell]]:
+    """The batch's results summed per cell: a minute cell each, plus its hour and day cells
+    when compaction has already folded past its minute (a late result)."""
     cells: dict[CellKey, tuple[str, Cell]] = {}
     for tenant, event in fresh:
-        for resolution in Resolution:
+        late = event.finished_at < folded_until
+        resolutions = tuple(Resolution) if late else (Resolution.MINUTE,)
+        for resolution in resolutions:
             key = (
                 event.monitor_id,
                 event.region,
@@ -254,7 +288,7 @@ def _greatest(session: AsyncSession, a: Any, b: Any) -> Any:
     return func.max(func.coalesce(a, b), func.coalesce(b, a))
 
 
-async def _merge_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]) -> None:
+async def merge_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]) -> None:
     """Add the batch's cells to the stored ones in one upsert: counts and sums added, min and
     max kept, JSON maps (histogram buckets, phase sums and counts) added key by key, all by the
     database under its row lock, so concurrent consumers cannot lose an update."""
@@ -308,31 +342,54 @@ async def _update_last_checks(session: AsyncSession, fresh: Iterable[CheckComple
         known = latest.get(event.monitor_id)
         if known is None or known.finished_at < event.finished_at:
             latest[event.monitor_id] = event
-    statement = (
+    ordered = sorted(latest.values(), key=lambda e: e.monitor_id)
+    m = monitors.c
+    if not is_postgres(session):
+        # SQLite cannot name the columns of a VALUES list; one prepared UPDATE per monitor
+        # costs little in-process.
+        connection = await session.connection()
+        await connection.execute(
+            update(monitors)
+            .where(
+                m.monitor_id == bindparam("k_monitor"),
+                m.last_check_at.is_(None) | (m.last_check_at < bindparam("k_finished")),
+            )
+            .values(
+                last_check_at=bindparam("k_finished"),
+                last_outcome=bindparam("k_outcome"),
+                last_latency_ms=bindparam("k_latency"),
+            ),
+            [
+                {
+                    "k_monitor": e.monitor_id,
+                    "k_finished": e.finished_at,
+                    "k_outcome": e.outcome.value,
+                    "k_latency": e.latency_ms,
+                }
+                for e in ordered
+            ],
+        )
+        return
+    # One UPDATE ... FROM (VALUES ...) rather than one UPDATE per monitor; the condition keeps
+    # a newer last check written by another consumer.
+    latest_rows = values(
+        column("k_monitor", Uuid),
+        column("k_finished", UtcDateTime),
+        column("k_outcome", String),
+        column("k_latency", Float),
+        name="latest",
+    ).data([(e.monitor_id, e.finished_at, e.outcome.value, e.latency_ms) for e in ordered])
+    await session.execute(
         update(monitors)
         .where(
-            monitors.c.monitor_id == bindparam("k_monitor"),
-            monitors.c.last_check_at.is_(None)
-            | (monitors.c.last_check_at < bindparam("k_finished")),
+            m.monitor_id == latest_rows.c.k_monitor,
+            m.last_check_at.is_(None) | (m.last_check_at < latest_rows.c.k_finished),
         )
         .values(
-            last_check_at=bindparam("k_finished"),
-            last_outcome=bindparam("k_outcome"),
-            last_latency_ms=bindparam("k_latency"),
+            last_check_at=latest_rows.c.k_finished,
+            last_outcome=latest_rows.c.k_outcome,
+            last_latency_ms=latest_rows.c.k_latency,
         )
-    )
-    connection = await session.connection()
-    await connection.execute(
-        statement,
-        [
-            {
-                "k_monitor": e.monitor_id,
-                "k_finished": e.finished_at,
-                "k_outcome": e.outcome.value,
-                "k_latency": e.latency_ms,
-            }
-            for e in sorted(latest.values(), key=lambda e: e.monitor_id)
-        ],
     )
 
 

@@ -31,6 +31,7 @@ from pingtower.statistics.store.tables import (
     rollups,
     status_intervals,
 )
+from pingtower.statistics.store.watermark import folded_until
 
 
 async def monitor(session: AsyncSession, tenant: str, monitor_id: uuid.UUID) -> Row[Any] | None:
@@ -107,7 +108,7 @@ async def range_cells(
 ) -> dict[uuid.UUID, Cell]:
     """One merged rollup cell per monitor (all regions) for [start, end) widened to minutes,
     read from the coarsest rollups that fit (see `cover`)."""
-    segments = cover(start, end)
+    segments = cover(start, end, await folded_until(session))
     if not monitor_ids or not segments:
         return {}
     r = rollups
@@ -139,24 +140,31 @@ async def recent_histograms(
         return {}
     first_hour = floor_to(start, Resolution.HOUR.length)
     midnight = floor_to(end, Resolution.DAY.length)
-    if first_hour >= midnight:  # the whole window is today: hour cells only
-        midnight = ceil_to(end, Resolution.HOUR.length)
+    # Hour and day cells hold what compaction folded (before `folded`), minute cells the rest.
+    # Today's day cell holds [midnight, folded) when folded is past midnight.
+    folded = max(
+        first_hour, min(await folded_until(session), ceil_to(end, Resolution.MINUTE.length))
+    )
+    use_day = first_hour < midnight < folded
+    hours_until = midnight if use_day else folded
     r = rollups
+    parts = [
+        and_(
+            r.c.resolution == Resolution.HOUR.value,
+            r.c.bucket_start >= first_hour,
+            r.c.bucket_start < hours_until,
+        ),
+        and_(
+            r.c.resolution == Resolution.MINUTE.value,
+            r.c.bucket_start >= folded,
+            r.c.bucket_start < end,
+        ),
+    ]
+    if use_day:
+        parts.append(and_(r.c.resolution == Resolution.DAY.value, r.c.bucket_start == midnight))
     rows = await session.execute(
         select(r.c.monitor_id, r.c.histogram).where(
-            r.c.monitor_id.in_(list(monitor_ids)),
-            or_(
-                and_(
-                    r.c.resolution == Resolution.HOUR.value,
-                    r.c.bucket_start >= first_hour,
-                    r.c.bucket_start < midnight,
-                ),
-                and_(
-                    r.c.resolution == Resolution.DAY.value,
-                    r.c.bucket_start == midnight,
-                    r.c.bucket_start < end,
-                ),
-            ),
+            r.c.monitor_id.in_(list(monitor_ids)), or_(*parts)
         )
     )
     stored: dict[uuid.UUID, list[dict[str, int]]] = defaultdict(list)
@@ -177,12 +185,27 @@ async def step_cells(
     on the epoch) that start within [floor(start), end)."""
     resolution = resolution_for_step(step)
     first = floor_to(start, step)
+    # Cells of `resolution` are complete only when compaction folded their whole bucket; from
+    # that bucket on, minute cells answer.
+    complete = floor_to(await folded_until(session), resolution.length)
+    if resolution is Resolution.MINUTE:
+        complete = first
+    split = max(first, min(end, complete))
     r = rollups
     query = select(r).where(
         r.c.monitor_id == monitor_id,
-        r.c.resolution == resolution.value,
-        r.c.bucket_start >= first,
-        r.c.bucket_start < end,
+        or_(
+            and_(
+                r.c.resolution == resolution.value,
+                r.c.bucket_start >= first,
+                r.c.bucket_start < split,
+            ),
+            and_(
+                r.c.resolution == Resolution.MINUTE.value,
+                r.c.bucket_start >= split,
+                r.c.bucket_start < end,
+            ),
+        ),
     )
     if region is not None:
         query = query.where(r.c.region == region)

@@ -97,6 +97,16 @@ rollups = Table(
     Index("ix_rollups_time", "resolution", "bucket_start"),
 )
 
+# How far compaction has folded minute cells into hour and day cells (one row, name "rollups"):
+# every minute cell before folded_until is in its hour and day cells. Ingest writes a result
+# before it into all three resolutions at once, after it into its minute cell only.
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("folded_until", UtcDateTime, nullable=False),
+)
+
 # One row per status interval [start_at, end_at); end_at NULL on the current one. A change that
 # arrives late is placed by time: it ends the interval before it and ends where the next starts.
 status_intervals = Table(

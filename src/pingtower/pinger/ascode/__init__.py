@@ -1,0 +1,1 @@
+"""Monitors as code: `pingtower apply` and `pingtower export`."""

@@ -1,0 +1,79 @@
+"""Compaction: minute cells folded into hour and day cells behind a watermark.
+
+Ingest writes one minute cell per result (the costly hour and day upserts, which hit the same
+hot rows batch after batch, are gone from the ingest path). Compaction then adds the minute
+cells of [watermark, next hour) to their hour and day cells and moves the watermark, in one
+transaction, so a rerun after a crash folds nothing twice. A result that arrives for a time
+before the watermark is added to all three resolutions at ingest (see ingest._cells), so late
+results still land. Readers use hour and day cells only before the watermark, minute cells
+after it (domain.rollups.cover).
+
+On PostgreSQL, ingest holds the watermark row FOR SHARE while it writes cells and compaction
+takes it FOR UPDATE: a fold never misses a minute cell written by a transaction that read the
+old watermark. SQLite runs one writer at a time (BEGIN IMMEDIATE), which gives the same.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pingtower.statistics.domain.histogram import Histogram
+from pingtower.statistics.domain.rollups import Cell, Resolution, floor_to
+from pingtower.statistics.store.ingest import CellKey, cell_from_row, merge_cells
+from pingtower.statistics.store.tables import rollups
+from pingtower.statistics.store.watermark import folded_until, move
+
+
+async def fold_next_hour(session: AsyncSession, until: datetime) -> datetime | None:
+    """Fold the minute cells of the first hour at or after the watermark that has any (and is
+    before `until`, an hour boundary) into hour and day cells; move the watermark past it.
+    Returns the new watermark, or None when it had already reached `until`."""
+    start = await folded_until(session, lock="update")
+    if start >= until:
+        return None
+    r = rollups
+    first = await session.scalar(
+        select(func.min(r.c.bucket_start)).where(
+            r.c.resolution == Resolution.MINUTE.value,
+            r.c.bucket_start >= start,
+            r.c.bucket_start < until,
+        )
+    )
+    if first is None:
+        await move(session, until)
+        return until
+    hour = floor_to(first, Resolution.HOUR.length)
+    stop = min(hour + Resolution.HOUR.length, until)
+    rows = await session.execute(
+        select(r).where(
+            r.c.resolution == Resolution.MINUTE.value,
+            r.c.bucket_start >= hour,
+            r.c.bucket_start < stop,
+        )
+    )
+    await merge_cells(session, coarser_cells(rows))
+    await move(session, stop)
+    return stop
+
+
+def coarser_cells(rows: object) -> dict[CellKey, tuple[str, Cell]]:
+    """Minute rows summed into their hour and day cells (histograms summed while still JSON)."""
+    cells: dict[CellKey, tuple[str, Cell]] = {}
+    histograms: dict[CellKey, list[dict[str, int]]] = {}
+    for row in rows:  # type: ignore[attr-defined]
+        for resolution in (Resolution.HOUR, Resolution.DAY):
+            key = (
+                row.monitor_id,
+                row.region,
+                resolution.value,
+                floor_to(row.bucket_start, resolution.length),
+            )
+            _, cell = cells.setdefault(key, (row.tenant, Cell()))
+            cell.merge(cell_from_row(row, histogram=False))
+            histograms.setdefault(key, []).append(row.histogram)
+    for key, parts in histograms.items():
+        cells[key][1].histogram = Histogram.from_json_many(parts)
+    return cells
