@@ -19,6 +19,7 @@ from pingtower.common.settings import (
     describe_settings,
     load_settings,
 )
+from pingtower.pinger.ascode.cli import register as register_monitors_as_code
 
 cli = typer.Typer(
     name="pingtower",
@@ -179,6 +180,9 @@ def asyncapi() -> None:
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+register_monitors_as_code(cli)
 
 
 def main() -> None:

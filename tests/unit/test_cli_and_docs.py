@@ -20,7 +20,7 @@ runner = CliRunner()
 def test_help_lists_every_command() -> None:
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for command in ("up", "serve", "migrate", "settings", "asyncapi", "version"):
+    for command in ("up", "serve", "migrate", "apply", "export", "settings", "asyncapi", "version"):
         assert command in result.output
 
 

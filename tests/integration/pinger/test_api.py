@@ -226,3 +226,53 @@ async def test_results_of_an_unknown_monitor_are_404(api: Api) -> None:
     response = await api.client.get(f"/api/v1/monitors/{uuid.uuid4()}/results")
     assert response.status_code == 404
     assert response.json()["title"] == "Not Found"
+
+
+async def stored_settings(api: Api, monitor_id: str) -> dict[str, Any]:
+    """The settings a probe receives: those of the job that check-now queues."""
+    response = await api.client.post(f"/api/v1/monitors/{monitor_id}/check-now")
+    assert response.status_code == 202, response.text
+    job = api.bus._job_queue("default").get_nowait()
+    return dict(job.payload["settings"])
+
+
+async def test_secrets_are_write_only_and_kept_by_updates_that_omit_them(api: Api) -> None:
+    monitor = await api.create(
+        settings={
+            "bearer_token": "s3cret",
+            "headers": {"Cookie": "session=abc", "Accept": "text/html"},
+        }
+    )
+    url = f"/api/v1/monitors/{monitor['id']}"
+    for shown in (monitor, (await api.client.get(url)).json()):
+        assert shown["settings"]["bearer_token"] == "<set>"
+        assert shown["settings"]["headers"] == {"Cookie": "<set>", "Accept": "text/html"}
+    listed = (await api.client.get("/api/v1/monitors", params={"q": "Home"})).json()["items"]
+    assert "s3cret" not in str(listed)
+    assert "session=abc" not in str(listed)
+
+    renamed = await api.client.patch(url, json={"settings": {"expected_status": ["200"]}})
+    assert renamed.status_code == 200, renamed.text
+    given_back = await api.client.patch(url, json={"settings": renamed.json()["settings"]})
+    assert given_back.status_code == 200, given_back.text
+    kept = await stored_settings(api, monitor["id"])
+    assert kept["bearer_token"] == "s3cret"
+    assert kept["headers"] == {"Cookie": "session=abc", "Accept": "text/html"}
+    assert kept["expected_status"] == ["200"]
+
+    removed = await api.client.patch(url, json={"settings": {"bearer_token": None}})
+    assert removed.json()["settings"]["bearer_token"] is None
+    assert (await stored_settings(api, monitor["id"]))["bearer_token"] is None
+
+
+async def test_a_masked_secret_with_nothing_stored_is_rejected_naming_the_field(api: Api) -> None:
+    response = await api.client.post(
+        "/api/v1/monitors",
+        json={
+            "name": "x",
+            "target": "https://example.com/",
+            "settings": {"basic_auth": {"username": "u", "password": "<set>"}},
+        },
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "settings.basic_auth.password"

@@ -165,6 +165,32 @@ async def test_changes_are_noticed_by_polling(setup: Setup) -> None:
     assert {j.target for j in jobs if j.monitor_id == kept} == {"http://127.0.0.1:2/moved"}
 
 
+async def test_a_change_that_commits_long_after_its_timestamp_is_found_by_reconciling(
+    setup: Setup,
+) -> None:
+    old = await insert_monitor(setup.db, interval_seconds=10)
+    await setup.scheduler.load_all()
+    await insert_monitor(setup.db, interval_seconds=10)  # moves the poll's watermark on
+    await setup.scheduler.poll_changes()
+    # Committed now, stamped a minute ago: a writer that waited that long for the lock.
+    stamped = utcnow() - timedelta(minutes=1)
+    late = await insert_monitor(
+        setup.db, interval_seconds=10, created_at=stamped, updated_at=stamped
+    )
+    async with setup.db.sessions() as session, session.begin():
+        await session.execute(
+            update(monitors).where(monitors.c.id == old).values(deleted_at=stamped)
+        )
+    await setup.scheduler.poll_changes()
+    assert late not in {j.monitor_id for j in await setup.advance(10)}, "the poll cannot see it"
+
+    assert await setup.scheduler.reconcile() == 2
+    ran = {j.monitor_id for j in await setup.advance(10)}
+    assert late in ran
+    assert old not in ran
+    assert await setup.scheduler.reconcile() == 0, "nothing left to find"
+
+
 async def test_a_cron_monitor_runs_at_its_exact_times(setup: Setup) -> None:
     setup.clock.now = datetime(2027, 1, 15, 8, 0, 30, tzinfo=UTC).timestamp()
     await insert_monitor(setup.db, cron="*/2 * * * *", timezone="UTC", interval_seconds=60)

@@ -19,21 +19,16 @@ import structlog
 from prometheus_client import Counter
 from sqlalchemy import (
     JSON,
-    Float,
-    String,
-    Uuid,
     and_,
     bindparam,
-    column,
     func,
     literal_column,
     select,
+    text,
     update,
-    values,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pingtower.common.db import UtcDateTime
 from pingtower.common.events import (
     CheckCompleted,
     Contract,
@@ -370,27 +365,28 @@ async def _update_last_checks(session: AsyncSession, fresh: Iterable[CheckComple
             ],
         )
         return
-    # One UPDATE ... FROM (VALUES ...) rather than one UPDATE per monitor; the condition keeps
-    # a newer last check written by another consumer.
-    latest_rows = values(
-        column("k_monitor", Uuid),
-        column("k_finished", UtcDateTime),
-        column("k_outcome", String),
-        column("k_latency", Float),
-        name="latest",
-    ).data([(e.monitor_id, e.finished_at, e.outcome.value, e.latency_ms) for e in ordered])
+    # One UPDATE from four arrays rather than one UPDATE per monitor; the condition keeps a
+    # newer last check written by another consumer.
     await session.execute(
-        update(monitors)
-        .where(
-            m.monitor_id == latest_rows.c.k_monitor,
-            m.last_check_at.is_(None) | (m.last_check_at < latest_rows.c.k_finished),
-        )
-        .values(
-            last_check_at=latest_rows.c.k_finished,
-            last_outcome=latest_rows.c.k_outcome,
-            last_latency_ms=latest_rows.c.k_latency,
-        )
+        _UPDATE_LAST_CHECKS_PG,
+        {
+            "ids": [e.monitor_id for e in ordered],
+            "finished": [e.finished_at for e in ordered],
+            "outcomes": [e.outcome.value for e in ordered],
+            "latencies": [e.latency_ms for e in ordered],
+        },
     )
+
+
+_UPDATE_LAST_CHECKS_PG = text(
+    "UPDATE monitors SET last_check_at = latest.finished, last_outcome = latest.outcome, "
+    "last_latency_ms = latest.latency "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:finished AS timestamptz[]), "
+    "CAST(:outcomes AS varchar[]), CAST(:latencies AS float8[])) "
+    "AS latest(monitor_id, finished, outcome, latency) "
+    "WHERE monitors.monitor_id = latest.monitor_id "
+    "AND (monitors.last_check_at IS NULL OR monitors.last_check_at < latest.finished)"
+)
 
 
 async def _apply_status_changes(

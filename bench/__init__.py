@@ -1,0 +1,1 @@
+"""Benchmarks of the probe and of the embedded system (see README.md)."""

@@ -1,0 +1,233 @@
+"""Probe throughput: HTTP and TCP checks per second, and CPU time per check, of the probe's own
+check code against a local nginx, beside wrk and bare client loops in the same run.
+
+    .venv/bin/python -m bench.probe_throughput [--seconds 5] [--concurrency 50] [--no-uvloop]
+
+Every client opens a fresh connection per request, as a check does. The Python clients run in
+this process one after the other; "CPU ms/check" is this process's CPU time (user + system)
+divided by the checks done, so it excludes nginx. Targets come from issue 3: at least 0.45 of
+wrk's rate, at most 0.1 ms of CPU per check. Load goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+
+from bench.local_nginx import LocalNginx
+from pingtower.common.events import CheckJob, Outcome, utcnow
+from pingtower.common.messaging.inprocess import InProcessBus
+from pingtower.common.settings import Settings
+from pingtower.pinger.probe.probe import Probe
+
+TARGET_RATIO = 0.45
+TARGET_CPU_MS = 0.1
+
+
+@dataclass
+class Row:
+    client: str
+    rate: float
+    cpu_ms: float | None
+    errors: int = 0
+
+
+def run_wrk(url: str, seconds: float, concurrency: int) -> Row:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return Row("wrk (not installed: apt-get install -y wrk)", float("nan"), None)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    output = subprocess.run(
+        [
+            wrk,
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "-H",
+            "Connection: close",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    rate = float(match.group(1)) if match else float("nan")
+    requests = rate * max(1, round(seconds))
+    cpu_ms = cpu / requests * 1000 if requests > 0 else None
+    return Row("wrk -t1 (C, HTTP/1.1, Connection: close)", rate, cpu_ms, _sum(errors))
+
+
+def _sum(match: re.Match[str] | None) -> int:
+    return sum(int(g) for g in match.groups()) if match else 0
+
+
+async def closed_loop(
+    name: str, seconds: float, concurrency: int, once: Callable[[], Awaitable[bool]]
+) -> Row:
+    """`concurrency` workers calling `once` back to back for `seconds`; rate and CPU/check."""
+    done = 0
+    errors = 0
+    stop_at = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal done, errors
+        while time.monotonic() < stop_at:
+            if await once():
+                done += 1
+            else:
+                errors += 1
+
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - wall
+    cpu = time.process_time() - cpu
+    total = done + errors
+    return Row(name, done / wall, cpu / total * 1000 if total else None, errors)
+
+
+async def bare_aiohttp(url: str, seconds: float, concurrency: int) -> Row:
+    connector = aiohttp.TCPConnector(force_close=True, limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def once() -> bool:
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        return await closed_loop("bare aiohttp, fresh connections", seconds, concurrency, once)
+
+
+def job(check_type: str, target: str) -> dict[str, Any]:
+    now = utcnow()
+    return CheckJob(
+        monitor_id=uuid.uuid4(),
+        check_type=check_type,
+        target=target,
+        settings={},
+        timeout_seconds=10,
+        scheduled_at=now,
+        deadline=now + timedelta(hours=1),
+    ).model_dump(mode="json")
+
+
+async def probe_checks(check_type: str, target: str, seconds: float, concurrency: int) -> Row:
+    """The probe's path for one job minus the bus: parse the job, run the check, build the
+    check.completed event."""
+    settings = Settings(allow_private_targets=True, probe_concurrency=concurrency)
+    probe = Probe(InProcessBus(), settings)
+    payload = job(check_type, target)
+    last_error: list[str] = []
+
+    async def once() -> bool:
+        completed = await probe.run(CheckJob.model_validate(payload))
+        if completed.outcome != Outcome.UP:
+            last_error[:] = [f"{completed.error_kind}: {completed.error_message}"]
+        return completed.outcome == Outcome.UP
+
+    try:
+        await probe.start()
+        row = await closed_loop(f"probe {check_type} check", seconds, concurrency, once)
+    finally:
+        await probe.stop()
+    if last_error:
+        row.client += f" (last error {last_error[0][:60]})"
+    return row
+
+
+async def bare_tcp(host: str, port: int, seconds: float, concurrency: int) -> Row:
+    async def once() -> bool:
+        try:
+            _reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            return False
+        writer.close()
+        await writer.wait_closed()
+        return True
+
+    return await closed_loop("bare asyncio open_connection", seconds, concurrency, once)
+
+
+def print_table(title: str, rows: list[Row], wrk_rate: float) -> None:
+    print(f"\n{title}")
+    header = f"{'client':<58} {'per s':>9} {'of wrk':>7} {'CPU ms/check':>13} {'errors':>7}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        ratio = row.rate / wrk_rate if wrk_rate == wrk_rate and wrk_rate > 0 else float("nan")
+        cpu = f"{row.cpu_ms:.3f}" if row.cpu_ms is not None else "-"
+        print(f"{row.client:<58} {row.rate:>9.0f} {ratio:>7.2f} {cpu:>13} {row.errors:>7}")
+    print(f"targets for the probe: >= {TARGET_RATIO} of wrk, <= {TARGET_CPU_MS} ms CPU per check")
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    seconds, concurrency = args.seconds, args.concurrency
+    with LocalNginx(workers=args.nginx_workers) as nginx:
+        pause = 1.0  # lets TIME_WAIT sockets of one client drain a little before the next
+        wrk = await asyncio.to_thread(run_wrk, nginx.url, seconds, concurrency)
+        await asyncio.sleep(pause)
+        rows = [wrk, await bare_aiohttp(nginx.url, seconds, concurrency)]
+        await asyncio.sleep(pause)
+        rows.append(await probe_checks("http", nginx.url, seconds, concurrency))
+        print_table(f"HTTP, fresh connection per request, {concurrency} concurrent", rows, wrk.rate)
+
+        await asyncio.sleep(pause)
+        tcp = [
+            await bare_tcp("127.0.0.1", nginx.port, seconds, concurrency),
+        ]
+        await asyncio.sleep(pause)
+        tcp.append(await probe_checks("tcp", f"127.0.0.1:{nginx.port}", seconds, concurrency))
+        print_table(
+            f"TCP connect, {concurrency} concurrent (ratio to wrk's HTTP rate above)", tcp, wrk.rate
+        )
+    print(f"\nloop: {type(asyncio.get_running_loop()).__module__}; cores: {_cores()}")
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per client (max 60)")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--no-uvloop", action="store_true", help="the standard asyncio loop")
+    args = parser.parse_args()
+    args.seconds = min(max(args.seconds, 1.0), 60.0)
+    socket.setdefaulttimeout(10)
+    if args.no_uvloop:
+        asyncio.run(main_async(args))
+    else:
+        import uvloop
+
+        uvloop.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Statistics ingest rate: check.completed results per second through the real ingest handler
+(inbox claim + ingest effect, one transaction per batch, as the consumer runs it), and CPU
+seconds per 1,000 results, on PostgreSQL and on SQLite.
+
+    PINGTOWER_TEST_POSTGRES_URL=postgresql+asyncpg://postgres:postgres@127.0.0.1:5432 \
+        .venv/bin/python -m bench.statistics_ingest [--results 50000] [--monitors 1000] \
+        [--batch 500] [--postgres URL] [--no-sqlite]
+
+The results are generated beforehand (one check per monitor per minute, in time order, as a
+Pinger fleet sends them) and fed in batches of the consumer's size (StatisticsService's
+ingest_batch). The PostgreSQL database is created for the run and dropped afterwards; the
+SQLite file lives in a temporary folder. "CPU s/1k" is this process's CPU time (user + system)
+per 1,000 results, so it excludes the database server. Target from issue 5: 5,000 results/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from pingtower.common.events import CheckCompleted, Envelope, Outcome
+from pingtower.common.messaging.inprocess import InProcessBus
+from pingtower.common.settings import Settings
+from pingtower.statistics.service import StatisticsService
+
+TARGET = 5000.0
+START = datetime(2026, 11, 10, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Figures:
+    storage: str
+    results: int
+    seconds: float
+    cpu_seconds: float
+    compaction_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.results / self.seconds
+
+    def row(self) -> str:
+        per_k = self.cpu_seconds / self.results * 1000
+        return (
+            f"| {self.storage:<10} | {self.results:>7} | {self.rate:>10.0f} | {per_k:>8.3f} "
+            f"| {self.rate / TARGET:>5.2f} | {self.compaction_seconds:>12.2f} |"
+        )
+
+
+def envelopes(count: int, monitors: int) -> list[Envelope]:
+    ids = [uuid.UUID(int=i + 1, version=4) for i in range(monitors)]
+    found = []
+    for i in range(count):
+        minute, m = divmod(i, monitors)
+        finished = START + timedelta(minutes=minute, seconds=m * 60 / monitors)
+        outcome = Outcome.DOWN if i % 97 == 0 else Outcome.UP
+        event = CheckCompleted(
+            check_id=uuid.uuid4(),
+            monitor_id=ids[m],
+            region="eu",
+            scheduled_at=finished - timedelta(milliseconds=200),
+            started_at=finished - timedelta(milliseconds=150),
+            finished_at=finished,
+            outcome=outcome,
+            latency_ms=None if outcome is Outcome.DOWN else 20.0 + (i * 7919) % 400,
+            status_code=200,
+            phases_ms={"dns": 1.0, "connect": 3.0, "tls": 8.0, "first_byte": 12.0},
+        )
+        tenant = f"w{m % 10}"
+        found.append(Envelope.wrap(event, producer="pinger", tenant=tenant, occurred_at=finished))
+    return found
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run(storage: str, url: str, batches: Sequence[Sequence[Envelope]]) -> Figures:
+    with tempfile.TemporaryDirectory() as data:
+        settings = Settings(statistics_database_url=url, data_dir=Path(data))
+        clock_end = START + timedelta(days=2)
+        service = StatisticsService(settings, InProcessBus(), clock=lambda: clock_end)
+        await service.prepare()
+        try:
+            began, began_cpu = time.perf_counter(), cpu()
+            for batch in batches:
+                await service.handler(batch)
+            seconds, cpu_seconds = time.perf_counter() - began, cpu() - began_cpu
+            compact_began = time.perf_counter()
+            await service.compact()
+            compaction = time.perf_counter() - compact_began
+        finally:
+            await service.engine.dispose()
+    total = sum(len(b) for b in batches)
+    return Figures(storage, total, seconds, cpu_seconds, compaction)
+
+
+@asynccontextmanager
+async def postgres_database(server: str) -> AsyncIterator[str]:
+    dsn = server.replace("postgresql+asyncpg://", "postgresql://").rstrip("/")
+    name = f"bench_statistics_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(dsn + "/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{server.rstrip('/')}/{name}"
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=int, default=50_000)
+    parser.add_argument("--monitors", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=500, help="the consumer's max_batch")
+    parser.add_argument("--postgres", default=os.environ.get("PINGTOWER_TEST_POSTGRES_URL"))
+    parser.add_argument("--no-sqlite", action="store_true")
+    args = parser.parse_args()
+
+    every = envelopes(args.results, args.monitors)
+    batches = [every[i : i + args.batch] for i in range(0, len(every), args.batch)]
+    figures = []
+    if args.postgres:
+        async with postgres_database(args.postgres) as url:
+            figures.append(await run("postgresql", url, batches))
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as folder:
+            url = f"sqlite+aiosqlite:///{folder}/statistics.db"
+            figures.append(await run("sqlite", url, batches))
+    print(f"{args.results} results over {args.monitors} monitors, batches of {args.batch}")
+    print("| storage    | results |  results/s | CPU s/1k | ×5000 | compaction s |")
+    print("|------------|---------|------------|----------|-------|--------------|")
+    for figure in figures:
+        print(figure.row())
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
