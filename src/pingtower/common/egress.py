@@ -46,14 +46,29 @@ def is_public(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
+def is_link_local(address: IPAddress) -> bool:
+    """Link-local, where cloud metadata services live (169.254.169.254, fe80::/10)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            return embedded.is_link_local
+    return address.is_link_local
+
+
 def check_address(address: str, *, allow_private: bool) -> None:
-    """Raise EgressDeniedError unless the policy lets us connect to `address`."""
+    """Raise EgressDeniedError unless the policy lets us connect to `address`.
+
+    Link-local addresses are refused even when private ranges are allowed: they reach the cloud
+    metadata service, which is never a monitoring target.
+    """
     try:
         parsed = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError as exc:
         raise EgressDeniedError(f"not an IP address: {address!r}") from exc
     if parsed.is_unspecified or parsed.is_multicast:
         raise EgressDeniedError(f"{address} is not a unicast address")
+    if is_link_local(parsed):
+        raise EgressDeniedError(f"{address} is link-local (cloud metadata); always refused")
     if not allow_private and not is_public(parsed):
         raise EgressDeniedError(f"{address} is a private, loopback or reserved address")
 

@@ -61,6 +61,25 @@ def test_unspecified_and_multicast_are_refused_even_when_private_is_allowed(addr
         check_address(address, allow_private=True)
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",
+        "169.254.0.1",
+        "fe80::1",
+        "fe80::a9fe:a9fe%eth0",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+        "2002:a9fe:a9fe::1",
+    ],
+)
+def test_link_local_and_cloud_metadata_are_refused_even_when_private_is_allowed(
+    address: str,
+) -> None:
+    with pytest.raises(EgressDeniedError, match="link-local"):
+        check_address(address, allow_private=True)
+
+
 @pytest.mark.parametrize("address", ["localhost", "example.com", "", "127.0.0.1.nip.io"])
 def test_a_name_is_never_checked_as_an_address(address: str) -> None:
     with pytest.raises(EgressDeniedError, match="not an IP address"):
