@@ -16,5 +16,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet -e .
     touch "$stamp"
 fi
-export PINGTOWER_ALLOW_PRIVATE_TARGETS="${PINGTOWER_ALLOW_PRIVATE_TARGETS:-true}"
 exec .venv/bin/pingtower up "$@"

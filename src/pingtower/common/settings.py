@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["pinger", "notificator", "statistics"]
@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     )
     allow_private_targets: bool = Field(
         False,
-        description="Let monitors and webhooks reach loopback and private addresses "
-        "(true in the embedded mode on a laptop and in tests; false in production).",
+        description="Let monitors and webhooks reach loopback and private addresses. Default: "
+        "true in the embedded (single-user) mode, false in the distributed mode. Link-local "
+        "and cloud metadata addresses are refused either way.",
     )
     admin_token: SecretStr | None = Field(
         None,
@@ -191,6 +192,12 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be the issuer's http(s):// URL, e.g. .../realms/pingtower")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _mode_defaults(self) -> Settings:
+        if "allow_private_targets" not in self.model_fields_set:
+            self.allow_private_targets = self.broker_url is None
+        return self
 
     @property
     def mode(self) -> Mode:

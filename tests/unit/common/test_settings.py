@@ -32,7 +32,18 @@ def test_defaults_describe_the_embedded_mode() -> None:
     settings = load_settings()
     assert settings.mode is Mode.EMBEDDED
     assert settings.broker_url is None
-    assert settings.allow_private_targets is False
+    # A single user on a laptop monitors local services.
+    assert settings.allow_private_targets is True
+
+
+def test_the_distributed_mode_refuses_private_targets_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PINGTOWER_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    assert load_settings().allow_private_targets is False
+    monkeypatch.setenv("PINGTOWER_ALLOW_PRIVATE_TARGETS", "false")
+    monkeypatch.delenv("PINGTOWER_BROKER_URL")
+    assert load_settings().allow_private_targets is False
 
 
 def test_values_come_from_pingtower_variables(monkeypatch: pytest.MonkeyPatch) -> None:
