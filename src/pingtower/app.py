@@ -54,6 +54,7 @@ def create_embedded_app(settings: Settings) -> FastAPI:
             [identity_authenticator(identity), _authenticator(settings, admin_token(settings))]
         ),
         description="PingTower's public API: Pinger, Notificator and Statistics in one process.",
+        settings=settings,
     )
     app.state.bus = bus
     app.state.identity = identity
@@ -94,6 +95,7 @@ def create_role_app(settings: Settings, role: str) -> FastAPI:
         _authenticator(
             settings, settings.admin_token.get_secret_value() if settings.admin_token else None
         ),
+        settings=settings,
     )
     app.state.bus = bus
     return app

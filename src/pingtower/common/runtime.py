@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from pingtower.common.http.app import ReadinessCheck, create_app
 from pingtower.common.messaging.bus import Bus
 from pingtower.common.security import Authenticator
+from pingtower.common.settings import Settings
 
 
 class Component:
@@ -48,6 +49,7 @@ def build_app(
     authenticator: Authenticator,
     *,
     description: str = "",
+    settings: Settings | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +79,14 @@ def build_app(
         readiness=readiness,
         lifespan=lifespan,
         description=description,
+        **(
+            {}
+            if settings is None
+            else {
+                "max_body_bytes": settings.max_request_bytes,
+                "rate_per_minute": settings.rate_limit_per_minute,
+            }
+        ),
     )
     app.state.authenticator = authenticator
     app.state.components = {component.name: component for component in components}

@@ -93,6 +93,16 @@ class Settings(BaseSettings):
         "true in the embedded (single-user) mode, false in the distributed mode. Link-local "
         "and cloud metadata addresses are refused either way.",
     )
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, le=100 * 1_048_576, description="Largest request body accepted (413)."
+    )
+    rate_limit_per_minute: int = Field(
+        1200,
+        ge=0,
+        le=1_000_000,
+        description="Requests a minute per credential (or per address without one), with "
+        "bursts up to that many; 429 with Retry-After beyond. 0 turns the limit off.",
+    )
     admin_token: SecretStr | None = Field(
         None,
         min_length=24,

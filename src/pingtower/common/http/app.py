@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from pingtower import __version__
+from pingtower.common.http.guards import GuardMiddleware
 from pingtower.common.http.problems import install_problem_handlers
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -37,6 +38,8 @@ def create_app(
     readiness: Mapping[str, ReadinessCheck] | None = None,
     lifespan: Any = None,
     description: str = "",
+    max_body_bytes: int = 1_048_576,
+    rate_per_minute: int = 0,
 ) -> FastAPI:
     app = FastAPI(
         title=title,
@@ -48,6 +51,11 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(
+        GuardMiddleware,
+        max_body_bytes=max_body_bytes,
+        rate_per_minute=rate_per_minute,
+    )
     checks = dict(readiness or {})
 
     @app.middleware("http")
