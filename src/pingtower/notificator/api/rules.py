@@ -15,6 +15,7 @@ from pingtower.common.http.problems import Problem, not_found
 from pingtower.common.security import Principal, require
 from pingtower.notificator.api.deps import ApiDeps
 from pingtower.notificator.api.pagination import after_cursor, encode_cursor
+from pingtower.notificator.api.references import check_monitors
 from pingtower.notificator.domain.rules import EventKind, Severity
 from pingtower.notificator.store.tables import channels, rules
 
@@ -195,6 +196,7 @@ def rules_router(deps: ApiDeps) -> APIRouter:
             await _check_channels(
                 session, principal.tenant, body.escalation_channel_ids, "escalation_channel_ids"
             )
+            await check_monitors(session, principal.tenant, body.monitor_ids)
             await session.execute(
                 rules.insert().values(
                     id=rule_id,
@@ -256,6 +258,7 @@ def rules_router(deps: ApiDeps) -> APIRouter:
             await _check_channels(
                 session, principal.tenant, fields.escalation_channel_ids, "escalation_channel_ids"
             )
+            await check_monitors(session, principal.tenant, fields.monitor_ids)
             await session.execute(
                 update(rules)
                 .where(rules.c.id == rule_id)

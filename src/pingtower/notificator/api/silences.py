@@ -15,6 +15,7 @@ from pingtower.common.http.problems import Problem, not_found
 from pingtower.common.security import Principal, require
 from pingtower.notificator.api.deps import ApiDeps
 from pingtower.notificator.api.pagination import after_cursor, encode_cursor
+from pingtower.notificator.api.references import check_monitors
 from pingtower.notificator.store.tables import silences
 
 MAX_LENGTH = timedelta(days=366)
@@ -88,6 +89,7 @@ def silences_router(deps: ApiDeps) -> APIRouter:
         now = utcnow()
         silence_id = uuid.uuid4()
         async with deps.sessions() as session, session.begin():
+            await check_monitors(session, principal.tenant, body.monitor_ids)
             await session.execute(
                 silences.insert().values(
                     id=silence_id,
