@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -44,7 +45,23 @@ class Harness:
 
 @pytest.fixture
 async def stats(database_url: str, tmp_path: object) -> AsyncIterator[Harness]:
-    clock = Clock()
+    async with harness(database_url, tmp_path, Clock()) as running:
+        yield running
+
+
+@pytest.fixture
+async def early_stats(database_url: str, tmp_path: object) -> AsyncIterator[Harness]:
+    """At 10 Nov 08:00, before the story's checks, and without the background loops: the test
+    itself says when compaction and pruning run."""
+    start = datetime(2026, 11, 10, 8, tzinfo=UTC)
+    async with harness(database_url, tmp_path, Clock(start), background=False) as running:
+        yield running
+
+
+@asynccontextmanager
+async def harness(
+    database_url: str, tmp_path: object, clock: Clock, *, background: bool = True
+) -> AsyncIterator[Harness]:
     bus = InProcessBus()
     settings = Settings(
         statistics_database_url=database_url, data_dir=tmp_path, outbox_poll_seconds=0.05
@@ -54,7 +71,8 @@ async def stats(database_url: str, tmp_path: object) -> AsyncIterator[Harness]:
     other = build_app("statistics", [service], bus, SingleWorkspaceAuthenticator("globex"))
     await service.prepare()
     await bus.start()
-    await service.start()
+    if background:
+        await service.start()
     try:
         async with (
             httpx.AsyncClient(

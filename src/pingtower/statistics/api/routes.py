@@ -4,7 +4,7 @@ the caller's workspace, and another workspace's monitor answers 404."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -67,24 +67,10 @@ def build_router(
             raise not_found("monitor")
         return row
 
-    @router.get("/overview", response_model=Overview, summary="Every monitor of the workspace")
-    async def overview(
-        principal: Viewer,
-        sort: SortKey = "name",
-        order: Literal["asc", "desc"] = "asc",
-        status: Annotated[list[Status] | None, Query(description="Keep these statuses")] = None,
-        tag: Annotated[str | None, Query(max_length=100)] = None,
-        q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
-    ) -> Overview:
-        now = clock()
+    async def overview_items(rows: Sequence[Any], now: datetime) -> list[OverviewItem]:
         day, month = now - timedelta(hours=24), now - timedelta(days=30)
+        ids = [row.monitor_id for row in rows]
         async with sessions() as session:
-            rows = await queries.workspace_monitors(session, principal.tenant)
-            if tag is not None:
-                rows = [row for row in rows if tag in (row.tags or [])]
-            if q is not None:
-                rows = [row for row in rows if q.lower() in row.name.lower()]
-            ids = [row.monitor_id for row in rows]
             current = await queries.current_statuses(session, ids)
             timelines = await queries.timelines(session, ids, month, now)
             cached = latency.fresh(now) if latency is not None else {}
@@ -111,13 +97,59 @@ def build_router(
                     last_latency_ms=row.last_latency_ms,
                 )
             )
-        if status:
-            items = [item for item in items if item.status in status]
-        present = [item for item in items if getattr(item, sort) is not None]
-        absent = [item for item in items if getattr(item, sort) is None]
-        present.sort(key=lambda item: (getattr(item, sort), item.name), reverse=order == "desc")
-        # Monitors without the figure go last whichever the order.
-        return Overview(generated_at=now, items=present + absent)
+        return items
+
+    @router.get("/overview", response_model=Overview, summary="Every monitor of the workspace")
+    async def overview(
+        principal: Viewer,
+        sort: SortKey = "name",
+        order: Literal["asc", "desc"] = "asc",
+        status: Annotated[list[Status] | None, Query(description="Keep these statuses")] = None,
+        tag: Annotated[str | None, Query(max_length=100)] = None,
+        q: Annotated[str | None, Query(max_length=200, description="Name contains")] = None,
+        limit: Annotated[
+            int | None, Query(ge=1, le=1000, description="Page size; all monitors when absent")
+        ] = None,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> Overview:
+        """Offset pagination with a total: the order is by computed figures (uptime, p95), which
+        no keyset in the database follows. Sorted by name and not filtered by status, only the
+        page's monitors get their figures computed; otherwise all are, then sorted and cut.
+        Without `limit` every monitor comes back in one answer (what the dashboard expects)."""
+        now = clock()
+        async with sessions() as session:
+            rows = list(await queries.workspace_monitors(session, principal.tenant))
+        if tag is not None:
+            rows = [row for row in rows if tag in (row.tags or [])]
+        if q is not None:
+            rows = [row for row in rows if q.lower() in row.name.lower()]
+        if sort == "name" and not status:
+            rows.sort(key=lambda row: (row.name, str(row.monitor_id)), reverse=order == "desc")
+            total = len(rows)
+            items = await overview_items(rows[offset:][:limit], now)
+        else:
+            items = await overview_items(rows, now)
+            if status:
+                items = [item for item in items if item.status in status]
+            present = [item for item in items if getattr(item, sort) is not None]
+            absent = [item for item in items if getattr(item, sort) is None]
+            present.sort(
+                key=lambda item: (getattr(item, sort), item.name, str(item.monitor_id)),
+                reverse=order == "desc",
+            )
+            # Monitors without the figure go last whichever the order.
+            items = present + absent
+            total = len(items)
+            items = items[offset:][:limit]
+        following = offset + len(items)
+        return Overview(
+            generated_at=now,
+            items=items,
+            total=total,
+            offset=offset,
+            limit=limit,
+            next_offset=following if following < total else None,
+        )
 
     @router.get(
         "/monitors/{monitor_id}/uptime",

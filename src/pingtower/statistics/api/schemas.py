@@ -28,6 +28,10 @@ class OverviewItem(BaseModel):
 class Overview(BaseModel):
     generated_at: datetime
     items: list[OverviewItem]
+    total: int = Field(description="Monitors matching the filters, over all pages")
+    offset: int
+    limit: int | None = Field(description="The page size asked for; null: all monitors")
+    next_offset: int | None = Field(description="offset of the next page; null on the last")
 
 
 class Uptime(BaseModel):

@@ -15,7 +15,9 @@ old watermark. SQLite runs one writer at a time (BEGIN IMMEDIATE), which gives t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,21 +61,26 @@ async def fold_next_hour(session: AsyncSession, until: datetime) -> datetime | N
     return stop
 
 
-def coarser_cells(rows: object) -> dict[CellKey, tuple[str, Cell]]:
-    """Minute rows summed into their hour and day cells (histograms summed while still JSON)."""
-    cells: dict[CellKey, tuple[str, Cell]] = {}
+def coarser_cells(rows: Iterable[Any]) -> dict[CellKey, tuple[str, Cell]]:
+    """Minute rows summed into their hour cells (histograms summed while still JSON), and the
+    hour cells into their day cells: every minute row is turned into a Cell once."""
+    hours: dict[CellKey, tuple[str, Cell]] = {}
     histograms: dict[CellKey, list[dict[str, int]]] = {}
-    for row in rows:  # type: ignore[attr-defined]
-        for resolution in (Resolution.HOUR, Resolution.DAY):
-            key = (
-                row.monitor_id,
-                row.region,
-                resolution.value,
-                floor_to(row.bucket_start, resolution.length),
-            )
-            _, cell = cells.setdefault(key, (row.tenant, Cell()))
-            cell.merge(cell_from_row(row, histogram=False))
-            histograms.setdefault(key, []).append(row.histogram)
-    for key, parts in histograms.items():
-        cells[key][1].histogram = Histogram.from_json_many(parts)
+    for row in rows:
+        key = (
+            row.monitor_id,
+            row.region,
+            Resolution.HOUR.value,
+            floor_to(row.bucket_start, Resolution.HOUR.length),
+        )
+        _, cell = hours.setdefault(key, (row.tenant, Cell()))
+        cell.merge(cell_from_row(row, histogram=False))
+        histograms.setdefault(key, []).append(row.histogram)
+    cells = dict(hours)
+    for key, (tenant, hour) in hours.items():
+        hour.histogram = Histogram.from_json_many(histograms[key])
+        monitor_id, region, _, start = key
+        day_key = (monitor_id, region, Resolution.DAY.value, floor_to(start, Resolution.DAY.length))
+        _, day = cells.setdefault(day_key, (tenant, Cell()))
+        day.merge(hour)
     return cells

@@ -10,6 +10,7 @@ written for fresh results; compaction folds them into hour and day cells (store/
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -196,13 +197,16 @@ async def _apply_results(
         }
         for tenant, e in by_check.values()
     ]
-    # executemany: one cached statement, sent as multi-row INSERTs by the driver layer
-    inserted = await session.execute(
-        upsert(session, results)
-        .on_conflict_do_nothing(index_elements=["check_id", "finished_at"])
-        .returning(results.c.check_id, results.c.finished_at),
-        rows,
-    )
+    if is_postgres(session):
+        inserted = await _insert_results_pg(session, rows)
+    else:
+        # executemany: one cached statement, sent as multi-row INSERTs by the driver layer
+        inserted = await session.execute(
+            upsert(session, results)
+            .on_conflict_do_nothing(index_elements=["check_id", "finished_at"])
+            .returning(results.c.check_id, results.c.finished_at),
+            rows,
+        )
     fresh = [by_check[(row.check_id, row.finished_at)] for row in inserted]
     if not fresh:
         return
@@ -210,6 +214,30 @@ async def _apply_results(
     folded = await folded_until(session, lock="share")
     await merge_cells(session, _cells(fresh, folded))
     await _update_last_checks(session, [e for _, e in fresh])
+
+
+# One statement with one array per column, whatever the batch size: PostgreSQL parses and
+# plans it once per connection instead of a 12-column VALUES list of hundreds of rows.
+_INSERT_RESULTS_PG = text(
+    "INSERT INTO results (tenant, check_id, monitor_id, region, scheduled_at, started_at, "
+    "finished_at, outcome, latency_ms, error_kind, status_code, phases) "
+    "SELECT tenant, check_id, monitor_id, region, scheduled_at, started_at, finished_at, "
+    "outcome, latency_ms, error_kind, status_code, CAST(phases AS json) FROM unnest("
+    "CAST(:tenant AS varchar[]), CAST(:check_id AS uuid[]), CAST(:monitor_id AS uuid[]), "
+    "CAST(:region AS varchar[]), CAST(:scheduled_at AS timestamptz[]), "
+    "CAST(:started_at AS timestamptz[]), CAST(:finished_at AS timestamptz[]), "
+    "CAST(:outcome AS varchar[]), CAST(:latency_ms AS float8[]), "
+    "CAST(:error_kind AS varchar[]), CAST(:status_code AS integer[]), "
+    "CAST(:phases AS text[])) AS batch(tenant, check_id, monitor_id, region, scheduled_at, "
+    "started_at, finished_at, outcome, latency_ms, error_kind, status_code, phases) "
+    "ON CONFLICT (check_id, finished_at) DO NOTHING RETURNING check_id, finished_at"
+)
+
+
+async def _insert_results_pg(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> Any:
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    columns["phases"] = [json.dumps(phases) for phases in columns["phases"]]
+    return await session.execute(_INSERT_RESULTS_PG, columns)
 
 
 def _cells(
@@ -252,13 +280,7 @@ def cell_from_row(row: Any, *, histogram: bool = True) -> Cell:
 def _add_json_objects(session: AsyncSession, column: str) -> Any:
     """SQL adding the stored flat JSON object and the incoming one key by key."""
     if is_postgres(session):
-        sql = (
-            "(SELECT COALESCE(json_object_agg(k, total), '{}'::json) FROM ("
-            "SELECT k, SUM(v) AS total FROM ("
-            f"SELECT key AS k, value::numeric AS v FROM json_each_text(rollups.{column}) "
-            f"UNION ALL SELECT key, value::numeric FROM json_each_text(excluded.{column})"
-            ") AS parts GROUP BY k) AS summed)"
-        )
+        sql = _json_sum_pg(column)
     else:
         sql = (
             "(SELECT COALESCE(json_group_object(k, total), '{}') FROM ("
@@ -310,6 +332,13 @@ async def merge_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cel
                 "histogram": cell.histogram.to_json(),
             }
         )
+    if is_postgres(session):
+        await session.execute(
+            text(_UPSERT_ROLLUPS_PG),
+            {name: [row[name] for row in rows] for name in _ROLLUP_ARRAYS}
+            | {name: [json.dumps(row[name]) for row in rows] for name in _ROLLUP_JSON},
+        )
+        return
     insert = upsert(session, rollups)
     new = insert.excluded
     r = rollups.c
@@ -329,6 +358,53 @@ async def merge_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cel
         },
     )
     await session.execute(statement, rows)
+
+
+_ROLLUP_ARRAYS = {
+    "monitor_id": "uuid",
+    "region": "varchar",
+    "resolution": "varchar",
+    "bucket_start": "timestamptz",
+    "tenant": "varchar",
+    "up": "integer",
+    "degraded": "integer",
+    "down": "integer",
+    "latency_count": "integer",
+    "latency_min": "float8",
+    "latency_max": "float8",
+    "latency_sum": "float8",
+}
+_ROLLUP_JSON = ("phase_sums", "phase_counts", "histogram")
+
+
+def _json_sum_pg(column: str) -> str:
+    return (
+        "(SELECT COALESCE(json_object_agg(k, total), '{}'::json) FROM ("
+        "SELECT k, SUM(v) AS total FROM ("
+        f"SELECT key AS k, value::numeric AS v FROM json_each_text(rollups.{column}) "
+        f"UNION ALL SELECT key, value::numeric FROM json_each_text(excluded.{column})"
+        ") AS parts GROUP BY k) AS summed)"
+    )
+
+
+# The same upsert as the portable one below, fed by one array per column (see results).
+_UPSERT_ROLLUPS_PG = (
+    f"INSERT INTO rollups ({', '.join([*_ROLLUP_ARRAYS, *_ROLLUP_JSON])}) "
+    f"SELECT {', '.join(_ROLLUP_ARRAYS)}, "
+    f"{', '.join(f'CAST({name} AS json)' for name in _ROLLUP_JSON)} FROM unnest("
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ROLLUP_ARRAYS.items())
+    + ", "
+    + ", ".join(f"CAST(:{name} AS text[])" for name in _ROLLUP_JSON)
+    + f") AS batch({', '.join([*_ROLLUP_ARRAYS, *_ROLLUP_JSON])}) "
+    "ON CONFLICT (monitor_id, resolution, bucket_start, region) DO UPDATE SET "
+    "up = rollups.up + excluded.up, degraded = rollups.degraded + excluded.degraded, "
+    "down = rollups.down + excluded.down, "
+    "latency_count = rollups.latency_count + excluded.latency_count, "
+    "latency_sum = rollups.latency_sum + excluded.latency_sum, "
+    "latency_min = LEAST(rollups.latency_min, excluded.latency_min), "
+    "latency_max = GREATEST(rollups.latency_max, excluded.latency_max), "
+    + ", ".join(f"{name} = {_json_sum_pg(name)}" for name in _ROLLUP_JSON)
+)
 
 
 async def _update_last_checks(session: AsyncSession, fresh: Iterable[CheckCompleted]) -> None:

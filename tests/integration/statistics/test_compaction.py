@@ -1,0 +1,151 @@
+"""Compaction: ingest writes minute cells, a background step folds them into hour and day cells
+behind a watermark; every figure reads the same before and after, and late results still land."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from pingtower.statistics.service import Retention
+from pingtower.statistics.store import tables
+from pingtower.statistics.store.watermark import folded_until
+from tests.integration.statistics.conftest import Harness
+from tests.integration.statistics.story import (
+    NOV10,
+    SHOP,
+    H,
+    M,
+    check,
+    everything,
+    feed,
+    get,
+    wrap,
+)
+
+
+async def cells(stats: Harness) -> dict[str, tuple[int, int, int]]:
+    """Per resolution: rows, checks and latency samples stored."""
+    r = tables.rollups.c
+    async with stats.service.sessions() as session:
+        rows = await session.execute(
+            select(
+                r.resolution,
+                func.count(),
+                func.sum(r.up + r.degraded + r.down),
+                func.sum(r.latency_count),
+            ).group_by(r.resolution)
+        )
+        return {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in rows}
+
+
+async def figures(stats: Harness) -> list[Any]:
+    """What the API says about the shop's day, read through every rollup path."""
+    day = {"from": NOV10.isoformat(), "to": (NOV10 + 24 * H).isoformat()}
+    await stats.service.refresh_metrics()
+    overview = await get(stats, "/overview")
+    return [
+        await get(stats, f"/monitors/{SHOP}/uptime", **day),
+        await get(stats, f"/monitors/{SHOP}/timeseries", step="1h", **day),
+        await get(stats, f"/monitors/{SHOP}/timeseries", step="1d", **day),
+        await get(stats, f"/monitors/{SHOP}/timeseries", step="15m", **day),
+        [(item["name"], item["p95_24h_ms"]) for item in overview["items"]],
+    ]
+
+
+async def test_results_are_written_as_minute_cells_and_folded_into_hours_and_days_later(
+    early_stats: Harness,
+) -> None:
+    stats = early_stats
+    await feed(stats, everything())
+    assert set(await cells(stats)) == {"minute"}  # nothing folded yet
+    stats.clock.now = NOV10 + 10 * H
+    before = await figures(stats)
+    assert before[0]["checks"] == 60
+
+    assert await stats.service.compact() >= 1
+    async with stats.service.sessions() as session:
+        assert await folded_until(session) == NOV10 + 9 * H
+    stored = await cells(stats)
+    assert stored["hour"] == (2, 60, 60)  # one hour cell per region
+    assert stored["day"] == (2, 60, 60)
+    assert await figures(stats) == before
+
+    # a rerun finds nothing to fold and adds nothing twice
+    assert await stats.service.compact() == 0
+    assert await cells(stats) == stored
+
+
+async def test_a_result_arriving_after_its_hour_was_folded_still_counts_once(
+    early_stats: Harness,
+) -> None:
+    stats = early_stats
+    await feed(stats, everything())
+    stats.clock.now = NOV10 + 10 * H
+    await stats.service.compact()
+    late = check(30, 1000.0).model_copy(
+        update={
+            "check_id": uuid.uuid4(),
+            "finished_at": NOV10 + 8 * H + 30 * M + timedelta(seconds=30),
+        }
+    )
+    await feed(stats, [wrap(late)])
+    stats.clock.now = NOV10 + 14 * H
+    await stats.service.compact()  # folds on past the late result's hour: must not add it again
+
+    stored = await cells(stats)
+    assert stored["minute"][1] == stored["hour"][1] == stored["day"][1] == 61
+    hourly = await get(
+        stats,
+        f"/monitors/{SHOP}/timeseries",
+        step="1h",
+        **{"from": (NOV10 + 8 * H).isoformat(), "to": (NOV10 + 9 * H).isoformat()},
+    )
+    (hour,) = hourly["points"]
+    assert (hour["checks"], hour["max_ms"]) == (61, 1000.0)
+    assert hour["mean_ms"] == pytest.approx((sum(range(1, 61)) + 1000.0) / 61)
+
+
+async def test_pruning_folds_minute_cells_before_dropping_them(early_stats: Harness) -> None:
+    stats = early_stats
+    await feed(stats, everything())
+    stats.service.retention = Retention(minute=timedelta(days=1))
+    stats.clock.now = NOV10 + timedelta(days=3)
+    removed = await stats.service.prune()
+    assert removed["minute"] == 60
+    assert "minute" not in await cells(stats)
+    body = await get(
+        stats,
+        f"/monitors/{SHOP}/uptime",
+        **{"from": NOV10.isoformat(), "to": (NOV10 + 24 * H).isoformat()},
+    )
+    assert (body["checks"], body["successful_checks"]) == (60, 58)
+
+
+async def test_compaction_running_beside_ingest_loses_and_doubles_nothing(
+    early_stats: Harness,
+) -> None:
+    stats = early_stats
+    await feed(stats, everything()[:-60])  # monitors, timelines, incidents: no checks yet
+    stats.clock.now = NOV10 + 10 * H  # 08:xx can be folded while its results still arrive
+    checks = [wrap(check(minute, float(minute + 1))) for minute in range(60)]
+
+    await stats.service.handler(checks[:1])  # so the first fold has an hour to fold
+
+    async def ingest() -> None:
+        for envelope in checks[1:]:  # one result per batch: many transactions
+            await stats.service.handler([envelope])
+
+    async def compact() -> None:
+        for _ in range(30):
+            await stats.service.compact()
+            await asyncio.sleep(0)
+
+    await asyncio.gather(ingest(), compact())
+    await stats.service.compact()
+    stored = await cells(stats)
+    assert stored["minute"][1] == stored["hour"][1] == stored["day"][1] == 60
