@@ -88,6 +88,23 @@ async def create_monitors(base: str, token: str, url: str, count: int, interval:
         await asyncio.gather(*(worker() for _ in range(16)))
 
 
+def batch_counters(base: str) -> dict[str, tuple[float, float]]:
+    """Per in-process consumer: (batches, messages) so far, from the process's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for index, name in enumerate(
+            ("pingtower_inprocess_batches_total", "pingtower_inprocess_batched_messages_total")
+        ):
+            if line.startswith(name + "{"):
+                consumer = line.split('consumer="', 1)[1].split('"', 1)[0]
+                found.setdefault(consumer, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
+    return {consumer: (b, m) for consumer, (b, m) in found.items()}
+
+
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -111,6 +128,18 @@ def read_results(database: Path, start: datetime, end: datetime) -> list[tuple[f
     return out
 
 
+def start_profiler(path: str | None, pid: int, seconds: int) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the process during the measured window only (collapsed stacks; read
+    them with `python -m bench.profile_summary PATH`). Sampling costs the process nothing."""
+    if path is None:
+        return None
+    py_spy = Path(sys.executable).parent / "py-spy"
+    command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(seconds)]
+    # --gil: only the thread holding the GIL, so the samples follow CPU time, not waits.
+    command += ["--format", "raw", "--rate", "200", "--nonblocking", "--gil", "--output", path]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main_run(args: argparse.Namespace) -> None:
     interval: int = args.interval
     windows = max(1, round(args.seconds / interval))
@@ -126,10 +155,13 @@ def main_run(args: argparse.Namespace) -> None:
         # All monitors share one local host; a real fleet spreads over many hosts.
         "PINGTOWER_PROBE_PER_TARGET_CONCURRENCY": str(args.per_target),
         "PINGTOWER_LOG_LEVEL": "warning",
+        # Creating thousands of monitors is this benchmark's set-up, not abuse.
+        "PINGTOWER_RATE_LIMIT_PER_MINUTE": "0",
     }
     log = (workdir / "pingtower.log").open("wb")
     with LocalNginx(workers=1) as nginx:
-        command = [sys.executable, "-m", "pingtower.cli", "up", "--port", str(port)]
+        cli = "bench.uvloop_cli" if args.uvloop else "pingtower.cli"
+        command = [sys.executable, "-m", cli, "up", "--port", str(port)]
         process = subprocess.Popen(
             [*command, "--data-dir", str(data_dir)],
             env=env,
@@ -146,8 +178,10 @@ def main_run(args: argparse.Namespace) -> None:
             time.sleep(interval + 2)  # every monitor has been scheduled once: steady state
             start = datetime.now(UTC)
             cpu_start = process_cpu_seconds(process.pid)
+            batches_start = batch_counters(base)
             print(f"measuring for {seconds} s ({windows} x {interval} s)")
             slices = []  # CPU share per interval: shows a backlog draining or a steady cost
+            profiler = start_profiler(args.profile, process.pid, seconds)
             for _ in range(windows):
                 before = process_cpu_seconds(process.pid)
                 time.sleep(interval)
@@ -155,6 +189,9 @@ def main_run(args: argparse.Namespace) -> None:
             end = datetime.now(UTC)
             cpu = process_cpu_seconds(process.pid) - cpu_start
             rss_after = process_rss_kib(process.pid)
+            batches_end = batch_counters(base)
+            if profiler is not None:
+                profiler.wait(60)
             time.sleep(min(5, interval) + 2)  # the last due checks finish and are stored
         finally:
             process.send_signal(signal.SIGTERM)
@@ -175,6 +212,7 @@ def main_run(args: argparse.Namespace) -> None:
     worst = max(lateness, default=float("nan"))
     rows = [
         ("monitors x interval", f"{args.monitors} x {interval} s", ""),
+        ("event loop", "uvloop" if args.uvloop else "asyncio (as `pingtower up`)", ""),
         ("checks done / due", f"{done} / {due} ({done / due:.1%})", "all due checks run"),
         ("checks not UP", str(failed), "0 (the target is up)"),
         ("lateness p50", f"{p50 * 1000:.0f} ms", ""),
@@ -186,6 +224,12 @@ def main_run(args: argparse.Namespace) -> None:
         ("memory per monitor (RSS growth / N)", f"{per_monitor:.1f} KiB", "<= 20 KiB"),
         ("RSS before / after", f"{rss_before // 1024} / {rss_after // 1024} MiB", ""),
     ]
+    for consumer, (batches, messages) in sorted(batches_end.items()):
+        batches -= batches_start.get(consumer, (0.0, 0.0))[0]
+        messages -= batches_start.get(consumer, (0.0, 0.0))[1]
+        if batches:
+            mean = f"{messages / batches:.1f} ({batches:.0f} batches)"
+            rows.append((f"mean batch, {consumer}", mean, ""))
     print()
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':<28} target (issue 3)")
@@ -201,6 +245,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60, help="measured window (max 600)")
     parser.add_argument("--interval", type=int, default=20)
     parser.add_argument("--per-target", type=int, default=64, help="probe per-host limit")
+    parser.add_argument("--profile", metavar="PATH", help="py-spy collapsed stacks to PATH")
+    parser.add_argument("--uvloop", action="store_true", help="run the process on uvloop")
     args = parser.parse_args()
     args.seconds = min(max(args.seconds, args.interval), 600)
     main_run(args)

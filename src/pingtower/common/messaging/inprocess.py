@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
+from prometheus_client import Counter
 
 from pingtower.common.events import Envelope
 from pingtower.common.messaging.bus import (
@@ -28,6 +29,16 @@ from pingtower.common.messaging.bus import (
 )
 
 log = structlog.get_logger(__name__)
+
+# Their ratio is the mean batch size: one consumer transaction per batch.
+BATCHES = Counter(
+    "pingtower_inprocess_batches_total", "Batches the in-process bus handed over", ["consumer"]
+)
+BATCHED_MESSAGES = Counter(
+    "pingtower_inprocess_batched_messages_total",
+    "Messages the in-process bus handed over in batches",
+    ["consumer"],
+)
 
 
 @dataclass
@@ -46,13 +57,27 @@ class _Consumer:
     handlers: list[BatchHandler]
     max_batch: int
     queue: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
+    batches: Counter = field(init=False)  # its label resolved once, not per batch
+    messages: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batches = BATCHES.labels(self.name)
+        self.messages = BATCHED_MESSAGES.labels(self.name)
 
 
 class InProcessBus(Bus):
-    def __init__(self, *, delivery_limit: int = 5) -> None:
+    def __init__(self, *, delivery_limit: int = 5, linger_seconds: float = 0.05) -> None:
         self.delivery_limit = delivery_limit
+        # How long a consumer waits after a first message for more to fill its batch. Each
+        # batch is one transaction; without the wait a consumer faster than its producers
+        # commits nearly every message on its own, and per-transaction costs dominated the
+        # embedded process's CPU (bench/README.md). It delays a delivery by at most this.
+        self.linger_seconds = linger_seconds
         self.dead_letters: list[Envelope] = []
         self._consumers: dict[str, _Consumer] = {}
+        # Event type -> the consumers it routes to: topic matching per message and consumer
+        # was a visible share of the probe's CPU. Cleared whenever a consumer subscribes.
+        self._routes: dict[str, list[_Consumer]] = {}
         self._jobs: dict[str, asyncio.Queue[Envelope]] = {}
         self._job_handlers: list[tuple[str, JobHandler, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,12 +115,25 @@ class InProcessBus(Bus):
         loop = asyncio.get_running_loop()
         settled: list[asyncio.Future[None]] = []
         for envelope in envelopes:
-            for consumer in self._consumers.values():
-                if any(topic_matches(key, envelope.type) for key in consumer.routing_keys):
-                    delivery = _Delivery(envelope, 1, loop.create_future())
-                    consumer.queue.put_nowait(delivery)
-                    settled.append(delivery.settled)
-        await asyncio.gather(*settled)
+            for consumer in self._route(envelope.type):
+                delivery = _Delivery(envelope, 1, loop.create_future())
+                consumer.queue.put_nowait(delivery)
+                settled.append(delivery.settled)
+        if len(settled) == 1:
+            await settled[0]
+        elif settled:
+            await asyncio.gather(*settled)
+
+    def _route(self, event_type: str) -> list[_Consumer]:
+        found = self._routes.get(event_type)
+        if found is None:
+            found = [
+                consumer
+                for consumer in self._consumers.values()
+                if any(topic_matches(key, event_type) for key in consumer.routing_keys)
+            ]
+            self._routes[event_type] = found
+        return found
 
     async def publish_job(self, job: Envelope, region: str) -> None:
         self._job_queue(region).put_nowait(job)
@@ -114,6 +152,7 @@ class InProcessBus(Bus):
         if existing is None:
             existing = _Consumer(consumer, tuple(routing_keys), [], max_batch)
             self._consumers[consumer] = existing
+            self._routes.clear()
         existing.handlers.append(handler)
         if self._started:
             self._tasks.append(asyncio.create_task(self._run_consumer(existing, handler)))
@@ -139,9 +178,13 @@ class InProcessBus(Bus):
         while True:
             first = await consumer.queue.get()
             deliveries = [first]
-            while len(deliveries) < consumer.max_batch and not consumer.queue.empty():
-                deliveries.append(consumer.queue.get_nowait())
             try:
+                if self.linger_seconds > 0 and consumer.queue.qsize() < consumer.max_batch - 1:
+                    await asyncio.sleep(self.linger_seconds)
+                while len(deliveries) < consumer.max_batch and not consumer.queue.empty():
+                    deliveries.append(consumer.queue.get_nowait())
+                consumer.batches.inc()
+                consumer.messages.inc(len(deliveries))
                 await self._deliver(consumer, handler, deliveries)
             except asyncio.CancelledError:
                 # Stopped mid-batch: the publishers learn it was not consumed, so their

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
+import aiohttp
 import structlog
 from prometheus_client import Counter, Histogram
 
@@ -104,6 +105,9 @@ class Probe(Component):
             http = guarded_session(
                 allow_private=self.settings.allow_private_targets,
                 limit=self.settings.probe_concurrency,
+                # No session-wide timer: each check bounds itself (asyncio.timeout with the
+                # job's timeout), and a second timer per request was measurable CPU.
+                timeout=aiohttp.ClientTimeout(total=None),
                 trace_configs=[TRACE_CONFIG],
             )
             self._context = CheckContext(http, self.settings.allow_private_targets)

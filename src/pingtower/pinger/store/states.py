@@ -7,10 +7,12 @@ row and its `monitor.status_changed` / `incident.*` events commit (or vanish) to
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import (
@@ -65,6 +67,68 @@ async def load_state(session: AsyncSession, monitor_id: uuid.UUID) -> Any | None
     return (await session.execute(query)).first()
 
 
+async def load_states(
+    session: AsyncSession, monitor_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Any]:
+    """The state rows of many monitors in one query, locked like `load_state`. Locked in id
+    order on PostgreSQL (the sort runs below the row locks), so two replicas' batches cannot
+    deadlock."""
+    query = (
+        select(monitor_states)
+        .where(monitor_states.c.monitor_id.in_(monitor_ids))
+        .order_by(monitor_states.c.monitor_id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row.monitor_id: row for row in (await session.execute(query)).all()}
+
+
+def decision_values(decision: Decision) -> dict[str, Any]:
+    """The state row's columns after `decision`."""
+    state = decision.state
+    incident = state.incident
+    values: dict[str, Any] = {
+        "status": state.status.value,
+        "since": state.since,
+        "consecutive_failures": state.consecutive_failures,
+        "consecutive_successes": state.consecutive_successes,
+        "incident_id": incident.id if incident else None,
+        "incident_started_at": incident.started_at if incident else None,
+        "incident_cause": incident.cause if incident else None,
+        "incident_first_error": incident.first_error if incident else None,
+    }
+    if decision.transition is not None:
+        # The scheduler polls this column to learn which monitors are PENDING.
+        values["changed_at"] = utcnow()
+    return values
+
+
+async def update_states(session: AsyncSession, changes: Mapping[uuid.UUID, dict[str, Any]]) -> None:
+    """Write many state rows' changed columns: one executemany per set of columns, instead of
+    one statement built, cache-keyed and compiled per monitor (the evaluator's hot path)."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for monitor_id, values in changes.items():
+        columns = tuple(sorted(values))
+        by_columns[columns].append(
+            {"b_monitor_id": monitor_id, **{f"b_{name}": values[name] for name in columns}}
+        )
+    for columns, rows in by_columns.items():
+        statement = (
+            update(monitor_states)
+            .where(
+                monitor_states.c.monitor_id
+                == bindparam("b_monitor_id", type_=monitor_states.c.monitor_id.type)
+            )
+            .values(
+                {
+                    name: bindparam(f"b_{name}", type_=monitor_states.c[name].type)
+                    for name in columns
+                }
+            )
+        )
+        await session.execute(statement, rows)
+
+
 async def commit_decision(
     session: AsyncSession,
     outbox: Outbox,
@@ -79,25 +143,39 @@ async def commit_decision(
     parent_incident_id: uuid.UUID | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    state = decision.state
-    incident = state.incident
-    values: dict[str, Any] = {
-        "status": state.status.value,
-        "since": state.since,
-        "consecutive_failures": state.consecutive_failures,
-        "consecutive_successes": state.consecutive_successes,
-        "incident_id": incident.id if incident else None,
-        "incident_started_at": incident.started_at if incident else None,
-        "incident_cause": incident.cause if incident else None,
-        "incident_first_error": incident.first_error if incident else None,
-        **(extra or {}),
-    }
-    if decision.transition is not None:
-        # The scheduler polls this column to learn which monitors are PENDING.
-        values["changed_at"] = utcnow()
+    values = {**decision_values(decision), **(extra or {})}
     await session.execute(
         update(monitor_states).where(monitor_states.c.monitor_id == monitor_id).values(**values)
     )
+    await add_decision_events(
+        session,
+        outbox,
+        tenant=tenant,
+        monitor_id=monitor_id,
+        decision=decision,
+        check_id=check_id,
+        error_kind=error_kind,
+        error_message=error_message,
+        region=region,
+        parent_incident_id=parent_incident_id,
+    )
+
+
+async def add_decision_events(
+    session: AsyncSession,
+    outbox: Outbox,
+    *,
+    tenant: str,
+    monitor_id: uuid.UUID,
+    decision: Decision,
+    check_id: uuid.UUID | None = None,
+    error_kind: str | None = None,
+    error_message: str | None = None,
+    region: str | None = None,
+    parent_incident_id: uuid.UUID | None = None,
+) -> None:
+    """The `incident.*` and `monitor.status_changed` events of a decision, into the outbox."""
+    incident = decision.state.incident
     if decision.opened is not None:
         opened = decision.opened
         await outbox.add(
