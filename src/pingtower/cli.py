@@ -41,6 +41,17 @@ def _settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _run(coroutine: Any) -> None:
+    """Run on uvloop where it is installed (it comes with uvicorn[standard]): less CPU per
+    check than the standard event loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
 def _serve(
     app: Any,
     settings: Settings,
@@ -69,7 +80,7 @@ def _serve(
                 typer.echo(line)
         await task
 
-    asyncio.run(main())
+    _run(main())
     if not server.started:
         raise typer.Exit(1)
 

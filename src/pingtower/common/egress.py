@@ -8,6 +8,7 @@ the narrowest place where both literal addresses and resolved names pass.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from typing import Any
@@ -61,6 +62,22 @@ def check_address(address: str, *, allow_private: bool) -> None:
     Link-local addresses are refused even when private ranges are allowed: they reach the cloud
     metadata service, which is never a monitoring target.
     """
+    refusal = _refusal(address, allow_private)
+    if refusal is not None:
+        raise EgressDeniedError(refusal)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _refusal(address: str, allow_private: bool) -> str | None:
+    # Cached: a probe connects to the same few thousand addresses over and over.
+    try:
+        check_address_uncached(address, allow_private=allow_private)
+    except EgressDeniedError as exc:
+        return str(exc)
+    return None
+
+
+def check_address_uncached(address: str, *, allow_private: bool) -> None:
     try:
         parsed = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError as exc:
