@@ -14,6 +14,7 @@ cannot be found this way; the public status page is checked on its own below."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -313,12 +314,6 @@ async def test_the_public_status_page_shows_no_private_monitor(sweep: Sweep) -> 
     assert "owner-site" not in response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 6: only an admin manages public status pages, but any editor publishes a "
-    "monitor there by tagging it 'public' (pingtower.web.domain.statuspage.is_public); the "
-    "pinger API needs an admin-only `public` flag (pingtower.pinger.api.routes) to replace the tag",
-)
 async def test_an_editor_cannot_publish_a_monitor_on_the_public_status_page(
     sweep: Sweep,
 ) -> None:
@@ -335,11 +330,34 @@ async def test_an_editor_cannot_publish_a_monitor_on_the_public_status_page(
     )
     assert response.status_code == 201, response.text
     monitor_id = response.json()["id"]
+    flagged = await sweep.call(
+        "PATCH", f"/api/v1/monitors/{monitor_id}", sweep.tokens["editor"], {"public": True}
+    )
+    assert flagged.status_code == 403, flagged.text
+    created_public = await sweep.call(
+        "POST",
+        "/api/v1/monitors",
+        sweep.tokens["editor"],
+        {"name": "editor-flagged", "paused": True, "target": "http://127.0.0.1:9/", "public": True},
+    )
+    assert created_public.status_code == 403, created_public.text
     try:
         # Once the statistics know the monitor, its creation event has reached every consumer.
         await eventually_ok(sweep, f"/api/v1/stats/monitors/{monitor_id}/uptime")
         page = await sweep.call("GET", "/status/default/summary.json", None)
         assert "editor-published" not in page.text
+
+        # The admin may publish it; the page then shows it.
+        published = await sweep.as_owner(
+            "PATCH", f"/api/v1/monitors/{monitor_id}", {"public": True}
+        )
+        assert published.status_code == 200, published.text
+        assert published.json()["public"] is True
+        deadline = asyncio.get_running_loop().time() + 10
+        while "editor-published" not in page.text:
+            assert asyncio.get_running_loop().time() < deadline, page.text
+            await asyncio.sleep(0.05)
+            page = await sweep.call("GET", "/status/default/summary.json", None)
     finally:
         await sweep.as_owner("DELETE", f"/api/v1/monitors/{monitor_id}")
 

@@ -37,11 +37,13 @@ def changed(monitor_id: uuid.UUID, current: Status, at: datetime) -> MonitorStat
     )
 
 
-def test_only_monitors_tagged_public_or_flagged_public_are_shown() -> None:
+def test_only_monitors_flagged_public_are_shown() -> None:
     board = StatusBoard()
-    tagged, flagged, private = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    board.apply("acme", created(tagged, "API", ["public", "core"]))
+    grouped, flagged, tagged, private = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    board.apply("acme", created(grouped, "API", ["core"], public=True))
     board.apply("acme", created(flagged, "Web", [], public=True))
+    # A tag is not a publication: only an admin sets the flag.
+    board.apply("acme", created(tagged, "Tagged", ["public"]))
     board.apply("acme", created(private, "Intranet", ["core"]))
 
     shown = board.monitors("acme")
@@ -63,7 +65,8 @@ def test_status_changes_before_a_monitor_is_made_public_are_remembered() -> None
             name="API",
             type="http",
             target="https://x",
-            tags=["public"],
+            tags=[],
+            public=True,
             interval_seconds=60,
         ),
     )
@@ -75,7 +78,7 @@ def test_status_changes_before_a_monitor_is_made_public_are_remembered() -> None
 def test_an_incident_is_current_until_resolved_then_listed_as_past() -> None:
     board = StatusBoard()
     monitor, incident = uuid.uuid4(), uuid.uuid4()
-    board.apply("acme", created(monitor, "API", ["public"]))
+    board.apply("acme", created(monitor, "API", [], public=True))
     board.apply(
         "acme",
         IncidentOpened(incident_id=incident, monitor_id=monitor, started_at=T0, cause="timeout"),
@@ -96,7 +99,7 @@ def test_an_incident_is_current_until_resolved_then_listed_as_past() -> None:
 def test_a_deleted_monitor_leaves_the_page() -> None:
     board = StatusBoard()
     monitor = uuid.uuid4()
-    board.apply("acme", created(monitor, "API", ["public"]))
+    board.apply("acme", created(monitor, "API", [], public=True))
     board.apply("acme", MonitorDeleted(monitor_id=monitor))
     assert board.monitors("acme") == []
 
@@ -105,9 +108,9 @@ def test_the_headline_is_the_worst_status() -> None:
     board = StatusBoard()
     up, down = uuid.uuid4(), uuid.uuid4()
     assert overall(board.monitors("acme")) == "no_monitors"
-    board.apply("acme", created(up, "A", ["public"]))
+    board.apply("acme", created(up, "A", [], public=True))
     board.apply("acme", changed(up, Status.UP, T0))
     assert overall(board.monitors("acme")) == "operational"
-    board.apply("acme", created(down, "B", ["public"]))
+    board.apply("acme", created(down, "B", [], public=True))
     board.apply("acme", changed(down, Status.DOWN, T0))
     assert overall(board.monitors("acme")) == "major_outage"

@@ -66,6 +66,7 @@ EDITABLE = (
     "failure_quorum",
     "parent_id",
     "paused",
+    "public",
 )
 
 
@@ -93,7 +94,14 @@ def _snapshot(values: dict[str, Any]) -> dict[str, Any]:
         "regions": values["regions"],
         "parent_id": values["parent_id"],
         "paused": values["paused"],
+        "public": values["public"],
     }
+
+
+def _may_publish(principal: Principal, public: bool, was_public: bool = False) -> None:
+    """Only an admin manages what the public status page shows."""
+    if public != was_public and not principal.has("admin"):
+        raise Problem(403, "Forbidden", "public: only an admin can publish or unpublish a monitor")
 
 
 def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRouter:
@@ -155,6 +163,7 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
     async def create_monitor(
         body: MonitorCreate, principal: Principal = Depends(require("editor"))
     ) -> MonitorPublic:
+        _may_publish(principal, body.public)
         now = utcnow()
         values = body.model_dump()
         values["id"] = uuid.uuid4()
@@ -235,6 +244,7 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
             if row is None:
                 raise not_found("monitor")
             current = {field: getattr(row, field) for field in EDITABLE}
+            _may_publish(principal, changes.get("public", row.public), row.public)
             if (
                 "heartbeat" in (row.type, changes.get("type", row.type))
                 and changes.get("type", row.type) != row.type

@@ -52,6 +52,9 @@ class MonitorCreate(BaseModel):
     )
     parent_id: uuid.UUID | None = None
     paused: bool = False
+    public: bool = Field(
+        False, description="Shown on the workspace's public status page (admin only)."
+    )
 
 
 class MonitorUpdate(BaseModel):
@@ -74,6 +77,7 @@ class MonitorUpdate(BaseModel):
     retry_interval_seconds: int | None = Field(None, ge=1, le=86_400)
     failure_quorum: int | None = Field(None, ge=1, le=20)
     parent_id: uuid.UUID | None = None
+    public: bool | None = Field(None, description="Shown on the public status page (admin only).")
 
 
 class ResultPublic(BaseModel):
@@ -110,6 +114,7 @@ class MonitorPublic(BaseModel):
     failure_quorum: int | None
     parent_id: uuid.UUID | None
     paused: bool
+    public: bool
     ping_url: str | None = Field(None, description="Heartbeats: where the job pings.")
     status: Status
     status_since: datetime | None

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    false,
 )
 
 from pingtower.common.db import BigId, UtcDateTime
@@ -54,6 +55,7 @@ monitors = Table(
     Column("failure_quorum", Integer, nullable=True),  # None: a majority of the regions
     Column("parent_id", Uuid, nullable=True),
     Column("paused", Boolean, nullable=False),
+    Column("public", Boolean, nullable=False, server_default=false()),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("deleted_at", UtcDateTime, nullable=True),

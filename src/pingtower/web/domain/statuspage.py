@@ -23,8 +23,6 @@ from pingtower.common.events import (
     Status,
 )
 
-PUBLIC_TAG = "public"
-
 
 @dataclass(frozen=True)
 class PublicMonitor:
@@ -46,13 +44,13 @@ class PastIncident:
 
 
 def is_public(snapshot: MonitorSnapshot) -> bool:
-    return snapshot.public or PUBLIC_TAG in snapshot.tags
+    return snapshot.public
 
 
 def group_of(tags: list[str]) -> str:
-    """The first tag other than `public` names the group on the page."""
-    others = sorted(tag for tag in tags if tag != PUBLIC_TAG)
-    return others[0] if others else "Services"
+    """The first tag (in order) names the group on the page."""
+    ordered = sorted(tags)
+    return ordered[0] if ordered else "Services"
 
 
 @dataclass
