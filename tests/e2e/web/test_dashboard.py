@@ -110,7 +110,8 @@ async def test_dashboard_follows_a_monitor_down_and_up_live_and_sends_a_test_mes
             await page.get_by_label("Target").fill(target.url)
             await page.get_by_label("Interval (seconds)").fill("1")
             await page.get_by_label("Timeout (seconds)").fill("1")
-            await page.get_by_label("Tags").fill("public, shop")
+            await page.get_by_label("Tags").fill("shop")
+            await page.get_by_label("Public status page").check()
             await page.get_by_role("button", name="Create monitor").click()
             await expect(page.get_by_role("heading", name="Shop")).to_be_visible()
 

@@ -457,7 +457,9 @@ async function monitorForm(id) {
     field("Interval (seconds)", h("input", { name: "interval_seconds", type: "number", value: value("interval_seconds", 60) })),
     field("Timeout (seconds)", h("input", { name: "timeout_seconds", type: "number", step: "0.1", value: value("timeout_seconds") })),
     field("Failures before down", h("input", { name: "failures_before_down", type: "number", value: value("failures_before_down") })),
-    field("Tags", h("input", { name: "tags", value: value("tags", []).join(", ") }), "Comma-separated; the tag “public” shows it on the status page."),
+    field("Tags", h("input", { name: "tags", value: value("tags", []).join(", ") }), "Comma-separated; the first one groups it on the status page."),
+    field("Public status page", h("input", { name: "public", type: "checkbox", checked: Boolean(value("public", false)) }),
+      "Show it on the workspace's public status page (admins only)."),
     h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, id ? "Save" : "Create monitor"),
       h("a", { href: id ? `#/monitors/${id}` : "#/overview" }, "Cancel")),
   );
@@ -474,6 +476,7 @@ async function monitorForm(id) {
       name: data.get("name"), type: data.get("type"), target: data.get("target"),
       interval_seconds: number("interval_seconds"),
       tags: String(data.get("tags")).split(",").map((t) => t.trim()).filter(Boolean),
+      public: data.get("public") === "on",
     };
     if (number("timeout_seconds") !== null) body.timeout_seconds = number("timeout_seconds");
     if (number("failures_before_down") !== null) body.failures_before_down = number("failures_before_down");

@@ -1,0 +1,421 @@
+"""Notificator, end to end: alert latency and delivery rate of one `pingtower up` process (the
+embedded mode: scheduler, probe, evaluator, notificator on SQLite) to a local webhook receiver.
+
+    .venv/bin/python -m bench.notificator_latency [--monitors 20] [--burst 200] [--channels 1]
+
+1. Latency: N HTTP monitors every 1 s with failures_before_down 2 against a local target, one
+   webhook channel and a rule for down/recovered. Once all are UP the target is stopped; for each
+   monitor, the time from the stop to the receiver getting its DOWN message, beside the
+   configured minimum (interval x confirmations).
+2. Delivery rate, through the real delivery path (the decision writes a row in the delivery
+   queue, the delivery worker claims, sends and records it): B more monitors, a rule with
+   group_window_seconds 0 (a message per monitor), against a second target that is then
+   stopped. The receiver holds its first request until every one of the B monitors is DOWN, so
+   the queue fills; then it answers at once and the rate is the remaining messages over the time
+   from the release to the last one. The worker sends one channel's messages one after the
+   other (channels in parallel), so `--channels K` spreads the burst over K webhook channels.
+
+All load goes to 127.0.0.1; every wait is bounded, and the process and its files are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bench.local_nginx import free_port
+from bench.schedule_keeping import percentile, process_cpu_seconds, wait_ready
+
+INTERVAL_S = 1
+CONFIRMATIONS = 2
+TARGET_LATENCY_OVER_MIN_S = 2.0  # p95 within this of interval x confirmations
+TARGET_DELIVERIES_PER_S = 50.0
+
+
+class Target:
+    """What the monitors probe; `stop()` closes the port, so checks see a refused connect."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/health"
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        async def health(_request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/health", health)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class Receiver:
+    """Webhook receiver: records (monotonic time, path, body); can hold requests on a gate."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[tuple[float, str, dict[str, Any]]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held = 0
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    async def start(self) -> None:
+        async def hook(request: web.Request) -> web.Response:
+            body = await request.json()
+            if not self.gate.is_set():
+                self.held += 1
+                await self.gate.wait()
+            self.received.append((time.monotonic(), request.path.strip("/"), body))
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/{path}", hook)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def monitor_name(body: dict[str, Any]) -> str:
+    monitor = body.get("monitor")
+    return str(monitor.get("name")) if isinstance(monitor, dict) else str(body.get("title"))
+
+
+async def wait_until(predicate: Any, timeout: float, what: str, every: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(every)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Api:
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+
+    async def call(self, method: str, path: str, status: int = 200, **kw: Any) -> Any:
+        async with self.session.request(method, f"{self.base}{path}", **kw) as response:
+            if response.status != status:
+                raise RuntimeError(f"{method} {path}: {response.status} {await response.text()}")
+            return await response.json() if response.content_length != 0 else None
+
+    async def channel(self, name: str, url: str) -> str:
+        body = {"name": name, "type": "webhook", "settings": {"url": url}}
+        return str((await self.call("POST", "/api/v1/channels", 201, json=body))["id"])
+
+    async def rule(self, name: str, tag: str, channel_ids: list[str]) -> None:
+        body = {
+            "name": name,
+            "tags": [tag],
+            "events": ["down", "recovered"],
+            "channel_ids": channel_ids,
+            "group_window_seconds": 0,
+        }
+        await self.call("POST", "/api/v1/rules", 201, json=body)
+
+    async def monitors(self, prefix: str, tag: str, url: str, count: int) -> dict[str, str]:
+        """Creates them; returns name -> id (hex, as the Pinger's SQLite stores it)."""
+        ids: dict[str, str] = {}
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(count):
+            queue.put_nowait(index)
+
+        async def worker() -> None:
+            while not queue.empty():
+                index = queue.get_nowait()
+                body = {
+                    "name": f"{prefix}-{index:05d}",
+                    "type": "http",
+                    "target": url,
+                    "tags": [tag],
+                    "interval_seconds": INTERVAL_S,
+                    "timeout_seconds": 1,
+                    "failures_before_down": CONFIRMATIONS,
+                }
+                created = await self.call("POST", "/api/v1/monitors", 201, json=body)
+                ids[body["name"]] = uuid.UUID(created["id"]).hex
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+        return ids
+
+    async def count(self, prefix: str, status: str) -> int:
+        total, offset = 0, 0
+        while True:
+            page = await self.call(
+                "GET",
+                "/api/v1/monitors",
+                params={"q": prefix, "status": status, "limit": 500, "offset": offset},
+            )
+            items = page["items"]
+            total += len(items)
+            if len(items) < 500:
+                return total
+            offset += 500
+
+
+class Split:
+    """What the latency phase leaves for splitting it, once the Pinger's SQLite file is closed:
+    monitor name -> id, the wall time of the stop, name -> latency of its DOWN message."""
+
+    ids: dict[str, str]
+    stopped_wall: float
+    latencies: dict[str, float]
+
+
+def split_rows(split: Split, database: Path) -> list[tuple[str, str, str]]:
+    """Detection (the stop to the end of the confirming check, the CONFIRMATIONS-th failure)
+    and notification (that to the webhook receiving the DOWN message), per monitor."""
+    since = datetime.fromtimestamp(split.stopped_wall, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    detect, notify = [], []
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        for name, latency in split.latencies.items():
+            rows = db.execute(
+                "SELECT finished_at FROM check_results WHERE monitor_id = ? AND outcome != 'up' "
+                "AND finished_at >= ? ORDER BY finished_at LIMIT ?",
+                (split.ids[name], since, CONFIRMATIONS),
+            ).fetchall()
+            if len(rows) < CONFIRMATIONS:
+                continue
+            confirmed = datetime.fromisoformat(rows[-1][0]).replace(tzinfo=UTC).timestamp()
+            detect.append(confirmed - split.stopped_wall)
+            notify.append(latency - detect[-1])
+    if not detect:
+        return [("latency split", "no confirming checks found", "")]
+    out = []
+    for label, values in (("detection", detect), ("notification", notify)):
+        p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
+        text = f"{min(values) * 1000:.0f} / {p50 * 1000:.0f} / {p95 * 1000:.0f} / "
+        text += f"{max(values) * 1000:.0f} ms"
+        out.append((f"latency: {label} min/p50/p95/max", text, ""))
+    return out
+
+
+async def measure(
+    args: argparse.Namespace, base: str, token: str, split: Split, pid: int
+) -> list[tuple[str, str, str]]:
+    headers = {"Authorization": f"Bearer {token}"}
+    receiver, lat_target, burst_target = Receiver(), Target(), Target()
+    await receiver.start()
+    await lat_target.start()
+    await burst_target.start()
+    rows: list[tuple[str, str, str]] = []
+    try:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            api = Api(session, base)
+            # 1. latency
+            lat_channel = await api.channel("latency hook", receiver.url("latency"))
+            await api.rule("latency", "lat", [lat_channel])
+            split.ids = await api.monitors("lat", "lat", lat_target.url, args.monitors)
+
+            async def all_up(prefix: str, count: int) -> bool:
+                return await api.count(prefix, "up") >= count
+
+            await wait_until(lambda: all_up("lat", args.monitors), 60, "latency monitors UP")
+            await asyncio.sleep(2)  # a few more UP checks: steady state
+            stopped = time.monotonic()
+            split.stopped_wall = time.time()
+            await lat_target.stop()
+
+            def down_times() -> dict[str, float]:
+                out: dict[str, float] = {}
+                for at, path, body in receiver.received:
+                    if path == "latency" and body.get("kind") == "down":
+                        out.setdefault(monitor_name(body), at - stopped)
+                return out
+
+            async def all_down_received() -> bool:
+                return len(down_times()) >= args.monitors
+
+            await wait_until(all_down_received, 60, "the DOWN messages", every=0.05)
+            split.latencies = down_times()
+            latencies = list(split.latencies.values())
+            minimum = INTERVAL_S * CONFIRMATIONS
+            p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+            target = f"<= {minimum + TARGET_LATENCY_OVER_MIN_S:.1f} s"
+            rows += [
+                (
+                    "latency: monitors",
+                    f"{args.monitors} x {INTERVAL_S} s, {CONFIRMATIONS} conf.",
+                    "",
+                ),
+                ("latency: configured minimum", f"{minimum:.1f} s", "interval x confirmations"),
+                ("latency: DOWN received", f"{len(latencies)} / {args.monitors}", "all"),
+                ("latency: min", f"{min(latencies):.2f} s", ""),
+                ("latency: p50", f"{p50:.2f} s", ""),
+                (
+                    "latency: p95",
+                    f"{p95:.2f} s ({p95 / minimum:.2f} x minimum)",
+                    f"{target} ({p95 / (minimum + TARGET_LATENCY_OVER_MIN_S):.2f} of it)",
+                ),
+                ("latency: max", f"{max(latencies):.2f} s", ""),
+            ]
+
+            # 2. delivery rate
+            if args.burst:
+                channels = [
+                    await api.channel(f"burst hook {i}", receiver.url(f"burst{i}"))
+                    for i in range(args.channels)
+                ]
+                await api.rule("burst", "burst", channels)
+                created = time.monotonic()
+                await api.monitors("burst", "burst", burst_target.url, args.burst)
+                print(f"created {args.burst} burst monitors in {time.monotonic() - created:.1f} s")
+                await wait_until(lambda: all_up("burst", args.burst), 120, "burst monitors UP")
+                await asyncio.sleep(2)
+                receiver.gate.clear()
+                await burst_target.stop()
+                burst_stopped = time.monotonic()
+
+                async def all_burst_down() -> bool:
+                    return await api.count("burst", "down") >= args.burst
+
+                await wait_until(all_burst_down, 120, "burst monitors DOWN", every=0.5)
+                await asyncio.sleep(1)  # the last decisions are written to the queue
+                all_down_after = time.monotonic() - burst_stopped
+                released = time.monotonic()
+                cpu_released = process_cpu_seconds(pid)
+                receiver.gate.set()
+                expected = args.burst * args.channels
+
+                def burst_times() -> list[float]:
+                    return [
+                        at
+                        for at, path, body in receiver.received
+                        if path.startswith("burst") and body.get("kind") == "down"
+                    ]
+
+                async def all_burst_received() -> bool:
+                    return len(burst_times()) >= expected
+
+                await wait_until(all_burst_received, 300, "the burst's messages", every=0.05)
+                times = burst_times()
+                cpu = process_cpu_seconds(pid) - cpu_released
+                drained = [at for at in times if at >= released]
+                span = max(times) - released
+                held = receiver.held
+                rate = (len(drained) - held) / span if span > 0 else float("nan")
+                rows += [
+                    ("rate: path", "delivery queue + worker", "(real path)"),
+                    ("rate: monitors x channels", f"{args.burst} x {args.channels}", ""),
+                    ("rate: all DOWN after stop", f"{all_down_after:.1f} s", ""),
+                    ("rate: messages received", f"{len(times)} / {expected}", "all, once"),
+                    ("rate: queued at release", f"{len(drained)} ({held} held)", ""),
+                    ("rate: drain time", f"{span:.2f} s", ""),
+                    ("rate: process CPU while draining", f"{cpu / span:.0%} of one core", ""),
+                    (
+                        "rate: checks/s meanwhile (DOWN monitors)",
+                        f"about {args.burst + args.monitors}",
+                        "",
+                    ),
+                    (
+                        "rate: deliveries per second",
+                        f"{rate:.0f} /s",
+                        f">= {TARGET_DELIVERIES_PER_S:.0f} /s "
+                        f"({rate / TARGET_DELIVERIES_PER_S:.2f} of it)",
+                    ),
+                ]
+                seen = [
+                    (path, monitor_name(body))
+                    for _, path, body in receiver.received
+                    if path.startswith("burst") and body.get("kind") == "down"
+                ]
+                rows.append(("rate: duplicates", str(len(seen) - len(set(seen))), "0"))
+    finally:
+        await receiver.stop()
+        await lat_target.stop()
+        await burst_target.stop()
+    return rows
+
+
+def main_run(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="pingtower-bench-notif-"))
+    data_dir = workdir / "data"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PINGTOWER_ALLOW_PRIVATE_TARGETS": "true",
+        "PINGTOWER_MIN_INTERVAL_SECONDS": str(INTERVAL_S),
+        "PINGTOWER_RATE_LIMIT_PER_MINUTE": "0",
+        "PINGTOWER_PROBE_PER_TARGET_CONCURRENCY": "64",
+        "PINGTOWER_LOG_LEVEL": "warning",
+    }
+    log = (workdir / "pingtower.log").open("wb")
+    command = [sys.executable, "-m", "pingtower.cli", "up", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--data-dir", str(data_dir)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    ok = False
+    split = Split()
+    try:
+        asyncio.run(wait_ready(base, process))
+        token = (data_dir / "admin-token").read_text().strip()
+        rows = asyncio.run(
+            asyncio.wait_for(measure(args, base, token, split, process.pid), args.timeout)
+        )
+        ok = True
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+        if ok:
+            rows[7:7] = split_rows(split, data_dir / "pinger.sqlite3")
+        if ok and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"process log kept: {workdir / 'pingtower.log'}")
+    print()
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':<32} target (issue 4; ours where it names none)")
+    print("-" * (width + 70))
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:<32} {target}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--monitors", type=int, default=20, help="latency monitors")
+    parser.add_argument("--burst", type=int, default=200, help="rate monitors (0: skip)")
+    parser.add_argument("--channels", type=int, default=1, help="webhook channels for the rate")
+    parser.add_argument("--timeout", type=float, default=540, help="bound on the whole run (s)")
+    parser.add_argument("--keep", action="store_true", help="keep the data dir and log")
+    main_run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
