@@ -5,7 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+    { echo "PingTower needs Python 3.11 or newer" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then
+    # Debian's own python3 has no ensurepip until python3-venv is installed.
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        echo "==> installing python3-venv (Debian)"
+        if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+    fi
     echo "==> creating the virtual environment in .venv"
     python3 -m venv .venv
 fi
