@@ -140,6 +140,11 @@ def notificator_settings(database_url: str, data_dir: Path, **overrides: Any) ->
     return Settings(**values)
 
 
+# How the tests name the fixtures' factories.
+Start = Callable[..., Awaitable[Running]]
+MakeReceiver = Callable[..., Awaitable[Receiver]]
+
+
 @pytest.fixture
 async def start_notificator(
     tmp_path: Path,

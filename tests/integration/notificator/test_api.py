@@ -4,7 +4,6 @@ secrets write-only and encrypted; every object scoped to its workspace."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +14,8 @@ from pingtower.notificator.store.tables import channels
 
 from .conftest import (
     SECRET,
-    Receiver,
-    Running,
+    MakeReceiver,
+    Start,
     eventually_async,
     monitor_created,
     monitor_id_of,
@@ -24,8 +23,6 @@ from .conftest import (
     status_changed,
 )
 
-Start = Callable[..., Awaitable[Running]]
-MakeReceiver = Callable[..., Awaitable[Receiver]]
 OTHER = {"X-Test-Tenant": "globex"}
 
 

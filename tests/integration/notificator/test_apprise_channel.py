@@ -4,7 +4,7 @@ server over Apprise's generic json:// scheme."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,9 +12,13 @@ from aiohttp import web
 
 from pingtower.common.events import Status
 
-from .conftest import Running, eventually, monitor_created, monitor_id_of, status_changed
-
-Start = Callable[..., Awaitable[Running]]
+from .conftest import (
+    Start,
+    eventually,
+    monitor_created,
+    monitor_id_of,
+    status_changed,
+)
 
 
 @pytest.fixture

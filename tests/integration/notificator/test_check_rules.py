@@ -4,7 +4,6 @@ incident links, from events on the bus to a real webhook receiver."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,8 +22,9 @@ from pingtower.common.events import (
 from pingtower.notificator.store.tables import deliveries, monitors
 
 from .conftest import (
-    Receiver,
+    MakeReceiver,
     Running,
+    Start,
     eventually,
     eventually_async,
     monitor_created,
@@ -32,9 +32,6 @@ from .conftest import (
     setup_webhook_rule,
     status_changed,
 )
-
-Start = Callable[..., Awaitable[Running]]
-MakeReceiver = Callable[..., Awaitable[Receiver]]
 
 
 def check_completed(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,8 @@ from pingtower.notificator.channels.email import EmailSettings
 
 from .conftest import (
     SECRET,
-    Receiver,
-    Running,
+    MakeReceiver,
+    Start,
     eventually,
     monitor_created,
     monitor_id_of,
@@ -22,8 +22,6 @@ from .conftest import (
 )
 from .smtp import PASSWORD, USER, Mailbox, self_signed_context, start_smtp
 
-Start = Callable[..., Awaitable[Running]]
-MakeReceiver = Callable[..., Awaitable[Receiver]]
 CONTEXT = SendContext(delivery_id="d1", allow_private=True, timeout_seconds=5)
 
 
@@ -73,7 +71,7 @@ async def test_a_wrong_password_is_a_permanent_failure(mailbox: tuple[Mailbox, i
 
 
 async def test_an_unreachable_server_is_retried_later() -> None:
-    from .smtp import free_port
+    from tests.e2e.harness import free_port
 
     with pytest.raises(ChannelError) as caught:
         await REGISTRY["email"].send(Message("test", "t", "x"), settings(free_port()), CONTEXT)

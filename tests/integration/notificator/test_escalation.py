@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from pingtower.common.events import Status
 
 from .conftest import (
     SECRET,
-    Receiver,
-    Running,
+    MakeReceiver,
+    Start,
     eventually,
     eventually_async,
     monitor_created,
     monitor_id_of,
     status_changed,
 )
-
-Start = Callable[..., Awaitable[Running]]
-MakeReceiver = Callable[..., Awaitable[Receiver]]
 
 
 async def test_only_the_unacknowledged_alert_escalates(

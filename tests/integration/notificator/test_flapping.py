@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from pingtower.common.events import Status
 from pingtower.notificator.consumer import close_quiet_flapping_alerts
 
 from .conftest import (
-    Receiver,
-    Running,
+    MakeReceiver,
+    Start,
     eventually,
     eventually_async,
     monitor_created,
@@ -19,9 +18,6 @@ from .conftest import (
     setup_webhook_rule,
     status_changed,
 )
-
-Start = Callable[..., Awaitable[Running]]
-MakeReceiver = Callable[..., Awaitable[Receiver]]
 
 
 async def test_a_flapping_monitor_produces_one_flapping_notice(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy import func, select
 
@@ -14,8 +13,8 @@ from pingtower.notificator.delivery.worker import DeliveryWorker
 from pingtower.notificator.store.tables import delivery_attempts
 
 from .conftest import (
-    Receiver,
-    Running,
+    MakeReceiver,
+    Start,
     eventually,
     eventually_async,
     monitor_created,
@@ -23,9 +22,6 @@ from .conftest import (
     setup_webhook_rule,
     status_changed,
 )
-
-Start = Callable[..., Awaitable[Running]]
-MakeReceiver = Callable[..., Awaitable[Receiver]]
 
 
 async def test_two_replicas_racing_on_postgresql_send_each_message_exactly_once(

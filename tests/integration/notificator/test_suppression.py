@@ -4,15 +4,15 @@ down."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pingtower.common.events import Status
 
 from .conftest import (
-    Receiver,
+    MakeReceiver,
     Running,
+    Start,
     eventually,
     eventually_async,
     monitor_created,
@@ -20,9 +20,6 @@ from .conftest import (
     setup_webhook_rule,
     status_changed,
 )
-
-Start = Callable[..., Awaitable[Running]]
-MakeReceiver = Callable[..., Awaitable[Receiver]]
 
 
 async def statuses(running: Running) -> list[tuple[str, str]]:

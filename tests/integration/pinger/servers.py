@@ -122,15 +122,6 @@ async def tcp_server(greeting: bytes | None = None) -> AsyncIterator[int]:
         await server.wait_closed()
 
 
-def free_port() -> int:
-    """A port with nothing listening on it (bound then released)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class _DnsProtocol(asyncio.DatagramProtocol):
     """Answers from a table of (name, type) -> values; NXDOMAIN for unknown names."""
 

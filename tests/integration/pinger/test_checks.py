@@ -13,7 +13,8 @@ from pingtower.common.egress import guarded_session
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
 from pingtower.pinger.checks.http import TRACE_CONFIG
-from tests.integration.pinger.servers import HttpTarget, free_port, http_target, tcp_server
+from tests.e2e.harness import free_port
+from tests.integration.pinger.servers import HttpTarget, http_target, tcp_server
 
 
 @pytest.fixture

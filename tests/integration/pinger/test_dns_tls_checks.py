@@ -16,9 +16,9 @@ from pingtower.common.egress import guarded_session
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
 from pingtower.pinger.domain.monitor import InvalidSettingError
+from tests.e2e.harness import free_port
 from tests.integration.pinger.servers import (
     dns_server,
-    free_port,
     silent_udp_port,
     tls_server,
 )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from pingtower.common.runtime import build_app
 from pingtower.common.security import Principal, TokenAuthenticator
 from pingtower.common.settings import Settings
 from pingtower.web.service import build
+from tests.e2e.harness import free_port
 
 # A reference that would make the browser load something from another origin.
 FOREIGN = re.compile(r"""(src=|href=|from\s|import\(|url\(|fetch\()\s*["']?(https?:)?//""")
@@ -30,12 +30,6 @@ TOKENS = {
     "acme-token": Principal("ann", "acme", frozenset({"viewer"})),
     "globex-token": Principal("bob", "globex", frozenset({"viewer"})),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
