@@ -69,25 +69,19 @@ def check_address(address: str, *, allow_private: bool) -> None:
 
 @functools.lru_cache(maxsize=65_536)
 def _refusal(address: str, allow_private: bool) -> str | None:
-    # Cached: a probe connects to the same few thousand addresses over and over.
-    try:
-        check_address_uncached(address, allow_private=allow_private)
-    except EgressDeniedError as exc:
-        return str(exc)
-    return None
-
-
-def check_address_uncached(address: str, *, allow_private: bool) -> None:
+    """Why the policy refuses `address`, or None. Cached: a probe connects to the same few
+    thousand addresses over and over."""
     try:
         parsed = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError as exc:
-        raise EgressDeniedError(f"not an IP address: {address!r}") from exc
+    except ValueError:
+        return f"not an IP address: {address!r}"
     if parsed.is_unspecified or parsed.is_multicast:
-        raise EgressDeniedError(f"{address} is not a unicast address")
+        return f"{address} is not a unicast address"
     if is_link_local(parsed):
-        raise EgressDeniedError(f"{address} is link-local (cloud metadata); always refused")
+        return f"{address} is link-local (cloud metadata); always refused"
     if not allow_private and not is_public(parsed):
-        raise EgressDeniedError(f"{address} is a private, loopback or reserved address")
+        return f"{address} is a private, loopback or reserved address"
+    return None
 
 
 class GuardedConnector(aiohttp.TCPConnector):
