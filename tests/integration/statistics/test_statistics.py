@@ -155,6 +155,7 @@ async def test_late_results_land_in_their_bucket_like_in_order_ones(stats: Harne
     )
     assert [p["checks"] for p in body["points"]] == [1, 1, 1]
     assert [p["max_ms"] for p in body["points"]] == [1.0, 2.0, 3.0]
+    await stats.service.compact()
     async with stats.service.sessions() as session:
         day = (
             await session.execute(

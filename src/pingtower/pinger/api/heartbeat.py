@@ -84,26 +84,35 @@ def heartbeat_router(db: PingerDatabase) -> APIRouter:
             await db.outbox.add(session, result, tenant=row.tenant, occurred_at=now)
         return PlainTextResponse("OK")
 
-    methods = ["GET", "POST", "HEAD"]
-
-    @router.api_route("/{key}", methods=methods, summary="The job succeeded")
     async def ping(key: uuid.UUID, request: Request) -> PlainTextResponse:
         return await record(key, "success", request)
 
-    @router.api_route("/{key}/start", methods=methods, summary="The job started")
     async def ping_start(key: uuid.UUID, request: Request) -> PlainTextResponse:
         return await record(key, "start", request)
 
-    @router.api_route("/{key}/fail", methods=methods, summary="The job failed")
     async def ping_fail(key: uuid.UUID, request: Request) -> PlainTextResponse:
         return await record(key, "fail", request)
 
-    @router.api_route(
-        "/{key}/{exit_status}", methods=methods, summary="The job exited (0: success)"
-    )
     async def ping_exit(key: uuid.UUID, exit_status: int, request: Request) -> PlainTextResponse:
         if not 0 <= exit_status <= 255:
             raise not_found("exit status")
         return await record(key, str(exit_status), request)
+
+    # One route per method, so that each has its own OpenAPI operation id (a route with several
+    # methods gives them all the same id).
+    for path, endpoint, summary in (
+        ("/{key}", ping, "The job succeeded"),
+        ("/{key}/start", ping_start, "The job started"),
+        ("/{key}/fail", ping_fail, "The job failed"),
+        ("/{key}/{exit_status}", ping_exit, "The job exited (0: success)"),
+    ):
+        for method in ("GET", "POST", "HEAD"):
+            router.add_api_route(
+                path,
+                endpoint,
+                methods=[method],
+                summary=summary,
+                operation_id=f"{endpoint.__name__}_{method.lower()}",
+            )
 
     return router
