@@ -1,12 +1,16 @@
 """Probe throughput: HTTP and TCP checks per second, and CPU time per check, of the probe's own
-check code against a local nginx, beside wrk and bare client loops in the same run.
+check code against a local nginx, beside wrk and bare client loops in the same run; and ICMP
+echoes per second to 127.0.0.1 through the probe's shared ICMP socket.
 
     .venv/bin/python -m bench.probe_throughput [--seconds 5] [--concurrency 50] [--no-uvloop]
+                                               [--icmp-only]
 
 Every client opens a fresh connection per request, as a check does. The Python clients run in
 this process one after the other; "CPU ms/check" is this process's CPU time (user + system)
 divided by the checks done, so it excludes nginx. Targets come from issue 3: at least 0.45 of
-wrk's rate, at most 0.1 ms of CPU per check. Load goes to 127.0.0.1 only.
+wrk's rate, at most 0.1 ms of CPU per check; at least 20,000 ICMP echoes per second. Load goes
+to 127.0.0.1 only, and the ICMP rows are bounded (at most 100,000 echoes and 5 s each). ICMP
+needs root, CAP_NET_RAW or a net.ipv4.ping_group_range that allows datagram ICMP sockets.
 """
 
 from __future__ import annotations
@@ -31,10 +35,14 @@ from bench.local_nginx import LocalNginx
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
+from pingtower.pinger.checks.icmp_socket import EchoSocket, IcmpUnavailableError, open_icmp_socket
 from pingtower.pinger.probe.probe import Probe
 
 TARGET_RATIO = 0.45
 TARGET_CPU_MS = 0.1
+TARGET_ECHOES = 20_000
+MAX_ECHOES = 100_000
+MAX_ICMP_SECONDS = 5.0
 
 
 @dataclass
@@ -82,16 +90,22 @@ def _sum(match: re.Match[str] | None) -> int:
 
 
 async def closed_loop(
-    name: str, seconds: float, concurrency: int, once: Callable[[], Awaitable[bool]]
+    name: str,
+    seconds: float,
+    concurrency: int,
+    once: Callable[[], Awaitable[bool]],
+    max_total: int | None = None,
 ) -> Row:
-    """`concurrency` workers calling `once` back to back for `seconds`; rate and CPU/check."""
+    """`concurrency` workers calling `once` back to back for `seconds` (or until `max_total`
+    calls); rate and CPU/check."""
     done = 0
     errors = 0
     stop_at = time.monotonic() + seconds
+    limit = max_total if max_total is not None else float("inf")
 
     async def worker() -> None:
         nonlocal done, errors
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at and done + errors < limit:
             if await once():
                 done += 1
             else:
@@ -121,25 +135,27 @@ async def bare_aiohttp(url: str, seconds: float, concurrency: int) -> Row:
         return await closed_loop("bare aiohttp, fresh connections", seconds, concurrency, once)
 
 
-def job(check_type: str, target: str) -> dict[str, Any]:
+def job(check_type: str, target: str, **settings: Any) -> dict[str, Any]:
     now = utcnow()
     return CheckJob(
         monitor_id=uuid.uuid4(),
         check_type=check_type,
         target=target,
-        settings={},
+        settings=settings,
         timeout_seconds=10,
         scheduled_at=now,
         deadline=now + timedelta(hours=1),
     ).model_dump(mode="json")
 
 
-async def probe_checks(check_type: str, target: str, seconds: float, concurrency: int) -> Row:
+async def probe_checks(
+    check_type: str, target: str, seconds: float, concurrency: int, **check_settings: Any
+) -> Row:
     """The probe's path for one job minus the bus: parse the job, run the check, build the
     check.completed event."""
     settings = Settings(allow_private_targets=True, probe_concurrency=concurrency)
     probe = Probe(InProcessBus(), settings)
-    payload = job(check_type, target)
+    payload = job(check_type, target, **check_settings)
     last_error: list[str] = []
 
     async def once() -> bool:
@@ -150,7 +166,7 @@ async def probe_checks(check_type: str, target: str, seconds: float, concurrency
 
     try:
         await probe.start()
-        row = await closed_loop(f"probe {check_type} check", seconds, concurrency, once)
+        row = await closed_loop(f"probe {check_type} check", seconds, concurrency, once, MAX_ECHOES)
     finally:
         await probe.stop()
     if last_error:
@@ -171,6 +187,75 @@ async def bare_tcp(host: str, port: int, seconds: float, concurrency: int) -> Ro
     return await closed_loop("bare asyncio open_connection", seconds, concurrency, once)
 
 
+async def shared_socket_echoes(seconds: float, in_flight: int) -> Row:
+    echo_socket = EchoSocket(socket.AF_INET)
+    kind = "raw" if echo_socket.raw else "datagram"
+
+    async def once() -> bool:
+        return await echo_socket.echo("127.0.0.1", 1.0) is not None
+
+    try:
+        return await closed_loop(
+            f"shared {kind} ICMP socket, {in_flight} in flight",
+            seconds,
+            in_flight,
+            once,
+            MAX_ECHOES,
+        )
+    finally:
+        echo_socket.close()
+
+
+async def socket_per_echo(seconds: float, concurrency: int) -> Row:
+    """The naive way, for comparison: open an ICMP socket, send, await the reply, close."""
+    from pingtower.pinger.domain.ping import echo_request, parse_echo_reply
+
+    loop = asyncio.get_running_loop()
+    identifiers = iter(range(1 << 30))
+
+    async def once() -> bool:
+        sock, raw = open_icmp_socket(socket.AF_INET)
+        try:
+            identifier = next(identifiers) & 0xFFFF
+            sock.sendto(echo_request(identifier, 1, b"x" * 32), ("127.0.0.1", 0))
+            async with asyncio.timeout(1.0):
+                while True:
+                    reply = parse_echo_reply(await loop.sock_recv(sock, 2048), has_ip_header=raw)
+                    # A datagram socket only sees its own replies; a raw one sees everything.
+                    if reply is not None and (not raw or reply == (identifier, 1)):
+                        return True
+        except TimeoutError:
+            return False
+        finally:
+            sock.close()
+
+    return await closed_loop(
+        f"socket per echo, {concurrency} concurrent", seconds, concurrency, once, MAX_ECHOES
+    )
+
+
+async def icmp_rows(seconds: float, concurrency: int) -> None:
+    seconds = min(seconds, MAX_ICMP_SECONDS)
+    try:
+        rows = [
+            await shared_socket_echoes(seconds, 256),
+            await shared_socket_echoes(seconds, concurrency),
+            await socket_per_echo(seconds, concurrency),
+            await probe_checks("icmp", "127.0.0.1", seconds, concurrency, count=1),
+        ]
+    except IcmpUnavailableError as exc:
+        print(f"\nICMP: not measured: {exc}")
+        return
+    print(f"\nICMP echo to 127.0.0.1 (at most {MAX_ECHOES:,} echoes and {seconds:g} s per row)")
+    header = f"{'client':<58} {'per s':>9} {'CPU ms/echo':>13} {'lost':>7}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        cpu = f"{row.cpu_ms:.4f}" if row.cpu_ms is not None else "-"
+        print(f"{row.client:<58} {row.rate:>9.0f} {cpu:>13} {row.errors:>7}")
+    print(f"target for the shared socket: >= {TARGET_ECHOES:,} echoes per second")
+
+
 def print_table(title: str, rows: list[Row], wrk_rate: float) -> None:
     print(f"\n{title}")
     header = f"{'client':<58} {'per s':>9} {'of wrk':>7} {'CPU ms/check':>13} {'errors':>7}"
@@ -185,6 +270,10 @@ def print_table(title: str, rows: list[Row], wrk_rate: float) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     seconds, concurrency = args.seconds, args.concurrency
+    if args.icmp_only:
+        await icmp_rows(seconds, concurrency)
+        print(f"\nloop: {type(asyncio.get_running_loop()).__module__}; cores: {_cores()}")
+        return
     with LocalNginx(workers=args.nginx_workers) as nginx:
         pause = 1.0  # lets TIME_WAIT sockets of one client drain a little before the next
         wrk = await asyncio.to_thread(run_wrk, nginx.url, seconds, concurrency)
@@ -203,6 +292,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print_table(
             f"TCP connect, {concurrency} concurrent (ratio to wrk's HTTP rate above)", tcp, wrk.rate
         )
+    await asyncio.sleep(pause)
+    await icmp_rows(seconds, concurrency)
     print(f"\nloop: {type(asyncio.get_running_loop()).__module__}; cores: {_cores()}")
 
 
@@ -218,6 +309,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument("--no-uvloop", action="store_true", help="the standard asyncio loop")
+    parser.add_argument("--icmp-only", action="store_true", help="only the ICMP rows, no nginx")
     args = parser.parse_args()
     args.seconds = min(max(args.seconds, 1.0), 60.0)
     socket.setdefaulttimeout(10)

@@ -4,6 +4,7 @@ processes started as real OS processes whose logs are kept for the failure repor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 from aiohttp import web
 
@@ -150,3 +152,45 @@ async def wait_ready(base_url: str, process: Process, timeout: float = 60) -> No
             await wait_for(ready, timeout=timeout, what=f"{process.name} to be ready")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- {process.name} log ---\n{process.log()}") from None
+
+
+async def delete_topology(url: str, namespace: str) -> None:
+    """Remove a test namespace's queues and exchanges from the shared RabbitMQ."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (
+            "pinger.evaluator",
+            "notificator.events",
+            "statistics.ingest",
+            "jobs.default",
+            "dead-letters",
+        ):
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(f"{namespace}.{queue}")
+        for exchange in ("events", "jobs", "dlx"):
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(f"{namespace}.{exchange}")
+
+
+def nginx_config(workdir: Path, ports: dict[str, int], listen: int) -> Path:
+    """The gateway for role processes on `ports`, from the template operators deploy."""
+    sys.path.insert(0, str(REPO / "deploy" / "nginx"))
+    try:
+        import render  # the same template operators deploy
+    finally:
+        sys.path.pop(0)
+    config = workdir / "nginx.conf"
+    config.write_text(
+        render.standalone(
+            {
+                "PINGER_API": f"127.0.0.1:{ports['pinger-api']}",
+                "NOTIFICATOR": f"127.0.0.1:{ports['notificator']}",
+                "STATISTICS": f"127.0.0.1:{ports['statistics']}",
+                "WEB": f"127.0.0.1:{ports['web']}",
+                "LISTEN": f"127.0.0.1:{listen}",
+            },
+            workdir,
+        )
+    )
+    return config

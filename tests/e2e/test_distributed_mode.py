@@ -3,23 +3,21 @@ RabbitMQ between them, and the real nginx gateway (deploy/nginx) as the one orig
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import shutil
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aio_pika
 import httpx
 import pytest
 
 from tests.e2e.harness import (
-    REPO,
     Process,
     Target,
     WebhookReceiver,
+    delete_topology,
     free_port,
+    nginx_config,
     pingtower,
     wait_for,
     wait_ready,
@@ -41,24 +39,6 @@ ROLES = (
 )
 
 
-async def _delete_topology(url: str, namespace: str) -> None:
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        for queue in (
-            "pinger.evaluator",
-            "notificator.events",
-            "statistics.ingest",
-            "jobs.default",
-            "dead-letters",
-        ):
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(f"{namespace}.{queue}")
-        for exchange in ("events", "jobs", "dlx"):
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(f"{namespace}.{exchange}")
-
-
 @pytest.fixture
 async def peers() -> AsyncIterator[tuple[Target, WebhookReceiver]]:
     target, receiver = Target(), WebhookReceiver()
@@ -67,28 +47,6 @@ async def peers() -> AsyncIterator[tuple[Target, WebhookReceiver]]:
     yield target, receiver
     await target.stop()
     await receiver.stop()
-
-
-def _nginx_config(workdir: Path, ports: dict[str, int], listen: int) -> Path:
-    sys.path.insert(0, str(REPO / "deploy" / "nginx"))
-    try:
-        import render  # the same template operators deploy
-    finally:
-        sys.path.pop(0)
-    config = workdir / "nginx.conf"
-    config.write_text(
-        render.standalone(
-            {
-                "PINGER_API": f"127.0.0.1:{ports['pinger-api']}",
-                "NOTIFICATOR": f"127.0.0.1:{ports['notificator']}",
-                "STATISTICS": f"127.0.0.1:{ports['statistics']}",
-                "WEB": f"127.0.0.1:{ports['web']}",
-                "LISTEN": f"127.0.0.1:{listen}",
-            },
-            workdir,
-        )
-    )
-    return config
 
 
 async def test_distributed_mode_runs_the_whole_path_across_processes(
@@ -134,7 +92,7 @@ async def test_distributed_mode_runs_the_whole_path_across_processes(
         gateway_port = free_port()
         gateway = Process(
             "nginx",
-            [nginx, "-c", str(_nginx_config(tmp_path, ports, gateway_port)), "-p", str(tmp_path)],
+            [nginx, "-c", str(nginx_config(tmp_path, ports, gateway_port)), "-p", str(tmp_path)],
             {},
             tmp_path,
         )
@@ -184,4 +142,4 @@ async def test_distributed_mode_runs_the_whole_path_across_processes(
     finally:
         for process in reversed(processes):
             process.stop()
-        await _delete_topology(rabbitmq_url, namespace)
+        await delete_topology(rabbitmq_url, namespace)

@@ -6,12 +6,13 @@ process with a message that names the variable, instead of failing later somewhe
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ServiceName = Literal["pinger", "notificator", "statistics"]
 SERVICES: tuple[ServiceName, ...] = ("pinger", "notificator", "statistics")
@@ -93,6 +94,22 @@ class Settings(BaseSettings):
         "true in the embedded (single-user) mode, false in the distributed mode. Link-local "
         "and cloud metadata addresses are refused either way.",
     )
+    egress_allow_networks: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = Field(
+        (),
+        description="Networks (CIDR, comma-separated, e.g. 10.20.0.0/16,fd00:1::/64) that "
+        "monitors and channels may reach even when PINGTOWER_ALLOW_PRIVATE_TARGETS is off. It "
+        "never opens link-local addresses (169.254.0.0/16, fe80::/10: cloud metadata), "
+        "unspecified or multicast ones.",
+    )
+    max_monitors_per_workspace: int = Field(
+        10_000,
+        ge=0,
+        le=10_000_000,
+        description="Monitors one workspace may have (409 beyond, also for `pingtower apply`). "
+        "0: no limit.",
+    )
     max_request_bytes: int = Field(
         1_048_576, ge=1024, le=100 * 1_048_576, description="Largest request body accepted (413)."
     )
@@ -127,6 +144,22 @@ class Settings(BaseSettings):
         description="Access-token claim holding the caller's workspace (a string, or a list of "
         "exactly one); a token without it is refused with 403.",
     )
+    oidc_web_client_id: str = Field(
+        "pingtower-web",
+        min_length=1,
+        description="Public client the dashboard logs in with when an issuer is set "
+        "(authorization code flow with PKCE S256, in the browser).",
+    )
+    oidc_web_scopes: str = Field(
+        "openid profile",
+        description="Scopes the dashboard asks for, space-separated (`openid` is always added).",
+    )
+    oidc_browser_issuer: str | None = Field(
+        None,
+        description="The issuer's address as the browser reaches it, if not `oidc_issuer` "
+        "(e.g. services reach Keycloak by an internal name). Its origin is the only other one "
+        "the dashboard's Content-Security-Policy lets the page connect to.",
+    )
     secret_key: SecretStr | None = Field(
         None,
         min_length=32,
@@ -151,6 +184,9 @@ class Settings(BaseSettings):
     )
     delivery_backoff_seconds: float = Field(
         2.0, gt=0, le=3600, description="First retry delay; it doubles per attempt, with jitter."
+    )
+    delivery_channel_concurrency: int = Field(
+        8, ge=1, le=64, description="Messages of one notification channel sent at once."
     )
     identity_database_url: str | None = Field(
         None,
@@ -194,7 +230,7 @@ class Settings(BaseSettings):
             raise ValueError("must be postgresql+asyncpg://... or sqlite+aiosqlite:///...")
         return value
 
-    @field_validator("oidc_issuer")
+    @field_validator("oidc_issuer", "oidc_browser_issuer")
     @classmethod
     def _issuer_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -202,6 +238,21 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be the issuer's http(s):// URL, e.g. .../realms/pingtower")
         return value.rstrip("/")
+
+    @field_validator("egress_allow_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list | tuple):
+            return value
+        networks = []
+        for part in value:
+            try:
+                networks.append(ipaddress.ip_network(part))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{part!r} is not a network in CIDR form: {exc}") from None
+        return tuple(networks)
 
     @model_validator(mode="after")
     def _mode_defaults(self) -> Settings:

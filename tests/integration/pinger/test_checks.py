@@ -12,14 +12,13 @@ import pytest
 from pingtower.common.egress import guarded_session
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
-from pingtower.pinger.checks.http import TRACE_CONFIG
 from tests.e2e.harness import free_port
 from tests.integration.pinger.servers import HttpTarget, http_target, tcp_server
 
 
 @pytest.fixture
 async def context() -> AsyncIterator[CheckContext]:
-    session = guarded_session(allow_private=True, trace_configs=[TRACE_CONFIG])
+    session = guarded_session(allow_private=True)
     yield CheckContext(session, allow_private=True)
     await session.close()
 

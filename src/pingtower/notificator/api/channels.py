@@ -12,9 +12,11 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import delete, select, update
 
+from pingtower.common.egress import refusal_for_target
 from pingtower.common.events import utcnow
 from pingtower.common.http.problems import Problem, not_found
 from pingtower.common.security import Principal, require
+from pingtower.common.settings import Settings
 from pingtower.notificator.api.deps import ApiDeps
 from pingtower.notificator.api.pagination import after_cursor, encode_cursor
 from pingtower.notificator.channels import (
@@ -123,6 +125,22 @@ def validate_settings(type_name: str, raw: dict[str, Any]) -> ChannelSettings:
         raise Problem(422, "Validation failed", detail, errors=errors) from None
 
 
+async def refuse_egress(model: ChannelSettings, settings: Settings) -> None:
+    """422 naming every settings field whose address the egress policy refuses."""
+    errors = []
+    for field, host_or_url in model.addresses():
+        refusal = await refusal_for_target(
+            host_or_url,
+            allow_private=settings.allow_private_targets,
+            allow_networks=settings.egress_allow_networks,
+        )
+        if refusal is not None:
+            errors.append({"field": f"settings.{field}", "message": refusal})
+    if errors:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise Problem(422, "Validation failed", detail, errors=errors)
+
+
 def split_secrets(model: ChannelSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """(public settings, secret settings) of a validated settings model."""
     secret_names = set(model.SECRET_FIELDS)
@@ -169,6 +187,7 @@ def channels_router(deps: ApiDeps) -> APIRouter:
         body: ChannelCreate, principal: Principal = Depends(require("editor"))
     ) -> ChannelPublic:
         model = validate_settings(body.type, body.settings)
+        await refuse_egress(model, deps.settings)
         public, secrets = split_secrets(model)
         now = utcnow()
         channel_id = uuid.uuid4()
@@ -246,7 +265,9 @@ def channels_router(deps: ApiDeps) -> APIRouter:
             if body.settings is not None:
                 merged = {**row.settings, **deps.box.open(row.secrets), **body.settings}
                 merged = {k: v for k, v in merged.items() if v is not None}
-                public, secrets = split_secrets(validate_settings(row.type, merged))
+                model = validate_settings(row.type, merged)
+                await refuse_egress(model, deps.settings)
+                public, secrets = split_secrets(model)
                 values["settings"] = public
                 values["secrets"] = deps.box.seal(secrets) if secrets else None
             await session.execute(
@@ -279,7 +300,9 @@ def channels_router(deps: ApiDeps) -> APIRouter:
             "test", {"channel": {"id": str(row.id), "name": row.name}, "test": True}
         )
         context = SendContext(
-            delivery_id=f"test-{uuid.uuid4()}", allow_private=deps.settings.allow_private_targets
+            delivery_id=f"test-{uuid.uuid4()}",
+            allow_private=deps.settings.allow_private_targets,
+            allow_networks=deps.settings.egress_allow_networks,
         )
         try:
             result = await kind.send(message, settings, context)

@@ -3,9 +3,9 @@
 The URLs carry the credentials (tokens, passwords), so they are secret: encrypted at rest,
 write-only in the API.
 
-Egress: Apprise makes its own HTTP requests, outside our guarded client. Before each send, the
-host of every URL that resolves must resolve only to addresses the egress policy allows
-(`check_address`, with `allow_private_targets`). A URL whose "host" does not resolve is a
+Egress: Apprise makes its own HTTP requests, outside our guarded client. When the channel is
+saved and before each send, the host of every URL that resolves must resolve only to addresses
+the egress policy allows (`refusal_for_target`). A URL whose "host" does not resolve is a
 service token (tgram://bot-token/chat: Apprise talks to the service's fixed public endpoint), so
 there is nothing of ours to reach through it. Not covered: redirects that Apprise follows, and a
 name that resolves differently between our check and Apprise's own lookup (DNS rebinding).
@@ -13,14 +13,12 @@ name that resolves differently between our check and Apprise's own lookup (DNS r
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from typing import Any, ClassVar
 
 import apprise
 from pydantic import Field, field_validator
 
-from pingtower.common.egress import EgressDeniedError, check_address
+from pingtower.common.egress import EgressDeniedError, Networks, refusal_for_target
 from pingtower.notificator.channels.base import (
     ChannelError,
     ChannelSettings,
@@ -50,6 +48,9 @@ class AppriseSettings(ChannelSettings):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("urls",)
     urls: list[str] = Field(min_length=1, max_length=20)
 
+    def addresses(self) -> list[tuple[str, str]]:
+        return url_hosts(self.urls)
+
     @field_validator("urls")
     @classmethod
     def _known_services(cls, value: list[str]) -> list[str]:
@@ -60,20 +61,28 @@ class AppriseSettings(ChannelSettings):
         return value
 
 
-async def check_hosts(urls: list[str], *, allow_private: bool) -> None:
-    """Raise EgressDeniedError if a URL's host resolves to an address the policy refuses."""
-    loop = asyncio.get_running_loop()
-    for url in urls:
-        plugin = _plugin(url)
-        host = getattr(plugin, "host", None)
-        if not isinstance(host, str) or not host:
-            continue
-        try:
-            infos = await loop.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except (socket.gaierror, UnicodeError):
-            continue  # a service token, not a host (see the module's docstring)
-        for info in infos:
-            check_address(str(info[4][0]), allow_private=allow_private)
+def url_hosts(urls: list[str]) -> list[tuple[str, str]]:
+    """(field, host) of every URL whose plugin names a host. A "host" that does not resolve is
+    a service token (see the module's docstring); `refusal_for_target` lets it pass."""
+    hosts = []
+    for position, url in enumerate(urls):
+        host = getattr(_plugin(url), "host", None)
+        if isinstance(host, str) and host:
+            hosts.append((f"urls[{position}]", host))
+    return hosts
+
+
+async def check_hosts(
+    urls: list[str], *, allow_private: bool, allow_networks: Networks = ()
+) -> None:
+    """Raise EgressDeniedError if a URL's host is, or resolves to, an address the policy
+    refuses."""
+    for _field, host in url_hosts(urls):
+        refusal = await refusal_for_target(
+            host, allow_private=allow_private, allow_networks=allow_networks
+        )
+        if refusal is not None:
+            raise EgressDeniedError(refusal)
 
 
 class AppriseChannel(ChannelType):
@@ -85,7 +94,11 @@ class AppriseChannel(ChannelType):
     ) -> SendResult:
         assert isinstance(settings, AppriseSettings)
         try:
-            await check_hosts(settings.urls, allow_private=context.allow_private)
+            await check_hosts(
+                settings.urls,
+                allow_private=context.allow_private,
+                allow_networks=context.allow_networks,
+            )
         except EgressDeniedError as exc:
             raise ChannelError(f"refused destination: {exc}", permanent=True) from exc
         client = apprise.Apprise()

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import BaseModel, ConfigDict
 
-from pingtower.common.egress import guarded_session
+from pingtower.common.egress import Networks, guarded_session
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,13 @@ class SendContext:
     delivery_id: str
     allow_private: bool
     timeout_seconds: float = 15.0
+    allow_networks: Networks = ()  # reachable even when private addresses are not
 
     def http(self) -> aiohttp.ClientSession:
         """The only way a channel reaches a user-given address: the guarded client."""
         return guarded_session(
             allow_private=self.allow_private,
+            allow_networks=self.allow_networks,
             timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
         )
 
@@ -62,6 +64,13 @@ class ChannelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # Fields holding secrets: encrypted at rest, write-only in the API, never logged.
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # Fields holding a user-given URL or host the channel connects to: the egress policy judges
+    # them when the channel is saved (and again at every connect).
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def addresses(self) -> list[tuple[str, str]]:
+        """(field, URL or host) of every address this channel reaches."""
+        return [(name, str(getattr(self, name))) for name in self.ADDRESS_FIELDS]
 
 
 class ChannelType(abc.ABC):

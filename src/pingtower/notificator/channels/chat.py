@@ -26,6 +26,7 @@ DISCORD_LIMIT = 2000
 
 class WebhookUrlSettings(ChannelSettings):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("webhook_url",)
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("webhook_url",)
     webhook_url: AnyHttpUrl
     username: str | None = Field(None, max_length=80)
 

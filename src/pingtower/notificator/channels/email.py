@@ -18,7 +18,7 @@ import aiosmtplib
 from markupsafe import escape
 from pydantic import Field, field_validator
 
-from pingtower.common.egress import EgressDeniedError, check_address
+from pingtower.common.egress import EgressDeniedError, Networks, check_address
 from pingtower.notificator.channels.base import (
     ChannelError,
     ChannelSettings,
@@ -34,6 +34,7 @@ ADDRESS = r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$"
 
 class EmailSettings(ChannelSettings):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("host",)
 
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(587, ge=1, le=65535)
@@ -54,7 +55,12 @@ class EmailSettings(ChannelSettings):
 
 
 async def connect_guarded(
-    host: str, port: int, *, allow_private: bool, connect_seconds: float
+    host: str,
+    port: int,
+    *,
+    allow_private: bool,
+    connect_seconds: float,
+    allow_networks: Networks = (),
 ) -> socket.socket:
     """A TCP socket connected to `host`, after the egress policy allowed every address."""
     loop = asyncio.get_running_loop()
@@ -65,7 +71,7 @@ async def connect_guarded(
     except (OSError, TimeoutError) as exc:
         raise ChannelError(f"cannot resolve {host}: {exc}") from exc
     for info in infos:
-        check_address(str(info[4][0]), allow_private=allow_private)
+        check_address(str(info[4][0]), allow_private=allow_private, allow_networks=allow_networks)
     last: Exception | None = None
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)
@@ -107,6 +113,7 @@ class EmailChannel(ChannelType):
                 settings.port,
                 allow_private=context.allow_private,
                 connect_seconds=context.timeout_seconds,
+                allow_networks=context.allow_networks,
             )
         except EgressDeniedError as exc:
             raise ChannelError(f"address refused: {exc}", permanent=True) from exc

@@ -25,6 +25,7 @@ SMS_LIMIT = 640  # four concatenated segments: enough for a title, the error and
 
 class TwilioSettings(ChannelSettings):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("auth_token",)
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("api_base_url",)
     account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
     auth_token: str = Field(min_length=16, max_length=200)
     from_number: str = Field(pattern=PHONE)

@@ -24,6 +24,7 @@ TELEGRAM_LIMIT = 4096
 
 class TelegramSettings(ChannelSettings):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("bot_token",)
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("api_base_url",)
     bot_token: str = Field(pattern=r"^[0-9]+:[A-Za-z0-9_-]+$", max_length=200)
     chat_id: str = Field(pattern=r"^(-?[0-9]+|@[A-Za-z0-9_]{5,32})$")
     api_base_url: AnyHttpUrl = AnyHttpUrl("https://api.telegram.org")

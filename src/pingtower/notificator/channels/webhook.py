@@ -30,6 +30,7 @@ _RESERVED = {SIGNATURE_HEADER.lower(), TIMESTAMP_HEADER.lower(), DELIVERY_HEADER
 
 class WebhookSettings(ChannelSettings):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("secret", "headers")
+    ADDRESS_FIELDS: ClassVar[tuple[str, ...]] = ("url",)
 
     url: AnyHttpUrl
     method: Literal["POST", "PUT", "PATCH"] = "POST"

@@ -1,5 +1,5 @@
-"""/api/v1/maintenance-windows: one-off and weekly windows during which failures of the covered
-monitors (all of the workspace's, or those listed) open no incident."""
+"""/api/v1/maintenance-windows: one-off, weekly and cron windows during which failures of the
+covered monitors (all of the workspace's, or those listed) open no incident."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy import delete, insert, select
 from pingtower.common.events import utcnow
 from pingtower.common.http.problems import Problem, not_found
 from pingtower.common.security import Principal, require
-from pingtower.pinger.domain.maintenance import OneOff, Weekly
+from pingtower.pinger.domain.maintenance import Cron, OneOff, Weekly
 from pingtower.pinger.domain.monitor import InvalidSettingError
 from pingtower.pinger.store import monitors as monitor_store
 from pingtower.pinger.store.database import PingerDatabase
@@ -29,24 +29,30 @@ class MaintenanceWindowCreate(BaseModel):
     monitor_ids: list[uuid.UUID] = Field(
         [], max_length=1000, description="Monitors covered; empty: every monitor."
     )
-    kind: Literal["once", "weekly"]
+    kind: Literal["once", "weekly", "cron"]
     starts_at: datetime | None = Field(None, description="once: when the window opens.")
     ends_at: datetime | None = Field(None, description="once: when the window closes.")
     days: list[int] | None = Field(None, description="weekly: 0 (Monday) to 6 (Sunday).")
     start_time: time | None = Field(None, description="weekly: local start time, HH:MM.")
-    duration_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
-    timezone: str = Field("UTC", max_length=64, description="weekly: IANA time zone.")
+    cron: str | None = Field(
+        None, max_length=200, description="cron: when each window opens, e.g. '0 3 * * 1-5'."
+    )
+    duration_minutes: int | None = Field(
+        None, ge=1, le=7 * 24 * 60, description="weekly, cron: how long each window lasts."
+    )
+    timezone: str = Field("UTC", max_length=64, description="weekly, cron: IANA time zone.")
 
 
 class MaintenanceWindowPublic(BaseModel):
     id: uuid.UUID
     name: str
     monitor_ids: list[uuid.UUID]
-    kind: Literal["once", "weekly"]
+    kind: Literal["once", "weekly", "cron"]
     starts_at: datetime | None
     ends_at: datetime | None
     days: list[int] | None
     start_time: str | None
+    cron: str | None
     duration_minutes: int | None
     timezone: str
     active_now: bool
@@ -70,6 +76,11 @@ def _validate(body: MaintenanceWindowCreate) -> dict[str, Any]:
         ends_at = _required(body.ends_at, "ends_at")
         OneOff(starts_at, ends_at)
         return {"starts_at": starts_at, "ends_at": ends_at}
+    if body.kind == "cron":
+        expression = _required(body.cron, "cron").strip()
+        minutes = _required(body.duration_minutes, "duration_minutes")
+        Cron(expression, timedelta(minutes=minutes), body.timezone)
+        return {"cron": expression, "duration_minutes": minutes}
     days = _required(body.days, "days")
     start = _required(body.start_time, "start_time")
     minutes = _required(body.duration_minutes, "duration_minutes")

@@ -10,9 +10,10 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pingtower.common.egress import refusal_for_target
 from pingtower.common.events import (
     MonitorCreated,
     MonitorDeleted,
@@ -33,6 +34,7 @@ from pingtower.pinger.api.schemas import (
     ResultPage,
     ResultPublic,
 )
+from pingtower.pinger.api.targets import network_targets
 from pingtower.pinger.checks.base import get_check
 from pingtower.pinger.domain.monitor import InvalidSettingError, validate_timing
 from pingtower.pinger.domain.schedule import validate_cron
@@ -47,7 +49,11 @@ from pingtower.pinger.store.states import (
     load_state,
     state_from_row,
 )
-from pingtower.pinger.store.tables import heartbeats, monitor_states
+from pingtower.pinger.store.tables import heartbeats, monitor_states, monitors
+
+# Namespace of the per-workspace advisory lock that serialises creates against the quota (the
+# two-key form: its key space cannot collide with the single-key locks used elsewhere).
+_QUOTA_LOCK = 0x50_54_51  # "PTQ"
 
 EDITABLE = (
     "name",
@@ -104,8 +110,47 @@ def _may_publish(principal: Principal, public: bool, was_public: bool = False) -
         raise Problem(403, "Forbidden", "public: only an admin can publish or unpublish a monitor")
 
 
+async def _refuse_over_quota(session: AsyncSession, tenant: str, quota: int) -> None:
+    """409 when the workspace already has `quota` monitors (0: no quota). On PostgreSQL creates
+    in one workspace take a lock first, so two at once cannot both pass the count; SQLite
+    transactions write one at a time already."""
+    if quota == 0:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, hashtext(:tenant))"),
+            {"space": _QUOTA_LOCK, "tenant": tenant},
+        )
+    count = await session.scalar(
+        select(func.count())
+        .select_from(monitors)
+        .where(monitors.c.tenant == tenant, monitors.c.deleted_at.is_(None))
+    )
+    if (count or 0) >= quota:
+        raise Problem(
+            409,
+            "Monitor quota reached",
+            f"this workspace has {count} monitors, the most allowed "
+            f"(PINGTOWER_MAX_MONITORS_PER_WORKSPACE={quota}); delete some first",
+        )
+
+
 def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/monitors", tags=["monitors"])
+
+    async def refuse_egress(values: dict[str, Any]) -> None:
+        """422 naming the field whose address the egress policy refuses. Inside the
+        transaction, after the fields are normalised: a literal address costs no lookup, and a
+        name's lookup is bounded (see refusal_for_target)."""
+        for target in network_targets(values["type"], values["target"], values["settings"]):
+            refusal = await refusal_for_target(
+                target.host_or_url,
+                allow_private=settings.allow_private_targets,
+                allow_networks=settings.egress_allow_networks,
+                schemes=target.schemes,
+            )
+            if refusal is not None:
+                raise InvalidSettingError(target.field, refusal)
 
     async def validated(
         session: AsyncSession, tenant: str, values: dict[str, Any], monitor_id: uuid.UUID
@@ -132,6 +177,7 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
                 parent == monitor_id or not await store.monitor_exists(session, tenant, parent)
             ):
                 raise InvalidSettingError("parent_id", "no such monitor in this workspace")
+            await refuse_egress(values)
         except InvalidSettingError as error:
             raise _invalid(error) from None
         values["tags"] = sorted(set(values["tags"]))
@@ -182,6 +228,7 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
             raise _invalid(error) from None
         async with db.sessions() as session, session.begin():
             values = await validated(session, principal.tenant, values, values["id"])
+            await _refuse_over_quota(session, principal.tenant, settings.max_monitors_per_workspace)
             values.update(tenant=principal.tenant, created_at=now, updated_at=now)
             await store.insert_monitor(session, values)
             await session.execute(

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import aiohttp
 from pydantic import BaseModel, ValidationError
 
+from pingtower.common.egress import Networks
 from pingtower.common.events import CheckJob, Outcome
 from pingtower.pinger.domain.monitor import InvalidSettingError
 
@@ -29,6 +30,7 @@ class CheckContext:
     http: aiohttp.ClientSession
     allow_private: bool
     tls: ssl.SSLContext = field(default_factory=ssl.create_default_context)
+    allow_networks: Networks = ()  # reachable even when private addresses are not
 
 
 @dataclass
@@ -85,8 +87,11 @@ def register(cls: type[Check]) -> type[Check]:
 
 
 def get_check(type_name: str) -> Check:
-    load_builtin_checks()
     check = REGISTRY.get(type_name)
+    if check is None:
+        # Imported on first need only: importing on every call cost a few µs per check.
+        load_builtin_checks()
+        check = REGISTRY.get(type_name)
     if check is None:
         raise InvalidSettingError("type", f"unknown check type {type_name!r}")
     return check

@@ -3,6 +3,7 @@ optionally expecting given values among the answers."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any, Literal
 
@@ -59,9 +60,11 @@ class DnsCheck(Check):
         assert isinstance(settings, DnsSettings)
         if settings.resolver is not None:
             host, _port = _resolver_address(settings.resolver)
+            # Only the form here; whether the policy lets us reach it is decided when the
+            # monitor is saved (with the reason) and again when the check runs.
             try:
-                check_address(host, allow_private=True)
-            except EgressDeniedError:
+                ipaddress.ip_address(host)
+            except ValueError:
                 raise InvalidSettingError(
                     "settings.resolver", "must be an IP address, optionally with :port"
                 ) from None
@@ -80,7 +83,11 @@ class DnsCheck(Check):
         if settings.resolver is not None:
             host, port = _resolver_address(settings.resolver)
             try:
-                check_address(host, allow_private=context.allow_private)
+                check_address(
+                    host,
+                    allow_private=context.allow_private,
+                    allow_networks=context.allow_networks,
+                )
             except EgressDeniedError as exc:
                 return CheckResult.failed("blocked", str(exc))
             resolver = dns.asyncresolver.Resolver(configure=False)

@@ -1,8 +1,9 @@
 """ICMP check: echo requests to a host (count, interval), packet loss and round-trip figures.
 
-Works as a normal user with datagram ICMP sockets where the kernel allows them
-(net.ipv4.ping_group_range), and as root (or with CAP_NET_RAW) with raw sockets; when neither is
-possible the result says so. IPv4 only for now.
+Every ping of the probe process goes through one shared socket per address family
+(`icmp_socket`): a datagram ICMP socket where the kernel allows it (net.ipv4.ping_group_range),
+else a raw socket (root or CAP_NET_RAW); when neither is possible the result says so. IPv4 and
+IPv6.
 
 All packets lost is DOWN; some lost, or an average round trip above `degraded_above_ms`, is
 DEGRADED.
@@ -11,9 +12,7 @@ DEGRADED.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
-import os
+import ipaddress
 import socket
 import time
 from typing import Any
@@ -23,10 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from pingtower.common.egress import EgressDeniedError, check_address
 from pingtower.common.events import CheckJob, Outcome
 from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, register
+from pingtower.pinger.checks.icmp_socket import (
+    IcmpUnavailableError,
+    open_icmp_socket,
+    shared_echo_socket,
+)
 from pingtower.pinger.domain.monitor import InvalidSettingError
-from pingtower.pinger.domain.ping import echo_request, parse_echo_reply, summarise
+from pingtower.pinger.domain.ping import summarise
 
-_SEQUENCES = itertools.count(int.from_bytes(os.urandom(2), "big"))
+__all__ = ["IcmpCheck", "IcmpSettings", "IcmpUnavailableError", "open_icmp_socket"]
 
 
 class IcmpSettings(BaseModel):
@@ -37,37 +41,19 @@ class IcmpSettings(BaseModel):
     degraded_above_ms: float | None = Field(None, gt=0)
 
 
-class IcmpUnavailableError(OSError):
-    pass
-
-
-def open_icmp_socket() -> tuple[socket.socket, bool]:
-    """An ICMP socket and whether its packets carry the IP header (raw) or not (datagram)."""
-    try:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
-        raw = False
-    except PermissionError:
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-            raw = True
-        except PermissionError:
-            raise IcmpUnavailableError(
-                "ICMP needs root or CAP_NET_RAW (raw sockets), or a net.ipv4.ping_group_range "
-                "that includes this process's group (datagram ICMP sockets)"
-            ) from None
-    sock.setblocking(False)
-    return sock, raw
-
-
 @register
 class IcmpCheck(Check):
     type_name = "icmp"
     settings_model = IcmpSettings
 
     def validate_target(self, target: str) -> str:
-        host = target.strip()
-        if not host or len(host) > 253 or any(c in host for c in "/: "):
-            raise InvalidSettingError("target", "must be a host name or an IPv4 address")
+        host = target.strip().removeprefix("[").removesuffix("]")
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
+        if not host or len(host) > 253 or any(c in host for c in "/: %"):
+            raise InvalidSettingError("target", "must be a host name, an IPv4 or an IPv6 address")
         return host
 
     def check_settings(self, settings: Any) -> None:
@@ -95,34 +81,27 @@ class IcmpCheck(Check):
 
     async def _ping(self, host: str, settings: IcmpSettings, context: CheckContext) -> CheckResult:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, None, family=socket.AF_INET)
-        address = str(infos[0][4][0])
-        check_address(address, allow_private=context.allow_private)
-        sock, raw = open_icmp_socket()
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_RAW)
+        # A name with both kinds of address is pinged over IPv4, as before IPv6 was supported.
+        infos.sort(key=lambda info: info[0] != socket.AF_INET)
+        family, address = infos[0][0], str(infos[0][4][0])
+        check_address(
+            address, allow_private=context.allow_private, allow_networks=context.allow_networks
+        )
+        echo_socket = shared_echo_socket(family)
+        # A reply may come late: it still counts for a second (or the interval, if longer).
+        wait = max(settings.interval_ms / 1000, 1.0)
+        echoes: list[asyncio.Future[float | None]] = []
         try:
-            # Datagram sockets get their identifier from the kernel (the local port).
-            identifier = sock.getsockname()[1] if not raw else os.getpid() & 0xFFFF
-            sent_at: dict[int, float] = {}
-            rtts: list[float] = []
-            receiver = asyncio.create_task(
-                self._receive(sock, raw, identifier, sent_at, rtts, settings.count)
-            )
-            try:
-                for index in range(settings.count):
-                    sequence = next(_SEQUENCES) & 0xFFFF
-                    sent_at[sequence] = time.perf_counter()
-                    packet = echo_request(identifier, sequence, b"pingtower" + bytes(23))
-                    await loop.sock_sendto(sock, packet, (address, 0))
-                    if index + 1 < settings.count:
-                        await asyncio.sleep(settings.interval_ms / 1000)
-                # Late replies still count for a second (or the interval, if longer).
-                wait = max(settings.interval_ms / 1000, 1.0)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(receiver), wait)
-            finally:
-                receiver.cancel()
+            for index in range(settings.count):
+                echoes.append(asyncio.ensure_future(echo_socket.echo(address, wait)))
+                if index + 1 < settings.count:
+                    await asyncio.sleep(settings.interval_ms / 1000)
+            round_trips = await asyncio.gather(*echoes)
         finally:
-            sock.close()
+            for echo in echoes:
+                echo.cancel()
+        rtts = [rtt for rtt in round_trips if rtt is not None]
         summary = summarise(settings.count, rtts)
         phases: dict[str, float] = {"loss_percent": summary.loss_percent}
         if summary.rtt_avg_ms is not None:
@@ -149,22 +128,3 @@ class IcmpCheck(Check):
             result.error_kind = "slow"
             result.error_message = f"{summary.rtt_avg_ms:.1f} ms round trip"
         return result
-
-    async def _receive(
-        self,
-        sock: socket.socket,
-        raw: bool,
-        identifier: int,
-        sent_at: dict[int, float],
-        rtts: list[float],
-        expected: int,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        while len(rtts) < expected:
-            packet, _address = await loop.sock_recvfrom(sock, 2048)
-            received = time.perf_counter()
-            reply = parse_echo_reply(packet, has_ip_header=raw)
-            # A raw socket sees every ICMP packet of the host: keep only our own replies.
-            if reply is None or reply[0] != identifier or reply[1] not in sent_at:
-                continue
-            rtts.append((received - sent_at.pop(reply[1])) * 1000)

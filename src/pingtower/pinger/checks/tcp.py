@@ -88,7 +88,11 @@ class TcpCheck(Check):
         if not infos:
             return CheckResult.failed("dns", f"{host} has no address")
         family, _type, _proto, _name, address = infos[0]
-        check_address(str(address[0]), allow_private=context.allow_private)
+        check_address(
+            str(address[0]),
+            allow_private=context.allow_private,
+            allow_networks=context.allow_networks,
+        )
         reader, writer = await asyncio.open_connection(str(address[0]), port, family=family)
         try:
             phases["connect"] = round((time.perf_counter() - resolved) * 1000, 3)

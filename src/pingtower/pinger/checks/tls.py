@@ -80,7 +80,11 @@ class TlsCheck(Check):
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         family, _type, _proto, _name, address = infos[0]
-        check_address(str(address[0]), allow_private=context.allow_private)
+        check_address(
+            str(address[0]),
+            allow_private=context.allow_private,
+            allow_networks=context.allow_networks,
+        )
         server_name = settings.server_name or host
         _reader, writer = await asyncio.open_connection(
             str(address[0]), port, family=family, ssl=context.tls, server_hostname=server_name

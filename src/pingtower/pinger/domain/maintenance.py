@@ -1,15 +1,20 @@
 """Maintenance windows: when a monitor's failures are expected and must not open incidents.
 
-A window is one-off (a start and an end) or weekly (days of the week, a local start time and a
-duration, in a time zone). Weekly times are wall-clock times in their zone, so a window at 02:00
-stays at 02:00 across daylight-saving changes.
+A window is one-off (a start and an end), weekly (days of the week, a local start time and a
+duration, in a time zone) or cron (a cron expression for its starts and a duration, in a time
+zone). Weekly and cron times are wall-clock times in their zone, so a window at 02:00 stays at
+02:00 across daylight-saving changes; durations are elapsed time, so a two-hour window lasts two
+hours even on the night the clocks change.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
 
 from pingtower.pinger.domain.monitor import InvalidSettingError
 
@@ -59,7 +64,44 @@ class Weekly:
         return False
 
 
-Window = OneOff | Weekly
+@dataclass(frozen=True)
+class Cron:
+    """Starts whenever `expression` fires in `timezone` and lasts `duration`.
+
+    Daylight-saving changes follow cron (cronsim, like Debian's cron): a start that falls in the
+    hour the clocks skip happens at the jump, and a fixed start in the hour that repeats happens
+    once, at its first occurrence.
+    """
+
+    expression: str
+    duration: timedelta
+    timezone: str
+
+    def __post_init__(self) -> None:
+        if not timedelta(0) < self.duration <= MAX_DURATION:
+            raise InvalidSettingError("duration_minutes", "must be positive and at most 7 days")
+        tz = zone(self.timezone)
+        try:
+            next(CronSim(self.expression, datetime(2026, 1, 1, tzinfo=tz)))
+        except (CronSimError, StopIteration) as exc:
+            raise InvalidSettingError("cron", f"not a valid cron expression: {exc}") from None
+
+    def is_active(self, at: datetime) -> bool:
+        # The window covering `at` is the one that started in (at - duration, at]; CronSim yields
+        # starts strictly after its origin, so the first start after that origin decides. The
+        # origin is computed in UTC: arithmetic on zoned datetimes would be wall-clock arithmetic.
+        origin = (at.astimezone(UTC) - self.duration).astimezone(zone(self.timezone))
+        # Compared as instants: datetimes in one zone compare by wall clock. CronSim works in
+        # wall-clock time, so from an origin in the second pass of a repeated hour it may yield
+        # the first pass's start, an instant before the origin: skip such starts.
+        runs = CronSim(self.expression, origin)
+        for start in itertools.islice(runs, 4):
+            if start.timestamp() > origin.timestamp():
+                return start.timestamp() <= at.timestamp()
+        return False
+
+
+Window = OneOff | Weekly | Cron
 
 
 def zone(name: str) -> ZoneInfo:

@@ -23,7 +23,7 @@ from pingtower.common.messaging.bus import Bus
 from pingtower.common.runtime import Component
 from pingtower.common.settings import Settings
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
-from pingtower.pinger.checks.http import TRACE_CONFIG
+from pingtower.pinger.checks.icmp_socket import close_shared_echo_sockets
 from pingtower.pinger.domain.monitor import InvalidSettingError
 
 log = structlog.get_logger(__name__)
@@ -97,6 +97,7 @@ class Probe(Component):
         if self._context is not None:
             await self._context.http.close()
             self._context = None
+        close_shared_echo_sockets()
 
     def context(self) -> CheckContext:
         if self._context is None:
@@ -104,13 +105,17 @@ class Probe(Component):
             # force_close); creating them per check would cost more CPU than the check itself.
             http = guarded_session(
                 allow_private=self.settings.allow_private_targets,
+                allow_networks=self.settings.egress_allow_networks,
                 limit=self.settings.probe_concurrency,
                 # No session-wide timer: each check bounds itself (asyncio.timeout with the
                 # job's timeout), and a second timer per request was measurable CPU.
                 timeout=aiohttp.ClientTimeout(total=None),
-                trace_configs=[TRACE_CONFIG],
             )
-            self._context = CheckContext(http, self.settings.allow_private_targets)
+            self._context = CheckContext(
+                http,
+                self.settings.allow_private_targets,
+                allow_networks=self.settings.egress_allow_networks,
+            )
         return self._context
 
     async def handle(self, envelope: Envelope) -> None:

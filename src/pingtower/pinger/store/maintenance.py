@@ -9,13 +9,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pingtower.pinger.domain.maintenance import OneOff, Weekly, Window
+from pingtower.pinger.domain.maintenance import Cron, OneOff, Weekly, Window
 from pingtower.pinger.store.tables import maintenance_windows
 
 
 def window_from_row(row: Any) -> Window:
     if row.kind == "once":
         return OneOff(row.starts_at, row.ends_at)
+    if row.kind == "cron":
+        return Cron(row.cron, timedelta(minutes=row.duration_minutes), row.timezone)
     return Weekly(
         frozenset(row.days or ()),
         time.fromisoformat(row.start_time),

@@ -7,7 +7,7 @@ these; a test compares the two.
 - monitor_states: what the evaluator decides, one row per monitor, locked while a result applies.
 - check_results: recent raw results, pruned after the retention window.
 - heartbeats: push monitors' ping key and the times of their last ping, run and lateness.
-- maintenance_windows: one-off and weekly windows during which failures open no incident.
+- maintenance_windows: one-off, weekly and cron windows during which failures open no incident.
 """
 
 from __future__ import annotations
@@ -134,12 +134,13 @@ maintenance_windows = Table(
     Column("tenant", String(100), nullable=False),
     Column("name", String(200), nullable=False),
     Column("monitor_ids", JSON, nullable=False),  # empty: every monitor of the workspace
-    Column("kind", String(16), nullable=False),  # "once" or "weekly"
+    Column("kind", String(16), nullable=False),  # "once", "weekly" or "cron"
     Column("starts_at", UtcDateTime, nullable=True),
     Column("ends_at", UtcDateTime, nullable=True),
     Column("days", JSON, nullable=True),
     Column("start_time", String(8), nullable=True),
     Column("duration_minutes", Integer, nullable=True),
+    Column("cron", String(200), nullable=True),
     Column("timezone", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_maintenance_windows_tenant", "tenant", "created_at"),
