@@ -11,7 +11,9 @@ compaction watermark (set to the current hour, so the readers take them as folde
 intervals (up, with a short down episode on one monitor in ten). Then it starts the process
 again, logs in through the page with the admin token, and per run opens the overview in a fresh
 navigation and measures, from navigation start (performance.timeOrigin): the first table rows
-shown, and the table answering a typed filter (the search box narrowed to one monitor). Also
+shown (the page asks for its first page alone), the table answering a typed filter (the search
+box narrowed to the last monitor by name, which the page asks the API for while the rest still
+loads), and every monitor in (the counts by status shown, after the background slices). Also
 the overview API's response time and size, fetched directly. Load goes to 127.0.0.1 only; the
 data dir is removed at the end. Target (issue 7): interactive in under 1 second.
 """
@@ -189,7 +191,7 @@ def cell(
         "latency_sum": base_ms * (50 + 12 + 8) * count / 60,
         "phase_sums": {"connect": 1.0 * count, "ttfb": base_ms * count * 0.8},
         "phase_counts": {"connect": count, "ttfb": count},
-        "histogram": histogram.to_json(),
+        "histogram": histogram.to_bytes(),
     }
 
 
@@ -223,6 +225,8 @@ FIRST_ROWS = """() => document.querySelectorAll('tr[data-monitor]').length > 0
     && (window.__firstRows ??= performance.now())"""
 FILTERED = """(name) => { const rows = document.querySelectorAll('tr[data-monitor]');
     return rows.length === 1 && rows[0].textContent.includes(name) && performance.now(); }"""
+ALL_IN = """() => { const count = document.querySelector('[data-testid=count-up] b');
+    return count && count.textContent !== '…' && performance.now(); }"""
 API_ENTRY = """() => { const e = performance.getEntriesByType('resource')
     .find((r) => r.name.includes('/api/v1/stats/overview'));
     return e ? [e.responseEnd - e.startTime, e.transferSize, e.decodedBodySize] : null; }"""
@@ -252,11 +256,13 @@ async def measure_browser(
                 await page.get_by_role("searchbox", name="Search").fill(probe_name)
                 handle = await page.wait_for_function(FILTERED, arg=probe_name, polling="raf")
                 interactive = await handle.json_value()
+                everything = await (await page.wait_for_function(ALL_IN, polling=100)).json_value()
                 api = await page.evaluate(API_ENTRY) or [float("nan"), 0, 0]
                 figures.append(
                     {
                         "first_rows": first / 1000,
                         "interactive": interactive / 1000,
+                        "all_in": everything / 1000,
                         "api": api[0] / 1000,
                         "transfer": api[1],
                         "decoded": api[2],
@@ -264,7 +270,7 @@ async def measure_browser(
                 )
                 print(
                     f"run {run + 1}: first rows {first:.0f} ms, interactive {interactive:.0f} ms, "
-                    f"overview request {api[0]:.0f} ms"
+                    f"every monitor in {everything:.0f} ms, first page request {api[0]:.0f} ms"
                 )
         finally:
             await browser.close()
@@ -343,6 +349,7 @@ def main_run(args: argparse.Namespace) -> None:
     interactive = [run["interactive"] for run in browser]
     first_rows = [run["first_rows"] for run in browser]
     in_page_api = [run["api"] for run in browser]
+    all_in = [run["all_in"] for run in browser]
     direct = [run[0] for run in api_runs]
     size, encoding, raw = api_runs[-1][1], api_runs[-1][2], api_runs[-1][3]
     items = json.loads(gzip.decompress(raw) if encoding == "gzip" else raw)["items"]
@@ -367,7 +374,8 @@ def main_run(args: argparse.Namespace) -> None:
             f"{max(interactive):.3f} s",
             f"< {TARGET_S:.0f} s  ratio {max(interactive) / TARGET_S:.2f}",
         ),
-        ("overview request in page, p50", f"{p50(in_page_api):.3f} s", ""),
+        ("every monitor in (counts shown), p50", f"{p50(all_in):.3f} s", ""),
+        ("first page request in page, p50", f"{p50(in_page_api):.3f} s", ""),
         ("overview API direct, p50 / max", f"{p50(direct):.3f} / {max(direct):.3f} s", ""),
         (
             "overview API first page (limit=50), p50",
@@ -375,7 +383,7 @@ def main_run(args: argparse.Namespace) -> None:
             "",
         ),
         ("overview API size on the wire", f"{size / 1024:.0f} KiB ({encoding})", ""),
-        ("overview body decoded (in page)", f"{browser[-1]['decoded'] / 1024:.0f} KiB", ""),
+        ("first page body decoded (in page)", f"{browser[-1]['decoded'] / 1024:.0f} KiB", ""),
     ]
     print()
     width = max(len(r[0]) for r in rows)

@@ -9,7 +9,7 @@ A year of minute cells for 1,000 monitors is 525 million rows; the service itsel
 that: compaction folds minute cells into hour and day cells behind a watermark and retention
 drops minute cells after 7 days. So the data is generated the way the system keeps it: day and
 hour cells for the year (--hour-days; the service's default hour retention is 90 days, the
-issue asks for a year), minute cells for the recent week (--minute-days), the watermark 64 minutes
+issue asks for a year), minute cells for the recent week (--minute-days), the watermark 6 minutes
 before "now" (the most minute cells a reader ever meets after compaction), a status
 timeline with incidents per monitor, and the monitors projection. Rows are written with COPY
 (asyncpg) into a database migrated by the service's own Alembic tree, then ANALYZEd. Cells take
@@ -63,9 +63,11 @@ from pingtower.statistics.store.watermark import NAME as WATERMARK
 
 TENANT = "bench"
 NOW = datetime(2026, 11, 10, 12, 4, tzinfo=UTC)
-# The watermark at its furthest behind: compaction folds an hour once it ended 5 minutes ago
-# (compact_grace), so at 12:04 the hour 11:00-12:00 is still in minute cells.
-FOLDED = datetime(2026, 11, 10, 11, tzinfo=UTC)
+# The watermark at its furthest behind: compaction runs every minute and folds up to the last
+# minute that ended 5 minutes ago (compact_grace), so at 12:04 it is at 11:59, or 11:58 just
+# before a run. The hour cell of 11:00 holds 11:00-11:58 (generated as a full hour's cell).
+FOLDED = datetime(2026, 11, 10, 11, 58, tzinfo=UTC)
+FOLDED_HOUR = datetime(2026, 11, 10, 11, tzinfo=UTC)
 MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 TARGET_OVERVIEW_MS = 300.0
 TARGET_SINGLE_MS = 50.0
@@ -92,7 +94,7 @@ ROLLUP_COLUMNS = (
 
 def cell_pool(checks: int, rng: random.Random) -> list[str]:
     """POOL cells of `checks` checks each, as the tail of a CSV line: up, degraded, down,
-    latency_count, min, max, sum, phase_sums, phase_counts, histogram (the JSON as text)."""
+    latency_count, min, max, sum, phase_sums, phase_counts (JSON), histogram (bytes)."""
     pool = []
     for _ in range(POOL):
         down = 1 if checks > 1 and rng.random() < 0.3 else 0
@@ -117,7 +119,7 @@ def cell_pool(checks: int, rng: random.Random) -> list[str]:
                 total,
                 json.dumps(sums),
                 json.dumps(dict.fromkeys(PHASES, n)),
-                json.dumps(histogram.to_json()),
+                "\\x" + histogram.to_bytes().hex(),  # bytea in COPY's hex form
             )
         )
         pool.append(line.getvalue())
@@ -144,7 +146,8 @@ def timeline(
     """Status intervals (up, down, up, ...; the last one open) and one incident per down."""
     year = (NOW - start).total_seconds()
     starts = sorted(rng.uniform(0, year - 7200) for _ in range(incidents_per_year))
-    intervals, found = [], []
+    intervals: list[tuple[Any, ...]] = []
+    found: list[tuple[Any, ...]] = []
     at = start
     for offset in starts:
         down_at = start + timedelta(seconds=offset)
@@ -166,17 +169,17 @@ async def generate(dsn: str, args: argparse.Namespace, monitors: int, full: int)
         "hour": cell_pool(60, rng),
         "day": cell_pool(1440, rng),
     }
-    hour_start = FOLDED - timedelta(days=args.hour_days)
+    hour_start = FOLDED_HOUR - timedelta(days=args.hour_days)
     times = {
         # the last one is today's: it starts at midnight and holds [00:00, FOLDED)
-        "day": span(FOLDED.replace(hour=0) - timedelta(days=364), FOLDED + DAY, DAY),
-        "hour": span(hour_start, FOLDED, HOUR),
+        "day": span(FOLDED_HOUR.replace(hour=0) - timedelta(days=364), FOLDED + DAY, DAY),
+        "hour": span(hour_start, FOLDED_HOUR + HOUR, HOUR),
         "minute": span(NOW - timedelta(days=args.minute_days), NOW, MINUTE),
     }
     # the other monitors: only what the overview reads (and the year of day cells)
     recent = {
         "day": times["day"],
-        "hour": span(FOLDED - 2 * DAY, FOLDED, HOUR),
+        "hour": span(FOLDED_HOUR - 2 * DAY, FOLDED_HOUR + HOUR, HOUR),
         "minute": span(FOLDED - 2 * HOUR, NOW, MINUTE),
     }
     ids = [uuid.UUID(int=i + 1, version=4) for i in range(monitors)]
@@ -237,7 +240,7 @@ async def generate(dsn: str, args: argparse.Namespace, monitors: int, full: int)
 
         writers = [asyncio.create_task(writer()) for _ in range(2)]
         for index, m in enumerate(ids):
-            lines = []
+            lines: list[str] = []
             for resolution, starts in (stamps if index < full else few).items():
                 pool = pools[resolution]
                 head = f"{m},eu,{resolution},"

@@ -24,6 +24,7 @@ from pingtower.common.settings import Settings
 from pingtower.statistics.api.reports import build_report_router
 from pingtower.statistics.api.routes import build_router
 from pingtower.statistics.api.slos import build_slo_router
+from pingtower.statistics.api.status_page import build_status_page_router
 from pingtower.statistics.domain.rollups import Resolution, floor_to
 from pingtower.statistics.domain.uptime import uptime
 from pingtower.statistics.metrics import MONITORS, MonitorSample
@@ -110,6 +111,7 @@ class StatisticsService(Component):
             build_router(self.sessions, clock, self.latency),
             build_slo_router(self.sessions, clock),
             build_report_router(self.sessions, clock),
+            build_status_page_router(self.sessions, clock),
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -164,10 +166,10 @@ class StatisticsService(Component):
             await partitions.ensure(session, self.clock().date())
 
     async def compact(self) -> int:
-        """Fold minute cells into hour and day cells up to the last hour that ended at least
-        `compact_grace` ago (results still arriving for it then go in as late ones), one hour
-        per short transaction; returns how many steps moved the watermark."""
-        until = floor_to(self.clock() - self.compact_grace, Resolution.HOUR.length)
+        """Fold minute cells into hour and day cells up to the last minute that ended at least
+        `compact_grace` ago (results still arriving for it then go in as late ones), at most one
+        hour per short transaction; returns how many steps moved the watermark."""
+        until = floor_to(self.clock() - self.compact_grace, Resolution.MINUTE.length)
         folded = 0
         for _ in range(100_000):  # bounded: ~11 years of hours with data per run
             async with self.sessions() as session, session.begin():

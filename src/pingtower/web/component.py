@@ -1,5 +1,6 @@
 """The WebUi component: the dashboard shell at `/`, its assets at `/static`, the public status
-page at `/status/{workspace}`, and the live stream at `/api/v1/events/stream`."""
+page at `/status/{workspace}`, the live stream at `/api/v1/events/stream`, and which login the
+dashboard uses at `/api/v1/web/config`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, Field
 
 from pingtower.common.events import Envelope
 from pingtower.common.http.problems import not_found
@@ -21,6 +24,7 @@ from pingtower.common.messaging.bus import Bus
 from pingtower.common.runtime import Component
 from pingtower.common.security import Principal, require
 from pingtower.web.domain.fanout import Fanout, LiveEvent
+from pingtower.web.domain.login import LoginConfig, security_headers
 from pingtower.web.domain.statuspage import StatusBoard, overall
 
 log = structlog.get_logger(__name__)
@@ -43,22 +47,36 @@ LIVE_DROPPED = Counter(
     "pingtower_web_live_dropped_total", "Events dropped because a live stream was too slow"
 )
 
-# The shell loads nothing from another origin; the CSP makes a mistake there visible at once.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
+
+class OidcClient(BaseModel):
+    issuer: str = Field(description="The issuer's URL as the browser reaches it.")
+    client_id: str = Field(description="Public client: authorization code flow with PKCE (S256).")
+    scopes: str = Field(description="Scopes to ask for, space-separated.")
+    api_client: str = Field(
+        description="The API's client: its client roles in the access token are PingTower roles."
+    )
+    workspace_claim: str = Field(description="The access-token claim holding the workspace.")
+
+
+class WebConfig(BaseModel):
+    login: Literal["builtin", "oidc"] = Field(
+        description="`builtin`: PingTower's own login (POST /api/v1/auth/login). `oidc`: log in "
+        "at the issuer below."
+    )
+    oidc: OidcClient | None = None
 
 
 class WebUi(Component):
     name = "web"
 
-    def __init__(self, bus: Bus, *, queue_capacity: int = 256) -> None:
+    def __init__(
+        self, bus: Bus, *, queue_capacity: int = 256, login: LoginConfig | None = None
+    ) -> None:
         self.bus = bus
         self.fanout = Fanout(queue_capacity)
         self.board = StatusBoard()
+        self.login = login or LoginConfig()
+        self.security_headers = security_headers(self.login.connect_sources())
 
     async def on_events(self, envelopes: Sequence[Envelope]) -> None:
         """Fast and never raises: the in-process bus waits for it before a publish returns."""
@@ -92,7 +110,7 @@ class WebUi(Component):
 
     @property
     def routers(self) -> Sequence[APIRouter]:
-        return (self._live_router(),)
+        return (self._live_router(), self._config_router())
 
     @property
     def root_routers(self) -> Sequence[APIRouter]:
@@ -143,13 +161,28 @@ class WebUi(Component):
 
         return router
 
+    def _config_router(self) -> APIRouter:
+        router = APIRouter(prefix="/web", tags=["web"])
+        config = WebConfig.model_validate(self.login.public())
+
+        @router.get(
+            "/config",
+            summary="Which login the dashboard uses (public: the browser asks before logging in)",
+        )
+        async def web_config(response: Response) -> WebConfig:
+            response.headers["Cache-Control"] = "no-cache"
+            return config
+
+        return router
+
     def _pages_router(self) -> APIRouter:
         router = APIRouter(include_in_schema=False)
         board = self.board
+        headers = self.security_headers
 
         def page(name: str) -> HTMLResponse:
             html = (STATIC / name).read_text()
-            return HTMLResponse(html, headers={"Cache-Control": SHELL_CACHE, **SECURITY_HEADERS})
+            return HTMLResponse(html, headers={"Cache-Control": SHELL_CACHE, **headers})
 
         @router.get("/")
         async def shell() -> HTMLResponse:
@@ -161,7 +194,7 @@ class WebUi(Component):
             path = STATIC / name
             if "/" in name or name.startswith(".") or not path.is_file():
                 raise not_found("asset")
-            return FileResponse(path, headers={"Cache-Control": ASSET_CACHE, **SECURITY_HEADERS})
+            return FileResponse(path, headers={"Cache-Control": ASSET_CACHE, **headers})
 
         @router.get("/status/{workspace}")
         async def status_page(workspace: str) -> HTMLResponse:
@@ -179,6 +212,7 @@ class WebUi(Component):
                 "overall": overall(monitors),
                 "monitors": [
                     {
+                        "monitor_id": str(m.monitor_id),
                         "name": m.name,
                         "group": m.group,
                         "status": m.status.value,
@@ -193,14 +227,6 @@ class WebUi(Component):
                         ),
                     }
                     for m in monitors
-                ],
-                "past_incidents": [
-                    {
-                        "name": i.name,
-                        "started_at": i.started_at.isoformat(),
-                        "resolved_at": i.resolved_at.isoformat(),
-                    }
-                    for i in board.past_incidents(workspace)
                 ],
             }
             return JSONResponse(body, headers={"Cache-Control": "public, max-age=10"})

@@ -54,6 +54,7 @@ def public(reason: str) -> Rule:
 
 PING = "heartbeat pings authenticate by the monitor's unguessable key in the URL, not a login"
 BADGE = "status badges are embedded in READMEs; only monitors marked public answer, others 404"
+STATUS_PAGE = "the public status page is read without a login; only public monitors are on it"
 
 RULES: dict[tuple[str, str], Rule] = {
     # --- outside /api/v1: operations of the process, not of a workspace -----------------------
@@ -140,8 +141,15 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/stats/badges/{monitor_id}/status.svg"): public(BADGE),
     ("GET", "/api/v1/stats/badges/{monitor_id}/uptime.svg"): public(BADGE),
     ("GET", "/api/v1/stats/badges/{monitor_id}/response-time.svg"): public(BADGE),
+    ("GET", "/api/v1/stats/public/{workspace}/status-page"): public(STATUS_PAGE),
+    ("GET", "/api/v1/stats/public/{workspace}/logo"): public(STATUS_PAGE),
+    ("GET", "/api/v1/stats/status-page"): viewer(),
+    ("PUT", "/api/v1/stats/status-page"): admin(),
+    ("PUT", "/api/v1/stats/status-page/logo"): admin(),
+    ("DELETE", "/api/v1/stats/status-page/logo"): admin(),
     # --- the web UI's live stream -------------------------------------------------------------
     ("GET", "/api/v1/events/stream"): Rule("viewer", streaming=True),
+    ("GET", "/api/v1/web/config"): public("which login to use: the browser asks before it has one"),
 }
 
 # Routes that break their rule today, with the defect; the sweep marks them xfail(strict=True)

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from pingtower.common.events import Envelope
+from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.service import Retention
 from pingtower.statistics.store import tables
 from pingtower.statistics.store.watermark import folded_until
@@ -69,7 +71,8 @@ async def test_results_are_written_as_minute_cells_and_folded_into_hours_and_day
 
     assert await stats.service.compact() >= 1
     async with stats.service.sessions() as session:
-        assert await folded_until(session) == NOV10 + 9 * H
+        # up to the last minute that ended compact_grace (5 minutes) ago
+        assert await folded_until(session) == NOV10 + 10 * H - 5 * M
     stored = await cells(stats)
     assert stored["hour"] == (2, 60, 60)  # one hour cell per region
     assert stored["day"] == (2, 60, 60)
@@ -149,3 +152,59 @@ async def test_compaction_running_beside_ingest_loses_and_doubles_nothing(
     await stats.service.compact()
     stored = await cells(stats)
     assert stored["minute"][1] == stored["hour"][1] == stored["day"][1] == 60
+
+
+async def test_an_hour_folded_in_part_reads_the_same_and_takes_late_results_once(
+    early_stats: Harness,
+) -> None:
+    stats = early_stats
+    await feed(stats, everything())
+    stats.clock.now = NOV10 + 8 * H + 40 * M
+    before = await figures(stats)
+    assert await stats.service.compact() >= 1
+    async with stats.service.sessions() as session:
+        # the watermark stops inside the hour: 08:00-08:35 folded, the rest still minutes
+        assert await folded_until(session) == NOV10 + 8 * H + 35 * M
+    assert await figures(stats) == before
+
+    late = check(10, 1000.0).model_copy(
+        update={"check_id": uuid.uuid4(), "finished_at": NOV10 + 8 * H + 20 * M}
+    )
+    await feed(stats, [wrap(late)])
+    stats.clock.now = NOV10 + 10 * H
+    await stats.service.compact()  # folds the rest of 08:xx, which must not add it again
+    stored = await cells(stats)
+    assert stored["minute"][1] == stored["hour"][1] == stored["day"][1] == 61
+    day = {"from": NOV10.isoformat(), "to": (NOV10 + 24 * H).isoformat()}
+    uptime = await get(stats, f"/monitors/{SHOP}/uptime", **day)
+    assert uptime["checks"] == 61
+    (hour,) = [
+        p
+        for p in (await get(stats, f"/monitors/{SHOP}/timeseries", step="1h", **day))["points"]
+        if p["checks"]
+    ]
+    assert (hour["at"], hour["checks"], hour["max_ms"]) == ("2026-11-10T08:00:00Z", 61, 1000.0)
+
+
+async def test_two_consumers_adding_to_the_same_cells_lose_nothing(early_stats: Harness) -> None:
+    stats = early_stats
+    await feed(stats, everything()[:-60])  # monitors, timelines, incidents: no checks yet
+
+    def result(i: int) -> Envelope:
+        # three minute cells of one region, so both consumers keep meeting each other's rows
+        event = check(i % 3, 10.0 + i).model_copy(update={"check_id": uuid.uuid4(), "region": "eu"})
+        return wrap(event)
+
+    batches = [[result(4 * b + j) for j in range(4)] for b in range(40)]
+
+    async def consumer(mine: list[list[Envelope]]) -> None:
+        for batch in mine:
+            await stats.service.handler(batch)
+
+    await asyncio.gather(consumer(batches[0::2]), consumer(batches[1::2]))
+    assert await cells(stats) == {"minute": (3, 160, 160)}
+    r = tables.rollups.c
+    async with stats.service.sessions() as session:
+        stored = (await session.execute(select(r.histogram, r.latency_max))).all()
+    assert sum(Histogram.from_bytes(row.histogram).count for row in stored) == 160
+    assert max(row.latency_max for row in stored) == 10.0 + 159

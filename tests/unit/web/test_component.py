@@ -122,7 +122,10 @@ async def test_the_status_page_needs_no_login_and_lists_public_monitors_only(
     assert page.status_code == 200
     assert "/static/status.js" in page.text
     assert summary["overall"] == "major_outage"
-    assert [(m["name"], m["status"]) for m in summary["monitors"]] == [("API", "down")]
+    assert [(m["monitor_id"], m["name"], m["status"]) for m in summary["monitors"]] == [
+        (str(public), "API", "down")
+    ]
+    assert "past_incidents" not in summary, "Statistics serves the history"
     assert other["monitors"] == []
 
 

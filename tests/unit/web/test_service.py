@@ -15,7 +15,7 @@ from pingtower.web.service import build
 def test_the_web_role_builds_the_dashboard_component() -> None:
     [component] = build(Settings(), InProcessBus(), ["web"])
     assert isinstance(component, WebUi)
-    assert [router.prefix for router in component.routers] == ["/events"]
+    assert [router.prefix for router in component.routers] == ["/events", "/web"]
 
 
 def test_other_roles_get_no_dashboard() -> None:

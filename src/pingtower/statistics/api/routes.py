@@ -3,12 +3,14 @@ the caller's workspace, and another workspace's monitor answers 404."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pingtower.common.events import Status
@@ -28,7 +30,6 @@ from pingtower.statistics.api.schemas import (
     IncidentPage,
     Overview,
     OverviewItem,
-    Point,
     Timeseries,
     Uptime,
 )
@@ -45,6 +46,7 @@ from pingtower.statistics.store import queries
 from pingtower.statistics.store.figures import window_figures
 
 MAX_POINTS = 2000
+T = TypeVar("T")
 SortKey = Literal[
     "name", "status", "since", "uptime_24h", "uptime_30d", "p95_24h_ms", "last_check_at"
 ]
@@ -70,12 +72,20 @@ def build_router(
     async def overview_items(rows: Sequence[Any], now: datetime) -> list[OverviewItem]:
         day, month = now - timedelta(hours=24), now - timedelta(days=30)
         ids = [row.monitor_id for row in rows]
-        async with sessions() as session:
-            current = await queries.current_statuses(session, ids)
-            timelines = await queries.timelines(session, ids, month, now)
-            cached = latency.fresh(now) if latency is not None else {}
-            unknown = [m for m in ids if m not in cached]
-            live = await queries.recent_histograms(session, unknown, day, now)
+        cached = latency.fresh(now) if latency is not None else {}
+        unknown = [m for m in ids if m not in cached]
+
+        async def read(query: Callable[[AsyncSession], Awaitable[T]]) -> T:
+            async with sessions() as session:
+                return await query(session)
+
+        # Three connections at once: the database answers one query while this process
+        # decodes another's rows (the histograms of a thousand monitors take the longest).
+        current, timelines, live = await asyncio.gather(
+            read(lambda session: queries.current_statuses(session, ids)),
+            read(lambda session: queries.timelines(session, ids, month, now)),
+            read(lambda session: queries.recent_histograms(session, unknown, day, now)),
+        )
         p95 = {**cached, **{m: h.quantile(0.95) for m, h in live.items()}}
         items = []
         for row in rows:
@@ -111,7 +121,7 @@ def build_router(
             int | None, Query(ge=1, le=1000, description="Page size; all monitors when absent")
         ] = None,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    ) -> Overview:
+    ) -> Response:
         """Offset pagination with a total: the order is by computed figures (uptime, p95), which
         no keyset in the database follows. Sorted by name and not filtered by status, only the
         page's monitors get their figures computed; otherwise all are, then sorted and cut.
@@ -142,13 +152,15 @@ def build_router(
             total = len(items)
             items = items[offset:][:limit]
         following = offset + len(items)
-        return Overview(
-            generated_at=now,
-            items=items,
-            total=total,
-            offset=offset,
-            limit=limit,
-            next_offset=following if following < total else None,
+        return as_json(
+            Overview(
+                generated_at=now,
+                items=items,
+                total=total,
+                offset=offset,
+                limit=limit,
+                next_offset=following if following < total else None,
+            )
         )
 
     @router.get(
@@ -236,7 +248,7 @@ def build_router(
         end: To = None,
         step: Annotated[str, Query(description="Bucket length: 1m, 5m, 1h, 1d...")] = "1h",
         region: Annotated[str | None, Query(max_length=100, description="One region only")] = None,
-    ) -> Timeseries:
+    ) -> Response:
         now = clock()
         try:
             length = windows.parse_step(step)
@@ -251,35 +263,48 @@ def build_router(
             await owned(session, principal, monitor_id)
             buckets = await queries.step_cells(session, monitor_id, lo, hi, length, region)
         points = [point(first + i * length, buckets.get(first + i * length)) for i in range(count)]
-        return Timeseries(
-            monitor_id=monitor_id,
-            start=lo,
-            end=hi,
-            step_seconds=int(length.total_seconds()),
-            resolution=resolution_for_step(length).value,
-            relative_error=ALPHA,
-            points=points,
+        # Validated in one call (pydantic-core) rather than point by point: up to 2,000 points.
+        return as_json(
+            Timeseries.model_validate(
+                {
+                    "monitor_id": monitor_id,
+                    "start": lo,
+                    "end": hi,
+                    "step_seconds": int(length.total_seconds()),
+                    "resolution": resolution_for_step(length).value,
+                    "relative_error": ALPHA,
+                    "points": points,
+                }
+            )
         )
 
     return router
 
 
-def point(at: datetime, cell: Cell | None) -> Point:
+def as_json(body: BaseModel) -> Response:
+    """The body serialised once. Returned as a model, FastAPI would dump it to a dict and
+    validate that again against the response model: for a 2,000-point series, more than the
+    query costs. The route keeps `response_model` for its OpenAPI schema."""
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+def point(at: datetime, cell: Cell | None) -> dict[str, Any]:
+    """The fields of a `Point`."""
     cell = cell or Cell()
-    h = cell.histogram
-    return Point(
-        at=at,
-        checks=cell.checks,
-        up=cell.up,
-        degraded=cell.degraded,
-        down=cell.down,
-        success_ratio=success_ratio(cell.successful, cell.checks),
-        min_ms=cell.latency_min,
-        max_ms=cell.latency_max,
-        mean_ms=cell.mean,
-        p50_ms=h.quantile(0.5),
-        p90_ms=h.quantile(0.9),
-        p95_ms=h.quantile(0.95),
-        p99_ms=h.quantile(0.99),
-        phases_ms=cell.phase_means(),
-    )
+    p50, p90, p95, p99 = cell.histogram.quantiles((0.5, 0.9, 0.95, 0.99))
+    return {
+        "at": at,
+        "checks": cell.checks,
+        "up": cell.up,
+        "degraded": cell.degraded,
+        "down": cell.down,
+        "success_ratio": success_ratio(cell.successful, cell.checks),
+        "min_ms": cell.latency_min,
+        "max_ms": cell.latency_max,
+        "mean_ms": cell.mean,
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "phases_ms": cell.phase_means(),
+    }

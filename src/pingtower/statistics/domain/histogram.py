@@ -6,26 +6,56 @@ within α (1%) of the exact quantile of the values added, and merging two histog
 their counts: the figure for a year costs the same as the figure for an hour, and a late result
 simply adds one more count. Values at or below MIN_VALUE (sub-microsecond latencies in ms) share
 one zero bucket reported as 0.
+
+Counts are held densely, from the lowest bucket in use to the highest, in an `array`: latencies
+of one monitor span a few hundred buckets at most (every factor of e is 50 buckets), so merging
+is adding two arrays element-wise (a C loop through `map`) rather than a dict update per bucket.
+The stored form (`to_bytes`) decodes with one `struct` call, and many stored forms are added as
+big integers (`from_bytes_many`). The span is bounded whatever the input: keys run from −345
+(MIN_VALUE) to about 35,500 (the largest float).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import struct
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import accumulate
+from operator import add
 
 ALPHA = 0.01
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
 _LOG_GAMMA = math.log(GAMMA)
 MIN_VALUE = 1e-3
-ZERO_KEY = "z"
+
+# Stored form, little-endian: format version (1), zero-bucket count, sum of the other counts,
+# key of the first dense bucket, then one unsigned 32-bit count per bucket. A stored cell covers
+# at most a day, so its counts fit 32 bits.
+FORMAT = 1
+_HEADER = struct.Struct("<Bqqi")
+_COUNT_SIZE = 4
+_FIELD_BITS = 8 * _COUNT_SIZE
+
+
+class EncodingError(ValueError):
+    """Bytes that are not a histogram in the stored form."""
 
 
 class Histogram:
-    __slots__ = ("buckets", "zero")
+    __slots__ = ("counts", "offset", "zero")
 
     def __init__(self, buckets: Mapping[int, int] | None = None, zero: int = 0) -> None:
-        self.buckets: dict[int, int] = dict(buckets or {})
         self.zero = zero
+        self.offset = 0  # key of counts[0]
+        self.counts = array("q")
+        if not buckets:
+            return
+        for k, n in sorted(buckets.items()):
+            if n:
+                self._widen(k, k + 1)
+                self.counts[k - self.offset] += n
 
     @staticmethod
     def key(value: float) -> int:
@@ -36,8 +66,26 @@ class Histogram:
         return 2 * GAMMA**key / (GAMMA + 1)
 
     @property
+    def buckets(self) -> dict[int, int]:
+        """The non-empty buckets, key -> count."""
+        return {self.offset + i: n for i, n in enumerate(self.counts) if n}
+
+    @property
     def count(self) -> int:
-        return self.zero + sum(self.buckets.values())
+        return self.zero + sum(self.counts)
+
+    def _widen(self, lo: int, hi: int) -> None:
+        """Make the dense counts cover keys [lo, hi)."""
+        if not self.counts:
+            self.offset = lo
+            self.counts = array("q", bytes(8 * (hi - lo)))
+            return
+        if lo < self.offset:
+            self.counts[0:0] = array("q", bytes(8 * (self.offset - lo)))
+            self.offset = lo
+        end = self.offset + len(self.counts)
+        if hi > end:
+            self.counts.extend(array("q", bytes(8 * (hi - end))))
 
     def add(self, value: float, count: int = 1) -> None:
         if math.isnan(value):
@@ -46,75 +94,128 @@ class Histogram:
             self.zero += count
             return
         k = self.key(value)
-        self.buckets[k] = self.buckets.get(k, 0) + count
+        self._widen(k, k + 1)
+        self.counts[k - self.offset] += count
 
     def extend(self, values: Iterable[float]) -> None:
         for value in values:
             self.add(value)
 
+    def _add_dense(self, offset: int, counts: Sequence[int]) -> None:
+        if not counts:
+            return
+        if not self.counts:
+            self.offset = offset
+            self.counts = array("q", counts)
+            return
+        self._widen(offset, offset + len(counts))
+        lo = offset - self.offset
+        if len(counts) == 1:  # a minute cell, most often: one bucket
+            self.counts[lo] += counts[0]
+            return
+        hi = lo + len(counts)
+        self.counts[lo:hi] = array("q", map(add, self.counts[lo:hi], counts))
+
     def merge(self, other: Histogram) -> None:
         self.zero += other.zero
-        for k, n in other.buckets.items():
-            self.buckets[k] = self.buckets.get(k, 0) + n
+        self._add_dense(other.offset, other.counts)
 
     def merged(self, other: Histogram) -> Histogram:
-        result = Histogram(self.buckets, self.zero)
+        result = Histogram(zero=self.zero)
+        result._add_dense(self.offset, self.counts)
         result.merge(other)
         return result
 
+    def quantiles(self, qs: Sequence[float]) -> list[float | None]:
+        """The value of rank ⌊q·(n−1)⌋ (0-based) among the values added, for each q, within α;
+        None each if empty. One pass over the buckets for all of them."""
+        for q in qs:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError("quantile must be within [0, 1]")
+        running = list(accumulate(self.counts, initial=self.zero))
+        n = running[-1]
+        if n == 0:
+            return [None for _ in qs]
+        found: list[float | None] = []
+        for q in qs:
+            rank = math.floor(q * (n - 1))
+            # running[i] counts the values below bucket i of counts; the zero bucket comes first
+            i = bisect_right(running, rank)
+            found.append(0.0 if i == 0 else self.representative(self.offset + i - 1))
+        return found
+
     def quantile(self, q: float) -> float | None:
         """The value of rank ⌊q·(n−1)⌋ (0-based) among the values added, within α; None if empty."""
-        if not 0.0 <= q <= 1.0:
-            raise ValueError("quantile must be within [0, 1]")
-        n = self.count
-        if n == 0:
-            return None
-        rank = math.floor(q * (n - 1))
-        if rank < self.zero:
-            return 0.0
-        seen = self.zero
-        for k in sorted(self.buckets):
-            seen += self.buckets[k]
-            if seen > rank:
-                return self.representative(k)
-        raise AssertionError("rank beyond the histogram's count")  # pragma: no cover
+        return self.quantiles((q,))[0]
 
-    def to_json(self) -> dict[str, int]:
-        """Bucket counts keyed by bucket index as text (JSON object keys), zero bucket as 'z'."""
-        data = {str(k): n for k, n in self.buckets.items() if n}
-        if self.zero:
-            data[ZERO_KEY] = self.zero
-        return data
+    def to_bytes(self) -> bytes:
+        """The stored form, trimmed to the buckets in use."""
+        counts = self.counts
+        lo, hi = 0, len(counts)
+        while lo < hi and not counts[lo]:
+            lo += 1
+        while hi > lo and not counts[hi - 1]:
+            hi -= 1
+        used = counts[lo:hi]
+        header = _HEADER.pack(FORMAT, self.zero, sum(used), self.offset + lo if used else 0)
+        return header + struct.pack(f"<{len(used)}I", *used)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, int] | None) -> Histogram:
-        histogram = cls()
-        for k, n in (data or {}).items():
-            if k == ZERO_KEY:
-                histogram.zero += int(n)
-            else:
-                histogram.buckets[int(k)] = histogram.buckets.get(int(k), 0) + int(n)
-        return histogram
+    def from_bytes(cls, data: bytes | None) -> Histogram:
+        return cls.from_bytes_many((data,))
 
     @classmethod
-    def from_json_many(cls, items: Iterable[Mapping[str, int] | None]) -> Histogram:
-        """One histogram from many stored ones: bucket counts are added while still keyed by
-        text and turned into numbers once, which is what makes reading thousands of rollup
-        cells cheap."""
-        totals: dict[str, int] = {}
-        get = totals.get
+    def from_bytes_many(cls, items: Iterable[bytes | None]) -> Histogram:
+        """One histogram from many stored ones; empty bytes (or None) count as an empty
+        histogram.
+
+        The counts of each one are read as one integer of 32-bit fields (`int.from_bytes`),
+        shifted to its first bucket and added: Python adds big integers in C, so a part costs
+        about a microsecond whatever its width, against a Python-level loop per bucket. No field
+        can carry into the next while the counts of all parts together stay below 2^32 (they are
+        checked: the header holds each part's sum); beyond that they are added as arrays."""
+        parts: list[tuple[int, int, bytes]] = []
+        zero = total = 0
+        lo = hi = None
         for data in items:
-            if data:
-                for k, n in data.items():
-                    totals[k] = get(k, 0) + n
-        return cls.from_json(totals)
+            if not data:
+                continue
+            if len(data) < _HEADER.size or (len(data) - _HEADER.size) % _COUNT_SIZE:
+                raise EncodingError(f"histogram of {len(data)} bytes")
+            version, part_zero, part_total, offset = _HEADER.unpack_from(data)
+            if version != FORMAT:
+                raise EncodingError(f"histogram format {version}")
+            zero += part_zero
+            n = (len(data) - _HEADER.size) // _COUNT_SIZE
+            if not n:
+                continue
+            total += part_total
+            parts.append((offset, n, data))
+            lo = offset if lo is None else min(lo, offset)
+            hi = offset + n if hi is None else max(hi, offset + n)
+        histogram = cls(zero=zero)
+        if lo is None or hi is None:
+            return histogram
+        if len(parts) == 1 or total >= 1 << _FIELD_BITS:
+            for offset, n, data in parts:
+                histogram._add_dense(offset, struct.unpack_from(f"<{n}I", data, _HEADER.size))
+            return histogram
+        summed = 0
+        for offset, _, data in parts:
+            counts = int.from_bytes(memoryview(data)[_HEADER.size :], "little")
+            summed += counts << (_FIELD_BITS * (offset - lo))
+        width = hi - lo
+        histogram.offset = lo
+        histogram.counts = array(
+            "q", struct.unpack(f"<{width}I", summed.to_bytes(width * _COUNT_SIZE, "little"))
+        )
+        return histogram
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Histogram)
             and self.zero == other.zero
-            and {k: n for k, n in self.buckets.items() if n}
-            == {k: n for k, n in other.buckets.items() if n}
+            and self.buckets == other.buckets
         )
 
     def __repr__(self) -> str:

@@ -2,11 +2,13 @@
 
 Ingest writes one minute cell per result (the costly hour and day upserts, which hit the same
 hot rows batch after batch, are gone from the ingest path). Compaction then adds the minute
-cells of [watermark, next hour) to their hour and day cells and moves the watermark, in one
-transaction, so a rerun after a crash folds nothing twice. A result that arrives for a time
+cells of [watermark, until) to their hour and day cells and moves the watermark, at most one
+hour per transaction, so a rerun after a crash folds nothing twice. The watermark moves by
+whole minutes: an hour cell may hold only the first minutes of its hour, and readers use it
+as such (domain.rollups.cover, queries.recent_histograms), so a reader meets at most a few
+minute cells after it rather than up to an hour of them. A result that arrives for a time
 before the watermark is added to all three resolutions at ingest (see ingest._cells), so late
-results still land. Readers use hour and day cells only before the watermark, minute cells
-after it (domain.rollups.cover).
+results still land.
 
 On PostgreSQL, ingest holds the watermark row FOR SHARE while it writes cells and compaction
 takes it FOR UPDATE: a fold never misses a minute cell written by a transaction that read the
@@ -30,9 +32,9 @@ from pingtower.statistics.store.watermark import folded_until, move
 
 
 async def fold_next_hour(session: AsyncSession, until: datetime) -> datetime | None:
-    """Fold the minute cells of the first hour at or after the watermark that has any (and is
-    before `until`, an hour boundary) into hour and day cells; move the watermark past it.
-    Returns the new watermark, or None when it had already reached `until`."""
+    """Fold the minute cells from the first one at or after the watermark to the end of its
+    hour (or to `until`, a minute boundary, if sooner) into hour and day cells; move the
+    watermark there. Returns the new watermark, or None when it had already reached `until`."""
     start = await folded_until(session, lock="update")
     if start >= until:
         return None
@@ -52,7 +54,7 @@ async def fold_next_hour(session: AsyncSession, until: datetime) -> datetime | N
     rows = await session.execute(
         select(r).where(
             r.c.resolution == Resolution.MINUTE.value,
-            r.c.bucket_start >= hour,
+            r.c.bucket_start >= first,
             r.c.bucket_start < stop,
         )
     )
@@ -62,10 +64,10 @@ async def fold_next_hour(session: AsyncSession, until: datetime) -> datetime | N
 
 
 def coarser_cells(rows: Iterable[Any]) -> dict[CellKey, tuple[str, Cell]]:
-    """Minute rows summed into their hour cells (histograms summed while still JSON), and the
-    hour cells into their day cells: every minute row is turned into a Cell once."""
+    """Minute rows summed into their hour cells (histograms decoded and summed in bulk), and
+    the hour cells into their day cells: every minute row is turned into a Cell once."""
     hours: dict[CellKey, tuple[str, Cell]] = {}
-    histograms: dict[CellKey, list[dict[str, int]]] = {}
+    histograms: dict[CellKey, list[bytes]] = {}
     for row in rows:
         key = (
             row.monitor_id,
@@ -78,7 +80,7 @@ def coarser_cells(rows: Iterable[Any]) -> dict[CellKey, tuple[str, Cell]]:
         histograms.setdefault(key, []).append(row.histogram)
     cells = dict(hours)
     for key, (tenant, hour) in hours.items():
-        hour.histogram = Histogram.from_json_many(histograms[key])
+        hour.histogram = Histogram.from_bytes_many(histograms[key])
         monitor_id, region, _, start = key
         day_key = (monitor_id, region, Resolution.DAY.value, floor_to(start, Resolution.DAY.length))
         _, day = cells.setdefault(day_key, (tenant, Cell()))

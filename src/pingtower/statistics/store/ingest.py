@@ -3,8 +3,8 @@
 Every step is idempotent on its own as well (a result is keyed by its check id, an incident by
 its id, a status change by its time), so even the same fact carried by two different messages
 lands once. Rollup cells of a batch are summed in memory first, then added to the stored cells
-by one INSERT ... ON CONFLICT DO UPDATE that adds counts, sums and histogram buckets in the
-database, so concurrent consumers and late results both add up correctly. Only minute cells are
+(`merge_cells`: new cells inserted, existing ones read under a row lock, added and written
+back), so concurrent consumers and late results both add up correctly. Only minute cells are
 written for fresh results; compaction folds them into hour and day cells (store/compaction.py).
 """
 
@@ -19,15 +19,16 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import (
-    JSON,
+    Uuid,
     and_,
+    any_,
     bindparam,
-    func,
-    literal_column,
     select,
     text,
+    tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import (
@@ -114,12 +115,18 @@ async def _owners(
     """The workspace of each monitor, creating a placeholder projection row for a monitor whose
     monitor.created has not arrived yet (the first event about it names its workspace). With
     `lock`, the rows stay locked until commit (PostgreSQL): status timeline edits of the same
-    monitor by two consumers must not interleave. Results need no lock (their writes are
-    inserts of unique rows and atomic additions), so batches of results run side by side."""
+    monitor by two consumers must not interleave. Results need no lock here (their writes are
+    inserts of unique rows and cell merges under the cells' own row locks), so batches of
+    results run side by side."""
     if not pairs:
         return {}
     ids = sorted({monitor_id for _, monitor_id in pairs})
-    query = select(monitors.c.monitor_id, monitors.c.tenant).where(monitors.c.monitor_id.in_(ids))
+    if is_postgres(session):
+        # One array parameter: one prepared statement whatever the batch's monitor count.
+        among = monitors.c.monitor_id == any_(bindparam("ids", ids, type_=ARRAY(Uuid())))
+    else:
+        among = monitors.c.monitor_id.in_(ids)
+    query = select(monitors.c.monitor_id, monitors.c.tenant).where(among)
     if lock and is_postgres(session):
         query = query.order_by(monitors.c.monitor_id).with_for_update()
     found = {row.monitor_id: row.tenant for row in await session.execute(query)}
@@ -271,95 +278,148 @@ def cell_from_row(row: Any, *, histogram: bool = True) -> Cell:
         latency_min=row.latency_min,
         latency_max=row.latency_max,
         latency_sum=row.latency_sum,
-        phase_sums={str(k): float(v) for k, v in (row.phase_sums or {}).items()},
-        phase_counts={str(k): int(v) for k, v in (row.phase_counts or {}).items()},
-        histogram=Histogram.from_json(row.histogram) if histogram else Histogram(),
+        # JSON object keys are text and the values numbers already
+        phase_sums=dict(row.phase_sums or {}),
+        phase_counts=dict(row.phase_counts or {}),
+        histogram=Histogram.from_bytes(row.histogram) if histogram else Histogram(),
     )
 
 
-def _add_json_objects(session: AsyncSession, column: str) -> Any:
-    """SQL adding the stored flat JSON object and the incoming one key by key."""
-    if is_postgres(session):
-        sql = _json_sum_pg(column)
-    else:
-        sql = (
-            "(SELECT COALESCE(json_group_object(k, total), '{}') FROM ("
-            "SELECT k, SUM(v) AS total FROM ("
-            f"SELECT key AS k, value AS v FROM json_each(rollups.{column}) "
-            f"UNION ALL SELECT key, value FROM json_each(excluded.{column})"
-            ") GROUP BY k))"
-        )
-    return literal_column(sql, type_=JSON)
+def _row(key: CellKey, tenant: str, cell: Cell) -> dict[str, Any]:
+    return {
+        "monitor_id": key[0],
+        "region": key[1],
+        "resolution": key[2],
+        "bucket_start": key[3],
+        "tenant": tenant,
+        "up": cell.up,
+        "degraded": cell.degraded,
+        "down": cell.down,
+        "latency_count": cell.latency_count,
+        "latency_min": cell.latency_min,
+        "latency_max": cell.latency_max,
+        "latency_sum": cell.latency_sum,
+        "phase_sums": cell.phase_sums,
+        "phase_counts": cell.phase_counts,
+        "histogram": cell.histogram.to_bytes(),
+    }
 
 
-def _least(session: AsyncSession, a: Any, b: Any) -> Any:
-    # PostgreSQL's LEAST skips NULLs; SQLite's two-argument MIN does not.
-    if is_postgres(session):
-        return func.least(a, b)
-    return func.min(func.coalesce(a, b), func.coalesce(b, a))
-
-
-def _greatest(session: AsyncSession, a: Any, b: Any) -> Any:
-    if is_postgres(session):
-        return func.greatest(a, b)
-    return func.max(func.coalesce(a, b), func.coalesce(b, a))
+r = rollups.c
+_MERGE_ROUNDS = 5
 
 
 async def merge_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]) -> None:
-    """Add the batch's cells to the stored ones in one upsert: counts and sums added, min and
-    max kept, JSON maps (histogram buckets, phase sums and counts) added key by key, all by the
-    database under its row lock, so concurrent consumers cannot lose an update."""
-    keys = sorted(cells)  # one lock order for every consumer: no deadlocks
-    rows = []
-    for key in keys:
-        tenant, cell = cells[key]
-        rows.append(
-            {
-                "monitor_id": key[0],
-                "region": key[1],
-                "resolution": key[2],
-                "bucket_start": key[3],
-                "tenant": tenant,
-                "up": cell.up,
-                "degraded": cell.degraded,
-                "down": cell.down,
-                "latency_count": cell.latency_count,
-                "latency_min": cell.latency_min,
-                "latency_max": cell.latency_max,
-                "latency_sum": cell.latency_sum,
-                "phase_sums": cell.phase_sums,
-                "phase_counts": cell.phase_counts,
-                "histogram": cell.histogram.to_json(),
-            }
-        )
+    """Add the batch's cells to the stored ones.
+
+    First one INSERT ... ON CONFLICT DO NOTHING of every cell, in key order: the cells new to
+    the database (the usual case for fresh minute cells) are done with it. The others are then
+    read FOR UPDATE in the same key order, added in Python (histograms are bytes the database
+    cannot add) and written back. An INSERT that meets another consumer's uncommitted row waits
+    for its commit, so what is left after the INSERT exists and is committed; with one lock
+    order throughout, consumers cannot deadlock, and the row lock means none loses an update.
+    A cell pruned between the two steps is inserted again in the next round."""
+    pending = {key: cells[key] for key in sorted(cells)}
+    for _ in range(_MERGE_ROUNDS):
+        inserted = await _insert_new_cells(session, pending)
+        pending = {key: value for key, value in pending.items() if key not in inserted}
+        if not pending:
+            return
+        stored = await _locked_cells(session, list(pending))
+        merged: dict[CellKey, tuple[str, Cell]] = {}
+        for key, cell in stored.items():
+            tenant, incoming = pending.pop(key)
+            cell.merge(incoming)
+            merged[key] = (tenant, cell)
+        await _write_cells(session, merged)
+        if not pending:
+            return
+    raise RuntimeError("rollup cells kept vanishing while being merged")
+
+
+def _key_of(row: Any) -> CellKey:
+    return (row.monitor_id, row.region, row.resolution, row.bucket_start)
+
+
+async def _insert_new_cells(
+    session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]
+) -> set[CellKey]:
+    rows = [_row(key, tenant, cell) for key, (tenant, cell) in cells.items()]
     if is_postgres(session):
-        await session.execute(
-            text(_UPSERT_ROLLUPS_PG),
-            {name: [row[name] for row in rows] for name in _ROLLUP_ARRAYS}
-            | {name: [json.dumps(row[name]) for row in rows] for name in _ROLLUP_JSON},
+        inserted = await session.execute(_INSERT_ROLLUPS_PG, _pg_arrays(rows))
+    else:
+        inserted = await session.execute(
+            upsert(session, rollups)
+            .on_conflict_do_nothing(
+                index_elements=["monitor_id", "resolution", "bucket_start", "region"]
+            )
+            .returning(r.monitor_id, r.region, r.resolution, r.bucket_start),
+            rows,
         )
+    return {_key_of(row) for row in inserted}
+
+
+async def _locked_cells(session: AsyncSession, keys: Sequence[CellKey]) -> dict[CellKey, Cell]:
+    """The stored cells of `keys` (those that exist), locked until commit on PostgreSQL."""
+    if is_postgres(session):
+        found = await session.execute(
+            _LOCK_ROLLUPS_PG,
+            {
+                "monitor_id": [k[0] for k in keys],
+                "region": [k[1] for k in keys],
+                "resolution": [k[2] for k in keys],
+                "bucket_start": [k[3] for k in keys],
+            },
+        )
+        return {_key_of(row): cell_from_row(row) for row in found}
+    stored: dict[CellKey, Cell] = {}
+    # SQLite has one writer at a time (BEGIN IMMEDIATE): no lock to take. Slices keep the
+    # statement within SQLite's bound on parameters.
+    for i in range(0, len(keys), 1000):
+        rows = await session.execute(
+            select(rollups).where(
+                tuple_(r.monitor_id, r.region, r.resolution, r.bucket_start).in_(keys[i : i + 1000])
+            )
+        )
+        stored.update({_key_of(row): cell_from_row(row) for row in rows})
+    return stored
+
+
+async def _write_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]) -> None:
+    if not cells:
         return
-    insert = upsert(session, rollups)
-    new = insert.excluded
-    r = rollups.c
-    statement = insert.on_conflict_do_update(
-        index_elements=["monitor_id", "resolution", "bucket_start", "region"],
-        set_={
-            "up": r.up + new.up,
-            "degraded": r.degraded + new.degraded,
-            "down": r.down + new.down,
-            "latency_count": r.latency_count + new.latency_count,
-            "latency_sum": r.latency_sum + new.latency_sum,
-            "latency_min": _least(session, r.latency_min, new.latency_min),
-            "latency_max": _greatest(session, r.latency_max, new.latency_max),
-            "phase_sums": _add_json_objects(session, "phase_sums"),
-            "phase_counts": _add_json_objects(session, "phase_counts"),
-            "histogram": _add_json_objects(session, "histogram"),
-        },
+    rows = [_row(key, tenant, cell) for key, (tenant, cell) in cells.items()]
+    if is_postgres(session):
+        await session.execute(_UPDATE_ROLLUPS_PG, _pg_arrays(rows))
+        return
+    connection = await session.connection()
+    await connection.execute(
+        update(rollups)
+        .where(*(r[name] == bindparam(f"k_{name}") for name in _KEY_COLUMNS))
+        .values({name: bindparam(f"v_{name}") for name in _VALUE_COLUMNS}),
+        [
+            {f"k_{name}": row[name] for name in _KEY_COLUMNS}
+            | {f"v_{name}": row[name] for name in _VALUE_COLUMNS}
+            for row in rows
+        ],
     )
-    await session.execute(statement, rows)
 
 
+_KEY_COLUMNS = ("monitor_id", "region", "resolution", "bucket_start")
+_VALUE_COLUMNS = (
+    "up",
+    "degraded",
+    "down",
+    "latency_count",
+    "latency_min",
+    "latency_max",
+    "latency_sum",
+    "phase_sums",
+    "phase_counts",
+    "histogram",
+)
+# PostgreSQL statements are fed one array per column, whatever the batch size: parsed and
+# planned once per connection instead of a VALUES list of hundreds of rows.
 _ROLLUP_ARRAYS = {
     "monitor_id": "uuid",
     "region": "varchar",
@@ -373,37 +433,48 @@ _ROLLUP_ARRAYS = {
     "latency_min": "float8",
     "latency_max": "float8",
     "latency_sum": "float8",
+    "phase_sums": "text",
+    "phase_counts": "text",
+    "histogram": "bytea",
 }
-_ROLLUP_JSON = ("phase_sums", "phase_counts", "histogram")
+_ROLLUP_JSON = ("phase_sums", "phase_counts")
 
 
-def _json_sum_pg(column: str) -> str:
-    return (
-        "(SELECT COALESCE(json_object_agg(k, total), '{}'::json) FROM ("
-        "SELECT k, SUM(v) AS total FROM ("
-        f"SELECT key AS k, value::numeric AS v FROM json_each_text(rollups.{column}) "
-        f"UNION ALL SELECT key, value::numeric FROM json_each_text(excluded.{column})"
-        ") AS parts GROUP BY k) AS summed)"
-    )
+def _pg_arrays(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    arrays = {name: [row[name] for row in rows] for name in _ROLLUP_ARRAYS}
+    for name in _ROLLUP_JSON:
+        arrays[name] = [json.dumps(value) for value in arrays[name]]
+    return arrays
 
 
-# The same upsert as the portable one below, fed by one array per column (see results).
-_UPSERT_ROLLUPS_PG = (
-    f"INSERT INTO rollups ({', '.join([*_ROLLUP_ARRAYS, *_ROLLUP_JSON])}) "
-    f"SELECT {', '.join(_ROLLUP_ARRAYS)}, "
-    f"{', '.join(f'CAST({name} AS json)' for name in _ROLLUP_JSON)} FROM unnest("
-    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ROLLUP_ARRAYS.items())
-    + ", "
-    + ", ".join(f"CAST(:{name} AS text[])" for name in _ROLLUP_JSON)
-    + f") AS batch({', '.join([*_ROLLUP_ARRAYS, *_ROLLUP_JSON])}) "
-    "ON CONFLICT (monitor_id, resolution, bucket_start, region) DO UPDATE SET "
-    "up = rollups.up + excluded.up, degraded = rollups.degraded + excluded.degraded, "
-    "down = rollups.down + excluded.down, "
-    "latency_count = rollups.latency_count + excluded.latency_count, "
-    "latency_sum = rollups.latency_sum + excluded.latency_sum, "
-    "latency_min = LEAST(rollups.latency_min, excluded.latency_min), "
-    "latency_max = GREATEST(rollups.latency_max, excluded.latency_max), "
-    + ", ".join(f"{name} = {_json_sum_pg(name)}" for name in _ROLLUP_JSON)
+def _batch(names: Iterable[str]) -> str:
+    chosen = list(names)
+    arrays = ", ".join(f"CAST(:{n} AS {_ROLLUP_ARRAYS[n]}[])" for n in chosen)
+    return f"unnest({arrays}) AS batch({', '.join(chosen)})"
+
+
+def _selected(name: str) -> str:
+    return f"CAST(batch.{name} AS json)" if name in _ROLLUP_JSON else f"batch.{name}"
+
+
+_INSERT_ROLLUPS_PG = text(
+    f"INSERT INTO rollups ({', '.join(_ROLLUP_ARRAYS)}) "
+    f"SELECT {', '.join(_selected(n) for n in _ROLLUP_ARRAYS)} FROM {_batch(_ROLLUP_ARRAYS)} "
+    "ON CONFLICT (monitor_id, resolution, bucket_start, region) DO NOTHING "
+    "RETURNING monitor_id, region, resolution, bucket_start"
+)
+_KEY_MATCH = " AND ".join(f"rollups.{n} = batch.{n}" for n in _KEY_COLUMNS)
+_ALL_COLUMNS = ", ".join(f"rollups.{column.name}" for column in rollups.c)
+# Locked in the order of the sorted keys (COLLATE "C" orders text as Python does).
+_LOCK_ROLLUPS_PG = text(
+    f"SELECT {_ALL_COLUMNS} FROM rollups JOIN {_batch(_KEY_COLUMNS)} ON {_KEY_MATCH} "
+    'ORDER BY rollups.monitor_id, rollups.region COLLATE "C", '
+    'rollups.resolution COLLATE "C", rollups.bucket_start FOR UPDATE OF rollups'
+).columns(*rollups.c)
+_UPDATE_ROLLUPS_PG = text(
+    "UPDATE rollups SET "
+    + ", ".join(f"{n} = {_selected(n)}" for n in _VALUE_COLUMNS)
+    + f" FROM {_batch([*_KEY_COLUMNS, *_VALUE_COLUMNS])} WHERE {_KEY_MATCH}"
 )
 
 

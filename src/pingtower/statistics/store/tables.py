@@ -12,6 +12,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -89,10 +90,11 @@ rollups = Table(
     Column("latency_min", Float, nullable=True),
     Column("latency_max", Float, nullable=True),
     Column("latency_sum", Float, nullable=False, default=0.0),
-    # flat JSON objects name -> number, so the database itself can add them on conflict
+    # flat JSON objects name -> number
     Column("phase_sums", JSON, nullable=False, default=dict),
     Column("phase_counts", JSON, nullable=False, default=dict),
-    Column("histogram", JSON, nullable=False, default=dict),
+    # Histogram.to_bytes(): dense bucket counts, decoded with one struct call
+    Column("histogram", LargeBinary, nullable=False),
     PrimaryKeyConstraint("monitor_id", "resolution", "bucket_start", "region"),
     Index("ix_rollups_time", "resolution", "bucket_start"),
 )
@@ -151,6 +153,20 @@ slos = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("alerting_since", UtcDateTime, nullable=True),
     Index("ix_slos_tenant", "tenant", "created_at", "slo_id"),
+)
+
+# A workspace's public status page: the title and logo an admin set (api/status_page.py). The
+# logo is kept here, a few KiB at most, so the page needs nothing from any other site.
+status_pages = Table(
+    "status_pages",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("title", String(100), nullable=True),
+    Column("logo", LargeBinary, nullable=True),
+    Column("logo_type", String(50), nullable=True),
+    Column("logo_digest", String(64), nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(200), nullable=False),
 )
 
 outbox = outbox_table(metadata)

@@ -1,8 +1,9 @@
-"""The public status page's view of a workspace, kept from events: which monitors are public,
-their current status and open incident.
+"""The public status page's live view of a workspace, kept from events: which monitors are
+public, their current status and open incident, pushed as they change.
 
-The pinger API has no `public` flag yet, so a monitor is public when its event says so or when
-it carries the tag `public`.
+A monitor is public when its event says so (the Pinger's admin-only `public` flag). The page's
+history (90 daily uptimes, past incidents) and its title and logo come from the Statistics
+service (`GET /api/v1/stats/public/{workspace}/status-page`), which keeps them in its database.
 """
 
 from __future__ import annotations
@@ -35,14 +36,6 @@ class PublicMonitor:
     incident_cause: str | None = None
 
 
-@dataclass(frozen=True)
-class PastIncident:
-    monitor_id: uuid.UUID
-    name: str
-    started_at: datetime
-    resolved_at: datetime
-
-
 def is_public(snapshot: MonitorSnapshot) -> bool:
     return snapshot.public
 
@@ -58,15 +51,13 @@ class Workspace:
     monitors: dict[uuid.UUID, PublicMonitor] = field(default_factory=dict)
     # Status of monitors that are not (yet) public, so one made public later shows the truth.
     statuses: dict[uuid.UUID, tuple[Status, datetime]] = field(default_factory=dict)
-    history: list[PastIncident] = field(default_factory=list)
 
 
 class StatusBoard:
     """Every workspace's public view; `apply` takes events in any order of arrival."""
 
-    def __init__(self, history_limit: int = 50) -> None:
+    def __init__(self) -> None:
         self._workspaces: dict[str, Workspace] = {}
-        self._history_limit = history_limit
 
     def apply(self, tenant: str, event: Contract) -> None:
         workspace = self._workspaces.setdefault(tenant, Workspace())
@@ -101,21 +92,12 @@ class StatusBoard:
                 monitors[event.monitor_id] = replace(
                     found, incident_started_at=None, incident_cause=None
                 )
-                workspace.history.insert(
-                    0,
-                    PastIncident(found.monitor_id, found.name, event.started_at, event.resolved_at),
-                )
-                del workspace.history[self._history_limit :]
 
     def monitors(self, tenant: str) -> list[PublicMonitor]:
         workspace = self._workspaces.get(tenant)
         if workspace is None:
             return []
         return sorted(workspace.monitors.values(), key=lambda m: (m.group, m.name.lower()))
-
-    def past_incidents(self, tenant: str) -> list[PastIncident]:
-        workspace = self._workspaces.get(tenant)
-        return list(workspace.history) if workspace else []
 
 
 def overall(monitors: list[PublicMonitor]) -> str:

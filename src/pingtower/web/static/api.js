@@ -1,12 +1,17 @@
-// Talking to PingTower's API: the token from the login (sessionStorage), problem+json errors,
-// and the live stream (server-sent events read through fetch, so the token goes in a header).
+// Talking to PingTower's API: the token from the login (Keycloak's, kept in memory by auth.js,
+// or the built-in login's or a pasted one in sessionStorage), problem+json errors, and the live
+// stream (server-sent events read through fetch, so the token goes in a header).
+import * as auth from "./auth.js";
 
 const TOKEN_KEY = "pingtower.token";
 
 export const token = {
-  get: () => sessionStorage.getItem(TOKEN_KEY),
+  get: () => auth.accessToken() || sessionStorage.getItem(TOKEN_KEY),
   set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
-  clear: () => sessionStorage.removeItem(TOKEN_KEY),
+  clear: () => {
+    auth.forget();
+    sessionStorage.removeItem(TOKEN_KEY);
+  },
 };
 
 export class ApiError extends Error {
@@ -25,11 +30,13 @@ function headers(extra = {}) {
   return out;
 }
 
-export async function api(method, path, body) {
+// `type`: send `body` as it is (a File, say) with that Content-Type instead of as JSON.
+export async function api(method, path, body, type) {
+  await auth.fresh();
   const init = { method, headers: headers(), credentials: "same-origin" };
   if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
+    init.headers["Content-Type"] = type || "application/json";
+    init.body = type ? body : JSON.stringify(body);
   }
   const response = await fetch(`/api/v1${path}`, init);
   if (response.status === 204) return null;
@@ -46,6 +53,8 @@ export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body);
 export const patch = (path, body) => api("PATCH", path, body);
 export const del = (path) => api("DELETE", path);
+export const put = (path, body) => api("PUT", path, body);
+export const upload = (path, file) => api("PUT", path, file, file.type || "application/octet-stream");
 
 export function query(params) {
   const search = new URLSearchParams();
@@ -83,6 +92,7 @@ export class LiveStream {
     while (!this.stopped) {
       this.controller = new AbortController();
       try {
+        await auth.fresh();
         const response = await fetch("/api/v1/events/stream", {
           headers: headers({ Accept: "text/event-stream" }),
           signal: this.controller.signal,

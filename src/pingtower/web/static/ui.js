@@ -41,7 +41,9 @@ export function pct(ratio, digits = 2) {
 
 export function ms(value) {
   if (value === null || value === undefined) return "–";
-  return value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${Math.round(value)} ms`;
+  if (value >= 1000) return `${(value / 1000).toFixed(2)} s`;
+  // Phases on a local network take fractions of a millisecond: keep a digit for small values.
+  return value < 10 ? `${value.toFixed(1)} ms` : `${Math.round(value)} ms`;
 }
 
 export function ago(iso) {
