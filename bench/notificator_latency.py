@@ -2,6 +2,7 @@
 embedded mode: scheduler, probe, evaluator, notificator on SQLite) to a local webhook receiver.
 
     .venv/bin/python -m bench.notificator_latency [--monitors 20] [--burst 200] [--channels 1]
+        [--window 8]
 
 1. Latency: N HTTP monitors every 1 s with failures_before_down 2 against a local target, one
    webhook channel and a rule for down/recovered. Once all are UP the target is stopped; for each
@@ -10,10 +11,12 @@ embedded mode: scheduler, probe, evaluator, notificator on SQLite) to a local we
 2. Delivery rate, through the real delivery path (the decision writes a row in the delivery
    queue, the delivery worker claims, sends and records it): B more monitors, a rule with
    group_window_seconds 0 (a message per monitor), against a second target that is then
-   stopped. The receiver holds its first request until every one of the B monitors is DOWN, so
-   the queue fills; then it answers at once and the rate is the remaining messages over the time
-   from the release to the last one. The worker sends one channel's messages one after the
-   other (channels in parallel), so `--channels K` spreads the burst over K webhook channels.
+   stopped. The receiver holds the requests that arrive until every one of the B x K messages
+   is in the delivery queue (read from the Notificator's SQLite file), so the rate is the
+   worker's, not the pace of the decisions; then it answers at once and the rate is the
+   messages not yet held over the time from the release to the last one. The worker sends up
+   to `--window` messages of one channel at once (PINGTOWER_DELIVERY_CHANNEL_CONCURRENCY;
+   channels in parallel); `--channels K` spreads the burst over K webhook channels.
 
 All load goes to 127.0.0.1; every wait is bounded, and the process and its files are removed.
 """
@@ -164,7 +167,7 @@ class Api:
                     "failures_before_down": CONFIRMATIONS,
                 }
                 created = await self.call("POST", "/api/v1/monitors", 201, json=body)
-                ids[body["name"]] = uuid.UUID(created["id"]).hex
+                ids[str(body["name"])] = uuid.UUID(created["id"]).hex
 
         await asyncio.gather(*(worker() for _ in range(8)))
         return ids
@@ -193,36 +196,78 @@ class Split:
     latencies: dict[str, float]
 
 
-def split_rows(split: Split, database: Path) -> list[tuple[str, str, str]]:
+def _wall(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def _spread(label: str, values: list[float]) -> tuple[str, str, str]:
+    p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
+    text = f"{min(values) * 1000:.0f} / {p50 * 1000:.0f} / {p95 * 1000:.0f} / "
+    text += f"{max(values) * 1000:.0f} ms"
+    return (f"latency: {label} min/p50/p95/max", text, "")
+
+
+def split_rows(split: Split, data_dir: Path) -> list[tuple[str, str, str]]:
     """Detection (the stop to the end of the confirming check, the CONFIRMATIONS-th failure)
-    and notification (that to the webhook receiving the DOWN message), per monitor."""
+    and notification (that to the webhook receiving the DOWN message), per monitor; the
+    notification part split again at the Notificator's decision (its delivery row written:
+    the Pinger's evaluation, outbox relay and bus, the Notificator's consumer) and at the send's
+    start (the delivery worker's wake-up and claim)."""
     since = datetime.fromtimestamp(split.stopped_wall, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    detect, notify = [], []
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+    detect, notify, decide, claim, send = [], [], [], [], []
+    with (
+        sqlite3.connect(f"file:{data_dir / 'pinger.sqlite3'}?mode=ro", uri=True) as pinger,
+        sqlite3.connect(f"file:{data_dir / 'notificator.sqlite3'}?mode=ro", uri=True) as notif,
+    ):
         for name, latency in split.latencies.items():
-            rows = db.execute(
+            rows = pinger.execute(
                 "SELECT finished_at FROM check_results WHERE monitor_id = ? AND outcome != 'up' "
                 "AND finished_at >= ? ORDER BY finished_at LIMIT ?",
                 (split.ids[name], since, CONFIRMATIONS),
             ).fetchall()
             if len(rows) < CONFIRMATIONS:
                 continue
-            confirmed = datetime.fromisoformat(rows[-1][0]).replace(tzinfo=UTC).timestamp()
+            confirmed = _wall(rows[-1][0])
             detect.append(confirmed - split.stopped_wall)
             notify.append(latency - detect[-1])
+            delivery = notif.execute(
+                "SELECT d.created_at, a.started_at FROM deliveries d JOIN delivery_attempts a "
+                "ON a.delivery_id = d.id AND a.attempt = 1 WHERE d.monitor_id = ? "
+                "AND d.kind = 'down' ORDER BY d.created_at LIMIT 1",
+                (split.ids[name],),
+            ).fetchone()
+            if delivery is None:
+                continue
+            received = split.stopped_wall + latency
+            decided, started = _wall(delivery[0]), _wall(delivery[1])
+            decide.append(decided - confirmed)
+            claim.append(started - decided)
+            send.append(received - started)
     if not detect:
         return [("latency split", "no confirming checks found", "")]
-    out = []
-    for label, values in (("detection", detect), ("notification", notify)):
-        p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
-        text = f"{min(values) * 1000:.0f} / {p50 * 1000:.0f} / {p95 * 1000:.0f} / "
-        text += f"{max(values) * 1000:.0f} ms"
-        out.append((f"latency: {label} min/p50/p95/max", text, ""))
+    out = [_spread("detection", detect), _spread("notification", notify)]
+    if decide:
+        out += [
+            _spread("  check done → queued", decide),
+            _spread("  queued → send starts", claim),
+            _spread("  send → received", send),
+        ]
     return out
 
 
+def queued_downs(database: Path, channel_hex: list[str]) -> int:
+    """DOWN messages in the Notificator's delivery queue for these channels (any status)."""
+    marks = ", ".join("?" * len(channel_hex))
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
+        row = db.execute(
+            f"SELECT count(*) FROM deliveries WHERE kind = 'down' AND channel_id IN ({marks})",
+            channel_hex,
+        ).fetchone()
+    return int(row[0])
+
+
 async def measure(
-    args: argparse.Namespace, base: str, token: str, split: Split, pid: int
+    args: argparse.Namespace, base: str, token: str, split: Split, pid: int, data_dir: Path
 ) -> list[tuple[str, str, str]]:
     headers = {"Authorization": f"Bearer {token}"}
     receiver, lat_target, burst_target = Receiver(), Target(), Target()
@@ -255,7 +300,7 @@ async def measure(
                 return out
 
             async def all_down_received() -> bool:
-                return len(down_times()) >= args.monitors
+                return len(down_times()) >= int(args.monitors)
 
             await wait_until(all_down_received, 60, "the DOWN messages", every=0.05)
             split.latencies = down_times()
@@ -298,15 +343,23 @@ async def measure(
                 burst_stopped = time.monotonic()
 
                 async def all_burst_down() -> bool:
-                    return await api.count("burst", "down") >= args.burst
+                    return await api.count("burst", "down") >= int(args.burst)
 
                 await wait_until(all_burst_down, 120, "burst monitors DOWN", every=0.5)
-                await asyncio.sleep(1)  # the last decisions are written to the queue
                 all_down_after = time.monotonic() - burst_stopped
+                queue = data_dir / "notificator.sqlite3"
+                burst_hex = [uuid.UUID(c).hex for c in channels]
+
+                async def all_queued() -> bool:
+                    return queued_downs(queue, burst_hex) >= int(args.burst * args.channels)
+
+                # The rate is the worker's: every message is in the queue before the release.
+                await wait_until(all_queued, 120, "the burst's messages queued", every=0.2)
+                queued_after = time.monotonic() - burst_stopped
                 released = time.monotonic()
                 cpu_released = process_cpu_seconds(pid)
                 receiver.gate.set()
-                expected = args.burst * args.channels
+                expected = int(args.burst * args.channels)
 
                 def burst_times() -> list[float]:
                     return [
@@ -328,7 +381,9 @@ async def measure(
                 rows += [
                     ("rate: path", "delivery queue + worker", "(real path)"),
                     ("rate: monitors x channels", f"{args.burst} x {args.channels}", ""),
+                    ("rate: window per channel", f"{args.window} in flight", ""),
                     ("rate: all DOWN after stop", f"{all_down_after:.1f} s", ""),
+                    ("rate: all queued after stop", f"{queued_after:.1f} s", ""),
                     ("rate: messages received", f"{len(times)} / {expected}", "all, once"),
                     ("rate: queued at release", f"{len(drained)} ({held} held)", ""),
                     ("rate: drain time", f"{span:.2f} s", ""),
@@ -370,6 +425,7 @@ def main_run(args: argparse.Namespace) -> None:
         "PINGTOWER_RATE_LIMIT_PER_MINUTE": "0",
         "PINGTOWER_PROBE_PER_TARGET_CONCURRENCY": "64",
         "PINGTOWER_LOG_LEVEL": "warning",
+        "PINGTOWER_DELIVERY_CHANNEL_CONCURRENCY": str(args.window),
     }
     log = (workdir / "pingtower.log").open("wb")
     command = [sys.executable, "-m", "pingtower.cli", "up", "--port", str(port)]
@@ -382,7 +438,7 @@ def main_run(args: argparse.Namespace) -> None:
         asyncio.run(wait_ready(base, process))
         token = (data_dir / "admin-token").read_text().strip()
         rows = asyncio.run(
-            asyncio.wait_for(measure(args, base, token, split, process.pid), args.timeout)
+            asyncio.wait_for(measure(args, base, token, split, process.pid, data_dir), args.timeout)
         )
         ok = True
     finally:
@@ -394,7 +450,7 @@ def main_run(args: argparse.Namespace) -> None:
             process.wait(5)
         log.close()
         if ok:
-            rows[7:7] = split_rows(split, data_dir / "pinger.sqlite3")
+            rows[7:7] = split_rows(split, data_dir)
         if ok and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
@@ -412,6 +468,7 @@ def main() -> None:
     parser.add_argument("--monitors", type=int, default=20, help="latency monitors")
     parser.add_argument("--burst", type=int, default=200, help="rate monitors (0: skip)")
     parser.add_argument("--channels", type=int, default=1, help="webhook channels for the rate")
+    parser.add_argument("--window", type=int, default=8, help="messages of a channel at once")
     parser.add_argument("--timeout", type=float, default=540, help="bound on the whole run (s)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and log")
     main_run(parser.parse_args())

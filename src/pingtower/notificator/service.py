@@ -72,7 +72,8 @@ class NotificatorComponent(Component):
             poll_seconds=settings.outbox_poll_seconds,
             batch=settings.outbox_batch,
         )
-        # Polling finds retries and delayed messages; a fresh decision wakes the worker at once.
+        # A fresh decision wakes the worker at once, and the worker waits no longer than the
+        # next waiting message's due time; polling remains for what other replicas queue.
         poll = worker_poll_seconds or min(1.0, max(0.05, settings.delivery_backoff_seconds / 2))
         self.worker = DeliveryWorker(
             self.sessions,
@@ -81,7 +82,9 @@ class NotificatorComponent(Component):
             max_attempts=settings.delivery_max_attempts,
             backoff_seconds=settings.delivery_backoff_seconds,
             allow_private=settings.allow_private_targets,
+            allow_networks=settings.egress_allow_networks,
             poll_seconds=poll,
+            window=settings.delivery_channel_concurrency,
             worker_id=worker_id,
         )
         self.effects = EventEffects(public_url=settings.public_url, on_queued=self.worker.wake)

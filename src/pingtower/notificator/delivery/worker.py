@@ -1,16 +1,33 @@
 """Delivery worker: claim, send, record, retry.
 
 Claiming. A row is due when it is `pending` with `due_at <= now`, or `sending` with an expired
-lease (its worker crashed). A worker claims a batch in one short transaction:
-- PostgreSQL: `SELECT id ... FOR UPDATE SKIP LOCKED` so concurrent workers take disjoint rows
-  without waiting on each other, then the UPDATE below;
-- both databases: `UPDATE deliveries SET status='sending', claimed_by=me, claimed_until=now+lease,
-  attempts=attempts+1 WHERE id IN (...) AND <still due> RETURNING id`. The condition is re-checked
-  by the UPDATE itself, so a row another worker took in between is simply not returned (SQLite
-  serialises writers with BEGIN IMMEDIATE; PostgreSQL re-evaluates the WHERE after a concurrent
-  update commits).
-Recording. The outcome is written only `WHERE claimed_by = me AND status = 'sending'`: a worker
-whose lease expired cannot overwrite the row another worker now owns.
+lease (its worker crashed), and no older message of the same alert to the same channel is still
+`pending` or `sending` (see Ordering). A worker claims a batch with one statement:
+`UPDATE deliveries SET status='sending', claimed_by=me, claimed_until=now+lease,
+attempts=attempts+1 WHERE id IN (SELECT id ... <due> ORDER BY due_at LIMIT n) AND <due>
+RETURNING id`; on PostgreSQL the inner SELECT is `FOR UPDATE SKIP LOCKED`, so concurrent
+workers take disjoint rows without waiting on each other, and SQLite serialises writers with
+BEGIN IMMEDIATE. The condition is re-checked by the UPDATE itself, so a row another worker took
+in between is simply not returned.
+
+Sending. One channel's messages go several at a time (`window` in flight, default 8); channels
+in parallel. A rate-limited channel first reserves its slots: in one transaction (the channel's
+row locked FOR UPDATE on PostgreSQL, so replicas take turns; BEGIN IMMEDIATE on SQLite) the
+worker counts the sends in the last minute, inserts one `channel_sends` row per message it will
+send now, and gives the others back, due when a slot frees. A limit therefore holds across
+concurrent sends and replicas, and nothing is dropped.
+
+Recording. The outcomes of a round (every channel's messages) are written together in one
+transaction, and only `WHERE claimed_by = me AND status = 'sending'`: a worker whose lease
+expired cannot overwrite the row another worker now owns. The silences that may cancel a
+message are read in the claim's transaction, so a round costs two transactions (plus one per
+rate-limited or quiet channel), whatever its size.
+
+Ordering. A message waits while an older message (earlier `created_at`) of the same alert to the
+same channel is `pending` or `sending`, so a recovery never overtakes its DOWN, even when the
+DOWN is in flight on another replica or being retried: it goes in the round after the DOWN is
+recorded. Messages queued by one decision (a DOWN and its reminders) share `created_at` and do
+not wait for each other; their due times order them.
 
 Guarantee. A message is sent once per claim; a crash after the receiver accepted it and before
 the outcome was recorded lets the lease expire and the message is sent once more: at most one
@@ -31,9 +48,10 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter, Histogram
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from pingtower.common.egress import Networks
 from pingtower.common.events import NotificationDelivered, NotificationFailed, utcnow
 from pingtower.common.messaging.outbox import Outbox
 from pingtower.notificator.channels import (
@@ -42,14 +60,14 @@ from pingtower.notificator.channels import (
     SendResult,
     channel_type,
 )
+from pingtower.notificator.delivery.admission import admit
 from pingtower.notificator.domain.backoff import retry_delay, should_retry
 from pingtower.notificator.domain.decisions import PROBLEM_KINDS, UNTIL_ACKNOWLEDGED
 from pingtower.notificator.domain.grouping import partition
 from pingtower.notificator.domain.quiet_hours import QuietHours
 from pingtower.notificator.domain.ratelimit import WINDOW as RATE_WINDOW
-from pingtower.notificator.domain.ratelimit import hold_until
 from pingtower.notificator.domain.rules import MonitorView
-from pingtower.notificator.domain.silences import is_silenced
+from pingtower.notificator.domain.silences import Silence, is_silenced
 from pingtower.notificator.rendering import render_group, render_message
 from pingtower.notificator.secrets import SecretBox
 from pingtower.notificator.store.rules import active_silences
@@ -79,6 +97,7 @@ HELD = Counter(
 SEND_SECONDS = Histogram(
     "pingtower_notificator_send_seconds", "Time to send one message", ["channel_type"]
 )
+UNFINISHED = ("pending", "sending")
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,42 @@ class Outcome:
     error: str | None = None
     permanent: bool = False
     cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One message (one row, or a group to one channel) and what became of it."""
+
+    rows: list[Any]
+    outcome: Outcome
+    started_at: datetime
+    duration_ms: int = 0
+    retry_delay_seconds: float = 0.0
+    # Its `channel_sends` row was written when the channel's rate limit granted the slot.
+    slot_taken: bool = False
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one claim hands to the round: the rows, and the active silences of their
+    workspaces, read in the same transaction (once per round, not once per message)."""
+
+    rows: list[Any]
+    silences: dict[str, list[Silence]]
+    # With nothing to claim: when the next waiting message falls due, if any does.
+    next_due: datetime | None = None
+
+
+def _no_older_unfinished() -> Any:
+    """No older message of the same alert to the same channel is still waiting or in flight
+    (see Ordering in the module docstring)."""
+    older = deliveries.alias("older")
+    return ~exists().where(
+        older.c.alert_id == deliveries.c.alert_id,
+        older.c.channel_id == deliveries.c.channel_id,
+        older.c.status.in_(UNFINISHED),
+        older.c.created_at < deliveries.c.created_at,
+    )
 
 
 class DeliveryWorker:
@@ -100,8 +155,10 @@ class DeliveryWorker:
         max_attempts: int,
         backoff_seconds: float,
         allow_private: bool,
+        allow_networks: Networks = (),
         poll_seconds: float = 1.0,
         batch: int = 50,
+        window: int = 8,
         lease_seconds: float = 120.0,
         send_timeout_seconds: float = 15.0,
         worker_id: str | None = None,
@@ -113,14 +170,23 @@ class DeliveryWorker:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.allow_private = allow_private
+        self.allow_networks = allow_networks
         self.poll_seconds = poll_seconds
         self.batch = batch
-        # The lease outlasts a send's timeout by far, so a live worker never loses its rows.
-        self.lease = timedelta(seconds=max(lease_seconds, 4 * send_timeout_seconds))
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.window = window
+        # The lease outlasts a round (a channel's batch goes out `window` at a time, each send
+        # bounded by its timeout, then is recorded), so a live worker never loses its rows.
+        waves = -(-batch // window)
+        self.lease = timedelta(
+            seconds=max(lease_seconds, 4 * send_timeout_seconds, (waves + 1) * send_timeout_seconds)
+        )
         self.send_timeout_seconds = send_timeout_seconds
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
         self.random_fraction = random_fraction
         self._wakeup = asyncio.Event()
+        self._next_due: datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -130,13 +196,39 @@ class DeliveryWorker:
     # --- claiming ------------------------------------------------------------------------------
 
     def _due(self, now: datetime) -> Any:
-        return or_(
-            and_(deliveries.c.status == "pending", deliveries.c.due_at <= now),
-            and_(deliveries.c.status == "sending", deliveries.c.claimed_until < now),
+        return and_(
+            or_(
+                and_(deliveries.c.status == "pending", deliveries.c.due_at <= now),
+                and_(deliveries.c.status == "sending", deliveries.c.claimed_until < now),
+            ),
+            _no_older_unfinished(),
         )
+
+    def _claimed_values(self, now: datetime) -> dict[str, Any]:
+        return {
+            "status": "sending",
+            "claimed_by": self.worker_id,
+            "claimed_until": now + self.lease,
+            "attempts": deliveries.c.attempts + 1,
+        }
+
+    @staticmethod
+    def _picked(session: AsyncSession, candidates: Select[Any]) -> Any:
+        """The ids `candidates` selects, picked once for the UPDATE that claims them. Not
+        correlated with that UPDATE. On PostgreSQL a `FOR UPDATE SKIP LOCKED` CTE: as a plain
+        subquery the planner may re-run it per row, and each re-run skips the rows this very
+        UPDATE just changed and picks the next ones, claiming far more than `batch`."""
+        candidates = candidates.correlate(None)
+        if is_postgresql(session):
+            picked = candidates.with_for_update(skip_locked=True).cte("picked")
+            return select(picked.c.id)
+        return candidates.scalar_subquery()
 
     async def claim(self) -> list[Any]:
         """Claim up to `batch` due deliveries (see the module docstring); returns their rows."""
+        return (await self._claim_round()).rows
+
+    async def _claim_round(self) -> Round:
         now = utcnow()
         async with self.sessions() as session, session.begin():
             candidates = (
@@ -145,28 +237,25 @@ class DeliveryWorker:
                 .order_by(deliveries.c.due_at)
                 .limit(self.batch)
             )
-            if is_postgresql(session):
-                candidates = candidates.with_for_update(skip_locked=True)
-            ids = list((await session.scalars(candidates)).all())
-            if not ids:
-                return []
             claimed = list(
                 (
                     await session.scalars(
                         update(deliveries)
-                        .where(deliveries.c.id.in_(ids), self._due(now))
-                        .values(
-                            status="sending",
-                            claimed_by=self.worker_id,
-                            claimed_until=now + self.lease,
-                            attempts=deliveries.c.attempts + 1,
+                        .where(
+                            deliveries.c.id.in_(self._picked(session, candidates)), self._due(now)
                         )
+                        .values(**self._claimed_values(now))
                         .returning(deliveries.c.id)
                     )
                 ).all()
             )
             if not claimed:
-                return []
+                next_due = await session.scalar(
+                    select(func.min(deliveries.c.due_at)).where(
+                        deliveries.c.status == "pending", deliveries.c.due_at > now
+                    )
+                )
+                return Round([], {}, next_due)
             claimed.extend(await self._claim_group_mates(session, claimed, now))
             rows = (
                 await session.execute(
@@ -186,9 +275,14 @@ class DeliveryWorker:
                     .outerjoin(monitors, monitors.c.monitor_id == deliveries.c.monitor_id)
                     .outerjoin(alerts, alerts.c.id == deliveries.c.alert_id)
                     .where(deliveries.c.id.in_(claimed))
+                    .order_by(deliveries.c.created_at, deliveries.c.id)
                 )
             ).all()
-        return list(rows)
+            silences = {
+                tenant: await active_silences(session, tenant, now)
+                for tenant in {row.tenant for row in rows}
+            }
+        return Round(list(rows), silences)
 
     async def _claim_group_mates(
         self, session: AsyncSession, claimed: list[Any], now: datetime
@@ -204,32 +298,20 @@ class DeliveryWorker:
         ).all()
         mates: list[Any] = []
         for channel_id, kind, group_key in groups:
-            candidates = (
-                select(deliveries.c.id)
-                .where(
-                    deliveries.c.status == "pending",
-                    deliveries.c.channel_id == channel_id,
-                    deliveries.c.kind == kind,
-                    deliveries.c.group_key == group_key,
-                )
-                .limit(MAX_GROUP)
+            waiting = and_(
+                deliveries.c.status == "pending",
+                deliveries.c.channel_id == channel_id,
+                deliveries.c.kind == kind,
+                deliveries.c.group_key == group_key,
+                _no_older_unfinished(),
             )
-            if is_postgresql(session):
-                candidates = candidates.with_for_update(skip_locked=True)
-            ids = list((await session.scalars(candidates)).all())
-            if not ids:
-                continue
+            candidates = select(deliveries.c.id).where(waiting).limit(MAX_GROUP)
             mates.extend(
                 (
                     await session.scalars(
                         update(deliveries)
-                        .where(deliveries.c.id.in_(ids), deliveries.c.status == "pending")
-                        .values(
-                            status="sending",
-                            claimed_by=self.worker_id,
-                            claimed_until=now + self.lease,
-                            attempts=deliveries.c.attempts + 1,
-                        )
+                        .where(deliveries.c.id.in_(self._picked(session, candidates)), waiting)
+                        .values(**self._claimed_values(now))
                         .returning(deliveries.c.id)
                     )
                 ).all()
@@ -238,7 +320,7 @@ class DeliveryWorker:
 
     # --- sending -------------------------------------------------------------------------------
 
-    async def _obsolete(self, row: Any) -> str | None:
+    def _obsolete(self, row: Any, silences: dict[str, list[Silence]]) -> str | None:
         """Why a claimed row should not be sent any more, if it should not."""
         if row.channel_type is None:
             return "channel deleted"
@@ -260,9 +342,8 @@ class DeliveryWorker:
                 tags=tuple(row.context.get("monitor", {}).get("tags", ())),
             )
             now = utcnow()
-            async with self.sessions() as session:
-                if is_silenced(await active_silences(session, row.tenant, now), monitor, now):
-                    return "silenced"
+            if is_silenced(silences.get(row.tenant, []), monitor, now):
+                return "silenced"
         return None
 
     async def _send(self, rows: list[Any]) -> Outcome:
@@ -280,6 +361,7 @@ class DeliveryWorker:
             context = SendContext(
                 delivery_id=str(row.id),
                 allow_private=self.allow_private,
+                allow_networks=self.allow_networks,
                 timeout_seconds=self.send_timeout_seconds,
             )
             with SEND_SECONDS.labels(kind.name).time():
@@ -293,31 +375,53 @@ class DeliveryWorker:
             return Outcome(ok=False, error=f"internal error: {type(exc).__name__}")
         return Outcome(ok=True, status_code=result.status_code)
 
-    async def _process(self, rows: list[Any]) -> None:
-        started_at = utcnow()
-        live = []
-        # A stable order: the first row's id is the message's delivery id, on every retry.
-        for row in sorted(rows, key=lambda r: (r.created_at, str(r.id))):
-            reason = await self._obsolete(row)
-            if reason is None:
-                live.append(row)
-            else:
-                cancelled = Outcome(ok=False, error=f"cancelled: {reason}", cancelled=True)
-                await self._record_all([row], cancelled, started_at, 0)
-        if not live:
-            return
-        if await self._held_by_quiet_hours(live) or await self._held_by_rate_limit(live):
-            return
-        started = clock.perf_counter()
-        outcome = await self._send(live)
-        duration_ms = int((clock.perf_counter() - started) * 1000)
+    async def _attempt(self, rows: list[Any], gate: asyncio.Semaphore, slot_taken: bool) -> Attempt:
+        async with gate:
+            started_at = utcnow()
+            started = clock.perf_counter()
+            outcome = await self._send(rows)
+            duration_ms = int((clock.perf_counter() - started) * 1000)
         # One draw for the whole group, so that a retried group stays together.
-        attempt = max(row.attempts for row in live)
+        attempt = max(row.attempts for row in rows)
         delay = retry_delay(attempt, self.backoff_seconds, random=self.random_fraction)
-        await self._record_all(live, outcome, started_at, duration_ms, delay)
+        return Attempt(rows, outcome, started_at, duration_ms, delay, slot_taken)
 
-    async def _held_by_quiet_hours(self, rows: list[Any]) -> bool:
-        spec = rows[0].channel_quiet_hours
+    async def _process_channel(
+        self, messages: list[list[Any]], silences: dict[str, list[Silence]]
+    ) -> list[Attempt]:
+        """Send one channel's claimed messages, `window` at a time; returns what became of
+        them, to be recorded with the rest of the round (rows held back are already given
+        back)."""
+        now = utcnow()
+        live: list[list[Any]] = []
+        cancelled: list[Attempt] = []
+        for rows in messages:
+            kept = []
+            # A stable order: the first row's id is the message's delivery id, on every retry.
+            for row in sorted(rows, key=lambda r: (r.created_at, str(r.id))):
+                reason = self._obsolete(row, silences)
+                if reason is None:
+                    kept.append(row)
+                else:
+                    cancelled.append(
+                        Attempt(
+                            [row], Outcome(False, error=f"cancelled: {reason}", cancelled=True), now
+                        )
+                    )
+            if kept:
+                live.append(kept)
+        if not live or await self._held_by_quiet_hours(live):
+            return cancelled
+        live.sort(key=lambda rows: (rows[0].created_at, str(rows[0].id)))
+        limited = live[0][0].channel_rate_limit is not None
+        if limited:
+            live = await self._reserve_slots(live)
+        gate = asyncio.Semaphore(self.window)
+        attempts = await asyncio.gather(*(self._attempt(rows, gate, limited) for rows in live))
+        return cancelled + list(attempts)
+
+    async def _held_by_quiet_hours(self, messages: list[list[Any]]) -> bool:
+        spec = messages[0][0].channel_quiet_hours
         if not spec:
             return False
         window = QuietHours(
@@ -326,71 +430,86 @@ class DeliveryWorker:
         until = window.hold_until(utcnow())
         if until is None:
             return False
-        await self._release(rows, until)
+        async with self.sessions() as session, session.begin():
+            await self._release(session, [row for rows in messages for row in rows], until)
         return True
 
-    async def _release(self, rows: list[Any], until: datetime) -> None:
+    async def _release(self, session: AsyncSession, rows: list[Any], until: datetime) -> None:
         """Give claimed rows back, due at `until`; the claim does not count as an attempt."""
-        async with self.sessions() as session, session.begin():
-            await session.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id.in_([row.id for row in rows]),
-                    deliveries.c.claimed_by == self.worker_id,
-                    deliveries.c.status == "sending",
-                )
-                .values(
-                    status="pending",
-                    due_at=until,
-                    claimed_by=None,
-                    claimed_until=None,
-                    attempts=deliveries.c.attempts - 1,
-                )
+        await session.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.id.in_([row.id for row in rows]),
+                deliveries.c.claimed_by == self.worker_id,
+                deliveries.c.status == "sending",
             )
+            .values(
+                status="pending",
+                due_at=until,
+                claimed_by=None,
+                claimed_until=None,
+                attempts=deliveries.c.attempts - 1,
+            )
+        )
         HELD.inc(len(rows))
 
-    async def _held_by_rate_limit(self, rows: list[Any]) -> bool:
-        """If the channel's rate limit is reached, give the rows back, due when a slot frees
-        (the claim does not count as an attempt), and say so."""
-        limit = rows[0].channel_rate_limit
-        if limit is None:
-            return False
+    async def _reserve_slots(self, messages: list[list[Any]]) -> list[list[Any]]:
+        """Take as many slots of the channel's rate limit as there are messages that may go
+        now (oldest first), and give the others back, due when a slot frees; returns the
+        messages that may go. Slots are taken before sending, so concurrent sends (and other
+        replicas) cannot overshoot the limit."""
+        first = messages[0][0]
         now = utcnow()
         async with self.sessions() as session, session.begin():
+            if is_postgresql(session):
+                # Replicas take turns on one channel's window; other channels are not blocked.
+                await session.execute(
+                    select(channels.c.id).where(channels.c.id == first.channel_id).with_for_update()
+                )
             sent = (
                 await session.scalars(
                     select(channel_sends.c.sent_at).where(
-                        channel_sends.c.channel_id == rows[0].channel_id,
+                        channel_sends.c.channel_id == first.channel_id,
                         channel_sends.c.sent_at > now - RATE_WINDOW,
                     )
                 )
             ).all()
-        until = hold_until(sent, now, limit)
-        if until is None:
-            return False
-        await self._release(rows, until)
-        return True
+            admission = admit(sent, now, first.channel_rate_limit, len(messages))
+            if admission.count:
+                await session.execute(
+                    channel_sends.insert(),
+                    [{"channel_id": first.channel_id, "sent_at": now}] * admission.count,
+                )
+            if admission.rest_due is not None:
+                held = [row for rows in messages[admission.count :] for row in rows]
+                await self._release(session, held, admission.rest_due)
+        return messages[: admission.count]
 
     # --- recording -----------------------------------------------------------------------------
 
-    async def _record_all(
-        self,
-        rows: list[Any],
-        outcome: Outcome,
-        started_at: datetime,
-        duration_ms: int,
-        retry_delay_seconds: float = 0.0,
-    ) -> None:
-        """Record one outcome for `rows` (one message) in one short transaction, in bulk: a
-        grouped message of a hundred rows costs a handful of statements, not hundreds."""
+    async def _record(self, attempts: list[Attempt]) -> None:
+        """Record the outcomes of a round's messages in one short transaction, in bulk: a
+        batch of fifty messages, or a grouped message of a hundred rows, costs a handful of
+        statements, not hundreds (and SQLite, one writer at a time, one turn)."""
         now = utcnow()
-        plans = [self._plan(row, outcome, now, retry_delay_seconds) for row in rows]
-        labels: list[str] = []
+        entries = [
+            (row, attempt, self._plan(row, attempt.outcome, now, attempt.retry_delay_seconds))
+            for attempt in attempts
+            for row in attempt.rows
+        ]
+        tried = [attempt for attempt in attempts if not attempt.outcome.cancelled]
+        labels: list[tuple[str, str]] = []
         async with self.sessions() as session, session.begin():
-            if not outcome.cancelled:
+            counted = [attempt for attempt in tried if not attempt.slot_taken]
+            if counted:
                 await session.execute(
-                    channel_sends.insert().values(channel_id=rows[0].channel_id, sent_at=started_at)
+                    channel_sends.insert(),
+                    [
+                        {"channel_id": attempt.rows[0].channel_id, "sent_at": attempt.started_at}
+                        for attempt in counted
+                    ],
                 )
+            if tried:
                 await session.execute(
                     delivery_attempts.insert(),
                     [
@@ -398,19 +517,20 @@ class DeliveryWorker:
                             "delivery_id": row.id,
                             "attempt": row.attempts,
                             "worker": self.worker_id,
-                            "started_at": started_at,
-                            "duration_ms": duration_ms,
-                            "ok": outcome.ok,
-                            "status_code": outcome.status_code,
-                            "error": outcome.error,
+                            "started_at": attempt.started_at,
+                            "duration_ms": attempt.duration_ms,
+                            "ok": attempt.outcome.ok,
+                            "status_code": attempt.outcome.status_code,
+                            "error": attempt.outcome.error,
                         }
-                        for row in rows
+                        for attempt in tried
+                        for row in attempt.rows
                     ],
                 )
             # Rows with the same new values are updated together; only rows this worker still
             # holds are changed (a worker whose lease expired records nothing).
             batches: dict[tuple[tuple[str, Any], ...], list[Any]] = {}
-            for row, (_, values, _) in zip(rows, plans, strict=True):
+            for row, _, (_, values, _) in entries:
                 batches.setdefault(tuple(sorted(values.items())), []).append(row.id)
             mine: set[Any] = set()
             for key, ids in batches.items():
@@ -428,21 +548,22 @@ class DeliveryWorker:
                         )
                     ).all()
                 )
-            for row, (label, _, event) in zip(rows, plans, strict=True):
+            for row, _, (label, _, event) in entries:
                 if row.id not in mine:
                     log.warning("lease lost before recording", delivery_id=str(row.id))
                     continue
-                labels.append(label)
+                labels.append((row.channel_type or "unknown", label))
                 if event is not None:
                     await self.outbox.add(session, event, tenant=row.tenant)
-        first = rows[0]
-        for label in labels:
-            ATTEMPTS.labels(first.channel_type or "unknown", label).inc()
-        if outcome.error and not outcome.cancelled:
-            # The error text comes from the receiver or the network, never from our secrets.
-            log.info("delivery attempt failed", delivery_id=str(first.id), messages=len(rows),
-                     attempt=first.attempts, outcomes=sorted(set(labels)),
-                     error=outcome.error)  # fmt: skip
+        for channel_kind, label in labels:
+            ATTEMPTS.labels(channel_kind, label).inc()
+        for attempt in tried:
+            if attempt.outcome.error:
+                first = attempt.rows[0]
+                # The error text comes from the receiver or the network, never from our secrets.
+                log.info("delivery attempt failed", delivery_id=str(first.id),
+                         messages=len(attempt.rows), attempt=first.attempts,
+                         error=attempt.outcome.error)  # fmt: skip
 
     def _plan(
         self, row: Any, outcome: Outcome, now: datetime, retry_delay_seconds: float
@@ -487,20 +608,31 @@ class DeliveryWorker:
     # --- loop ----------------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        rows = await self.claim()
+        """One round: claim, send (channels in parallel), record it all at once."""
+        claimed = await self._claim_round()
+        self._next_due = claimed.next_due
+        rows = claimed.rows
         if rows:
             groups = partition(
                 rows, lambda r: (r.channel_id, r.kind, r.group_key) if r.group_key else None
             )
-            # Channels in parallel; one channel's messages one after the other, so that this
-            # worker counts its own sends exactly against the channel's rate limit.
             by_channel = partition(groups, lambda group: group[0].channel_id)
-
-            async def one_channel(channel_groups: list[list[Any]]) -> None:
-                for group in channel_groups:
-                    await self._process(group)
-
-            await asyncio.gather(*(one_channel(c) for c in by_channel))
+            # A channel that fails (its database step) must not cost the others their records:
+            # a message sent but not recorded is sent again once its lease expires.
+            outcomes = await asyncio.gather(
+                *(self._process_channel(c, claimed.silences) for c in by_channel),
+                return_exceptions=True,
+            )
+            attempts: list[Attempt] = []
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, Exception):
+                        raise outcome
+                    log.error("delivery of a channel's batch failed", exc_info=outcome)
+                else:
+                    attempts.extend(outcome)
+            if attempts:
+                await self._record(attempts)
         return len(rows)
 
     async def run(self) -> None:
@@ -513,9 +645,21 @@ class DeliveryWorker:
             except Exception:
                 log.exception("delivery worker round failed; retrying")
                 handled = 0
-            if handled < self.batch:
+            # After a round with work, look again at once: more may be due, and a message that
+            # waited for one just recorded (a recovery after its DOWN) may go now. Every claimed
+            # row leaves the round recorded or given back for later, so this cannot spin.
+            if handled == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+                    await asyncio.wait_for(self._wakeup.wait(), self._idle_seconds())
+
+    def _idle_seconds(self) -> float:
+        """How long to wait for a wake-up: until the next waiting message falls due (a retry,
+        a rule's delay, a grouping window, a rate limit's slot), at most `poll_seconds`. The
+        poll remains for messages other replicas queue, which wake no one here."""
+        if self._next_due is None:
+            return self.poll_seconds
+        until_due = (self._next_due - utcnow()).total_seconds()
+        return min(self.poll_seconds, max(0.0, until_due))
 
     def start(self) -> None:
         self._stopping = False

@@ -1,0 +1,37 @@
+"""Deliveries follow the egress allow-list like saving and test-sending do: with private
+addresses refused, a webhook inside an allow-listed network still receives its messages."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pingtower.common.events import Status
+
+from .conftest import (
+    MakeReceiver,
+    Start,
+    eventually,
+    monitor_created,
+    monitor_id_of,
+    setup_webhook_rule,
+    status_changed,
+)
+
+
+async def test_a_down_reaches_a_webhook_in_an_allow_listed_private_network(
+    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+) -> None:
+    receiver = await make_receiver()  # on 127.0.0.1: loopback, refused unless allow-listed
+    running = await start_notificator(
+        database_url,
+        allow_private_targets=False,
+        egress_allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),
+    )
+    await setup_webhook_rule(running.client, receiver.url)
+    created = monitor_created()
+    await running.publish(created, status_changed(monitor_id_of(created), Status.UP, Status.DOWN))
+
+    await eventually(lambda: len(receiver.accepted) == 1)
+    assert receiver.accepted[0]["kind"] == "down"
+    log = (await running.client.get("/api/v1/notifications")).json()["items"]
+    assert [item["status"] for item in log] == ["delivered"]
