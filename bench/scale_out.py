@@ -127,8 +127,8 @@ async def insert_monitors(
 async def fill_queue(
     broker: str, namespace: str, monitor_ids: list[uuid.UUID], target: str, count: int
 ) -> None:
-    """`count` check jobs for the monitors, round robin, published concurrently (with
-    confirms) straight to the region's job queue."""
+    """`count` check jobs for the monitors, round robin, published in batches (confirmations
+    awaited together) straight to the region's job queue."""
     from datetime import timedelta
 
     from pingtower.common.events import utcnow
@@ -139,10 +139,10 @@ async def fill_queue(
     await bus.start()
     try:
         now = utcnow()
-        for start in range(0, count, 500):
-            await asyncio.gather(
-                *(
-                    bus.publish_job(
+        for start in range(0, count, 5000):
+            unpublished = await bus.publish_jobs(
+                [
+                    (
                         job_envelope(
                             monitor_id=monitor_ids[index % len(monitor_ids)],
                             tenant="bench",
@@ -156,9 +156,11 @@ async def fill_queue(
                         ),
                         "default",
                     )
-                    for index in range(start, min(count, start + 500))
-                )
+                    for index in range(start, min(count, start + 5000))
+                ]
             )
+            if unpublished:
+                raise RuntimeError(f"{len(unpublished)} jobs not confirmed: {unpublished[0]}")
     finally:
         await bus.close()
 
@@ -218,16 +220,18 @@ class Window:
     expired_rate: float
     cpu_shares: list[float]
     published_rate: float | None  # with the scheduler feeding: its publishing rate
+    unpublished_rate: float | None  # ... jobs the broker did not take, after a retry
     lateness_s: float | None  # ... and its mean lateness in the window
     ran_dry: bool = False  # with the queue feeding: the queue emptied during the window
 
 
 def measure(scheduler: Process | None, probes: list[Process], seconds: float) -> Window:
-    def scheduler_counters() -> tuple[float, float, float]:
+    def scheduler_counters() -> tuple[float, float, float, float]:
         if scheduler is None:
-            return (0.0, 0.0, 0.0)
+            return (0.0, 0.0, 0.0, 0.0)
         return (
             counter(scheduler, "pingtower_pinger_jobs_published_total"),
+            counter(scheduler, "pingtower_pinger_jobs_unpublished_total"),
             counter(scheduler, "pingtower_pinger_schedule_lateness_seconds_sum"),
             counter(scheduler, "pingtower_pinger_schedule_lateness_seconds_count"),
         )
@@ -251,7 +255,7 @@ def measure(scheduler: Process | None, probes: list[Process], seconds: float) ->
         (process_cpu_seconds(p.popen.pid) - before) / elapsed
         for p, before in zip(probes, cpu, strict=True)
     ]
-    published, late_sum, late_count = (
+    published, unpublished, late_sum, late_count = (
         after - before for after, before in zip(scheduler_counters(), sched_before, strict=True)
     )
     return Window(
@@ -261,6 +265,7 @@ def measure(scheduler: Process | None, probes: list[Process], seconds: float) ->
         expired_total / elapsed,
         shares,
         published / elapsed if scheduler is not None else None,
+        unpublished / elapsed if scheduler is not None else None,
         late_sum / late_count if scheduler is not None and late_count else None,
     )
 
@@ -367,7 +372,8 @@ def report(args: argparse.Namespace, one: Window, two: Window, log_dir: Path) ->
     )
     header = (
         f"{'probes':>6} {'checks/s':>9} {'per probe':>14} {'expired/s':>10} "
-        f"{'probe CPU (of a core)':>22} {'published/s':>12} {'lateness':>9}"
+        f"{'probe CPU (of a core)':>22} {'published/s':>12} {'unpublished/s':>14} "
+        f"{'lateness':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -375,11 +381,13 @@ def report(args: argparse.Namespace, one: Window, two: Window, log_dir: Path) ->
         per_probe = " + ".join(f"{rate:.0f}" for rate in window.per_probe)
         shares = " + ".join(f"{share:.0%}" for share in window.cpu_shares)
         published = f"{window.published_rate:.0f}" if window.published_rate is not None else "-"
+        lost = f"{window.unpublished_rate:.0f}" if window.unpublished_rate is not None else "-"
         late = f"{window.lateness_s:.2f} s" if window.lateness_s is not None else "-"
         dry = "  (queue ran dry: a lower bound)" if window.ran_dry else ""
         print(
             f"{window.probes:>6} {window.rate:>9.0f} {per_probe:>14} "
-            f"{window.expired_rate:>10.0f} {shares:>22} {published:>12} {late:>9}{dry}"
+            f"{window.expired_rate:>10.0f} {shares:>22} {published:>12} {lost:>14} "
+            f"{late:>9}{dry}"
         )
     added = (two.rate - one.rate) / one.rate if one.rate else float("nan")
     print(

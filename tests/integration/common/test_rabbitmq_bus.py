@@ -8,12 +8,14 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
 
 from pingtower.common.events import CheckJob, Envelope, utcnow
+from pingtower.common.messaging.coalescing import CoalescingWriter
 from pingtower.common.messaging.rabbitmq import PublishFailedError, RabbitMQBus
 from tests.integration.common.broker import Broker
 from tests.integration.common.tcp_proxy import TcpProxy
@@ -228,6 +230,75 @@ async def test_job_past_its_deadline_is_not_delivered(broker: Broker) -> None:
     assert [j.id for j in received] == [fresh.id]
 
 
+async def test_jobs_published_together_are_all_confirmed_in_their_regions_queues(
+    broker: Broker,
+) -> None:
+    scheduler = broker.bus()
+    await scheduler.start()
+    jobs = [(job("eu", deadline_in=timedelta(seconds=30)), "eu") for _ in range(40)]
+    jobs += [(job("us", deadline_in=timedelta(seconds=30)), "us") for _ in range(25)]
+
+    unpublished = await scheduler.publish_jobs(jobs)
+
+    assert unpublished == []
+    # No waiting: a confirmed job is already in its durable queue.
+    assert await broker.ready_count(scheduler.job_queue_name("eu")) == 40
+    assert await broker.ready_count(scheduler.job_queue_name("us")) == 25
+    taken = await broker.take_all(scheduler.job_queue_name("us"))
+    assert sorted(m.message_id or "" for m in taken) == sorted(
+        str(envelope.id) for envelope, region in jobs if region == "us"
+    )
+
+
+async def test_a_job_the_broker_cannot_route_is_returned_and_the_others_are_taken(
+    broker: Broker,
+) -> None:
+    scheduler = broker.bus()
+    await scheduler.start()
+    await scheduler.publish_job(job("eu", deadline_in=timedelta(seconds=30)), "eu")
+    channel = await broker.channel()
+    await channel.queue_delete(scheduler.job_queue_name("eu"))  # nothing routes "eu" now
+    lost = job("eu", deadline_in=timedelta(seconds=30))
+    kept = [job("us", deadline_in=timedelta(seconds=30)) for _ in range(3)]
+
+    unpublished = await scheduler.publish_jobs(
+        [(kept[0], "us"), (lost, "eu"), *[(k, "us") for k in kept[1:]]]
+    )
+
+    assert [(u.job.id, u.region) for u in unpublished] == [(lost.id, "eu")]
+    assert isinstance(unpublished[0].error, Exception)
+    assert await broker.ready_count(scheduler.job_queue_name("us")) == 3
+
+
+async def test_jobs_published_together_expire_at_their_deadline(broker: Broker) -> None:
+    scheduler, probe_bus = broker.bus(), broker.bus()
+    await scheduler.start()
+    stale = job("ap", deadline_in=timedelta(seconds=-1))
+    fresh = job("ap", deadline_in=timedelta(seconds=30))
+    assert await scheduler.publish_jobs([(stale, "ap"), (fresh, "ap")]) == []
+    received: list[Envelope] = []
+
+    async def run(job_envelope: Envelope) -> None:
+        received.append(job_envelope)
+
+    probe_bus.consume_jobs("ap", run, concurrency=4)
+    await probe_bus.start()
+
+    await eventually(lambda: len(received) >= 1)
+    # Expired jobs are dead-lettered: the stale one is there, not in a probe's hands.
+    await eventually(
+        lambda: _ready_is(broker, scheduler.dead_letter_queue, 1), what="stale job dropped"
+    )
+    dead = await broker.take_all(scheduler.dead_letter_queue)
+    assert [m.message_id for m in dead] == [str(stale.id)]
+    assert [j.id for j in received] == [fresh.id]
+
+
+async def test_publish_jobs_before_start_raises(broker: Broker) -> None:
+    with pytest.raises(ConnectionError):
+        await broker.bus().publish_jobs([(job("eu", deadline_in=timedelta(seconds=30)), "eu")])
+
+
 async def test_jobs_run_concurrently_up_to_the_limit(broker: Broker) -> None:
     bus = broker.bus()
     running, most, done = 0, 0, 0
@@ -369,3 +440,47 @@ async def test_consumer_subscribed_after_start_receives_events(broker: Broker) -
         await asyncio.sleep(0.05)
     assert late.envelopes, "the late consumer received nothing within 5 s"
     assert set(late.types) == {"late.arrival"}
+
+
+async def test_frames_written_in_one_loop_iteration_leave_in_one_write() -> None:
+    received = bytearray()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.extend(data)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _reader, inner = await asyncio.open_connection("127.0.0.1", port)
+    writes: list[int] = []
+
+    class Counting:
+        """The real writer, counting the writes that reach it."""
+
+        def write(self, data: bytes) -> None:
+            writes.append(len(data))
+            inner.write(data)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(inner, name)
+
+    writer = CoalescingWriter(cast(asyncio.StreamWriter, Counting()))
+    try:
+        for n in range(50):
+            writer.write(b"frame%02d;" % n)
+        assert writes == []
+        await asyncio.sleep(0)  # the end of this loop iteration
+        assert writes == [400]
+        writer.write(b"last;")
+        await writer.drain()  # flow control only (the transport is not full): no write yet
+        assert writes == [400]
+        await asyncio.sleep(0)
+        assert writes == [400, 5]
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    await eventually(lambda: len(received) == 405)
+    assert bytes(received) == b"".join(b"frame%02d;" % n for n in range(50)) + b"last;"
+    server.close()
+    await server.wait_closed()

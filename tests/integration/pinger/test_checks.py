@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from pingtower.common.egress import guarded_session
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
 from tests.e2e.harness import free_port
@@ -17,10 +16,8 @@ from tests.integration.pinger.servers import HttpTarget, http_target, tcp_server
 
 
 @pytest.fixture
-async def context() -> AsyncIterator[CheckContext]:
-    session = guarded_session(allow_private=True)
-    yield CheckContext(session, allow_private=True)
-    await session.close()
+def context() -> CheckContext:
+    return CheckContext(allow_private=True)
 
 
 @pytest.fixture
@@ -194,13 +191,9 @@ async def test_http_check_sends_basic_auth(context: CheckContext, target: HttpTa
 async def test_http_check_refuses_loopback_when_private_targets_are_not_allowed(
     target: HttpTarget,
 ) -> None:
-    session = guarded_session(allow_private=False)
-    try:
-        result = await get_check("http").run(
-            job("http", f"{target.url}/ok"), CheckContext(session, allow_private=False)
-        )
-    finally:
-        await session.close()
+    result = await get_check("http").run(
+        job("http", f"{target.url}/ok"), CheckContext(allow_private=False)
+    )
     assert result.outcome == Outcome.DOWN
     assert result.error_kind == "blocked"
 
@@ -238,7 +231,7 @@ async def test_tcp_check_refuses_loopback_when_private_targets_are_not_allowed(
 ) -> None:
     async with tcp_server() as port:
         result = await get_check("tcp").run(
-            job("tcp", f"127.0.0.1:{port}"), CheckContext(context.http, allow_private=False)
+            job("tcp", f"127.0.0.1:{port}"), CheckContext(allow_private=False)
         )
     assert result.outcome == Outcome.DOWN
     assert result.error_kind == "blocked"

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import ssl
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import trustme
 
-from pingtower.common.egress import guarded_session
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
 from pingtower.pinger.domain.monitor import InvalidSettingError
@@ -36,12 +34,10 @@ def ca() -> trustme.CA:
 
 
 @pytest.fixture
-async def context(ca: trustme.CA) -> AsyncIterator[CheckContext]:
-    session = guarded_session(allow_private=True)
+def context(ca: trustme.CA) -> CheckContext:
     tls = ssl.create_default_context()
     ca.configure_trust(tls)
-    yield CheckContext(session, allow_private=True, tls=tls)
-    await session.close()
+    return CheckContext(allow_private=True, tls=tls)
 
 
 def server_context(
@@ -128,7 +124,7 @@ async def test_dns_check_times_out_on_a_silent_resolver(context: CheckContext) -
 async def test_dns_check_refuses_a_private_resolver_when_not_allowed(
     context: CheckContext,
 ) -> None:
-    private = CheckContext(context.http, allow_private=False)
+    private = CheckContext(allow_private=False)
     async with dns_server(RECORDS) as resolver:
         result = await check(private, "dns", "status.example.test", resolver=resolver)
     assert result.error_kind == "blocked"

@@ -17,7 +17,6 @@ import pytest
 import trustme
 from aiohttp import web
 
-from pingtower.common.egress import guarded_session
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
 from pingtower.pinger.domain.monitor import InvalidSettingError
@@ -97,12 +96,10 @@ async def servers(ca: trustme.CA) -> AsyncIterator[dict[str, str]]:
 
 
 @pytest.fixture
-async def context(ca: trustme.CA) -> AsyncIterator[CheckContext]:
-    session = guarded_session(allow_private=True)
+def context(ca: trustme.CA) -> CheckContext:
     tls = ssl.create_default_context()
     ca.configure_trust(tls)
-    yield CheckContext(session, allow_private=True, tls=tls)
-    await session.close()
+    return CheckContext(allow_private=True, tls=tls)
 
 
 async def check(context: CheckContext, url: str, **settings: Any) -> CheckResult:
@@ -135,13 +132,9 @@ async def test_https_with_a_trusted_certificate_records_its_expiry_and_tls_time(
 async def test_https_with_an_untrusted_certificate_fails_unless_verification_is_off(
     servers: dict[str, str],
 ) -> None:
-    session = guarded_session(allow_private=True)
-    untrusting = CheckContext(session, allow_private=True, tls=ssl.create_default_context())
-    try:
-        refused = await check(untrusting, f"{servers['https']}/ok")
-        unverified = await check(untrusting, f"{servers['https']}/ok", verify_tls=False)
-    finally:
-        await session.close()
+    untrusting = CheckContext(allow_private=True, tls=ssl.create_default_context())
+    refused = await check(untrusting, f"{servers['https']}/ok")
+    unverified = await check(untrusting, f"{servers['https']}/ok", verify_tls=False)
     assert refused.outcome == Outcome.DOWN
     assert refused.error_kind == "tls"
     assert "certificate" in (refused.error_message or "").lower()
@@ -159,14 +152,10 @@ async def test_plain_http_over_ipv6_has_no_tls_phase(
 
 async def test_every_redirect_hop_passes_the_egress_policy(servers: dict[str, str]) -> None:
     # 127.0.0.1 is allowed (an allow-listed network), ::1 is not: the redirect there is refused.
-    session = guarded_session(allow_private=False)
     allowed = (ipaddress.ip_network("127.0.0.0/8"),)
-    limited = CheckContext(session, allow_private=False, allow_networks=allowed)
-    try:
-        direct = await check(limited, f"{servers['http']}/ok")
-        redirected = await check(limited, f"{servers['http']}/to?url={servers['http6']}/ok")
-    finally:
-        await session.close()
+    limited = CheckContext(allow_private=False, allow_networks=allowed)
+    direct = await check(limited, f"{servers['http']}/ok")
+    redirected = await check(limited, f"{servers['http']}/to?url={servers['http6']}/ok")
     assert direct.outcome == Outcome.UP, direct.error_message
     assert redirected.outcome == Outcome.DOWN
     assert redirected.error_kind == "blocked"

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
-from pingtower.common.egress import guarded_session
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, get_check
 from pingtower.pinger.checks.icmp import IcmpUnavailableError, open_icmp_socket
 
 
 @pytest.fixture
-async def session_context() -> AsyncIterator[CheckContext]:
-    session = guarded_session(allow_private=True)
-    yield CheckContext(session, allow_private=True)
-    await session.close()
+def session_context() -> CheckContext:
+    return CheckContext(allow_private=True)
 
 
 def icmp_job(target: str, **settings: object) -> CheckJob:
@@ -63,6 +59,6 @@ async def test_pinging_loopback_reports_round_trips_or_says_why_it_cannot(
 async def test_pinging_loopback_is_refused_when_private_targets_are_not_allowed(
     session_context: CheckContext,
 ) -> None:
-    context = CheckContext(session_context.http, allow_private=False)
+    context = CheckContext(allow_private=False)
     result = await get_check("icmp").run(icmp_job("127.0.0.1"), context)
     assert result.error_kind == "blocked"

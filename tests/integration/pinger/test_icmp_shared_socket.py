@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from pingtower.common.egress import guarded_session
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, get_check, load_builtin_checks
 from pingtower.pinger.checks.icmp_socket import (
@@ -48,9 +47,7 @@ needs_root = pytest.mark.skipif(
 @pytest.fixture
 async def context() -> AsyncIterator[CheckContext]:
     load_builtin_checks()
-    session = guarded_session(allow_private=True)
-    yield CheckContext(session, allow_private=True)
-    await session.close()
+    yield CheckContext(allow_private=True)
     close_shared_echo_sockets()
 
 
@@ -186,19 +183,16 @@ def test_without_any_icmp_socket_the_check_says_why() -> None:
         """
         import asyncio, json, uuid
         from datetime import timedelta
-        from pingtower.common.egress import guarded_session
         from pingtower.common.events import CheckJob, utcnow
         from pingtower.pinger.checks.base import CheckContext, get_check, load_builtin_checks
 
         async def main():
             load_builtin_checks()
-            session = guarded_session(allow_private=True)
             now = utcnow()
             job = CheckJob(monitor_id=uuid.uuid4(), check_type="icmp", target="127.0.0.1",
                            settings={}, timeout_seconds=5, scheduled_at=now,
                            deadline=now + timedelta(seconds=60))
-            result = await get_check("icmp").run(job, CheckContext(session, allow_private=True))
-            await session.close()
+            result = await get_check("icmp").run(job, CheckContext(allow_private=True))
             print(json.dumps({"outcome": result.outcome.value, "kind": result.error_kind,
                               "message": result.error_message}))
 

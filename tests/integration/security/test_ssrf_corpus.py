@@ -523,7 +523,6 @@ async def test_every_check_type_honours_the_allow_list_when_it_connects(
     # A target outside the allow-list cannot be saved; run the checks on it directly, as a
     # probe would after DNS changed under a saved name.
     context = CheckContext(
-        http=None,  # type: ignore[arg-type]  # none of these check types uses the HTTP session
         allow_private=False,
         allow_networks=ALLOW_127_0_0_1,
     )

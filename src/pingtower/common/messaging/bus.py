@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from pingtower.common.events import Envelope
 
 BatchHandler = Callable[[Sequence[Envelope]], Awaitable[None]]
 JobHandler = Callable[[Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class UnpublishedJob:
+    """A check job the transport did not take, and why."""
+
+    job: Envelope
+    region: str
+    error: BaseException
 
 
 class Bus(abc.ABC):
@@ -35,6 +45,24 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     async def publish_job(self, job: Envelope, region: str) -> None:
         """Put a check job on the work queue of `region`."""
+
+    async def publish_jobs(self, jobs: Sequence[tuple[Envelope, str]]) -> list[UnpublishedJob]:
+        """Put check jobs, each on the work queue of its region, with their confirmations
+        awaited together rather than one round trip per job.
+
+        A job that was not taken does not fail the others: it is returned, with its error, for
+        the caller to retry or count. Returns an empty list when every job was taken.
+
+        Both transports override this; the default, one `publish_job` after another, keeps a
+        bus that only wraps another one (tests do) working.
+        """
+        unpublished: list[UnpublishedJob] = []
+        for job, region in jobs:
+            try:
+                await self.publish_job(job, region)
+            except Exception as exc:
+                unpublished.append(UnpublishedJob(job, region, exc))
+        return unpublished
 
     @abc.abstractmethod
     def subscribe(

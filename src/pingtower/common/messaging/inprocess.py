@@ -24,6 +24,7 @@ from pingtower.common.messaging.bus import (
     BatchHandler,
     Bus,
     JobHandler,
+    UnpublishedJob,
     deliver_batch,
     topic_matches,
 )
@@ -137,6 +138,14 @@ class InProcessBus(Bus):
 
     async def publish_job(self, job: Envelope, region: str) -> None:
         self._job_queue(region).put_nowait(job)
+
+    async def publish_jobs(self, jobs: Sequence[tuple[Envelope, str]]) -> list[UnpublishedJob]:
+        if self._closed:
+            error = ConnectionError("in-process bus closed")
+            return [UnpublishedJob(job, region, error) for job, region in jobs]
+        for job, region in jobs:
+            self._job_queue(region).put_nowait(job)
+        return []
 
     def subscribe(
         self,

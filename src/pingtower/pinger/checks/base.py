@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-import aiohttp
 from pydantic import BaseModel, ValidationError
 
 from pingtower.common.egress import Networks
@@ -23,11 +22,10 @@ from pingtower.pinger.domain.monitor import InvalidSettingError
 
 @dataclass
 class CheckContext:
-    """What a probe shares between checks: one HTTP session (fresh connection per request) and
-    one TLS context for the checks that make their own TLS connections (building a context
-    loads the trust store, which costs more than a handshake)."""
+    """What a probe shares between checks: its egress policy, which every check type applies to
+    each address before it connects, and one TLS context for the checks that make TLS
+    connections (building a context loads the trust store, which costs more than a handshake)."""
 
-    http: aiohttp.ClientSession
     allow_private: bool
     tls: ssl.SSLContext = field(default_factory=ssl.create_default_context)
     allow_networks: Networks = ()  # reachable even when private addresses are not

@@ -36,8 +36,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from pingtower.common.events import Status
-from pingtower.common.messaging.bus import Bus
+from pingtower.common.events import Envelope, Status
+from pingtower.common.messaging.bus import Bus, UnpublishedJob
 from pingtower.common.runtime import Component
 from pingtower.pinger.checks.base import get_check
 from pingtower.pinger.domain.monitor import InvalidSettingError
@@ -50,6 +50,10 @@ from pingtower.pinger.store.tables import monitor_states, monitors
 log = structlog.get_logger(__name__)
 
 JOBS_PUBLISHED = Counter("pingtower_pinger_jobs_published_total", "Check jobs published")
+JOBS_UNPUBLISHED = Counter(
+    "pingtower_pinger_jobs_unpublished_total",
+    "Check jobs the bus did not take even after a retry (their check does not run)",
+)
 LATENESS = Histogram(
     "pingtower_pinger_schedule_lateness_seconds",
     "How late a job was published after its scheduled time",
@@ -61,6 +65,9 @@ SCHEDULED = Gauge("pingtower_pinger_scheduled_monitors", "Monitors in the schedu
 LEADER_LOCK = zlib.crc32(b"pingtower.pinger.scheduler")
 POLL_OVERLAP = timedelta(seconds=5)
 RECONCILE_CHUNK = 500
+# Jobs handed to the bus at once: a tick's due jobs go out together (the bus bounds how many
+# await their confirmation at a time); a huge tick is cut so its first jobs leave early.
+PUBLISH_BATCH = 5000
 RECONCILED = Counter(
     "pingtower_pinger_scheduler_reconciled_total",
     "Monitors whose change the incremental poll missed and the full reconciliation found",
@@ -99,6 +106,17 @@ class Entry:
     @property
     def fraction(self) -> float:
         return self.retry_slot if self.pending else self.slot
+
+
+def _log_unpublished(unpublished: list[UnpublishedJob]) -> None:
+    first = unpublished[0]
+    log.error(
+        "check jobs not published",
+        count=len(unpublished),
+        regions=sorted({u.region for u in unpublished}),
+        first_job_id=str(first.job.id),
+        error=repr(first.error),
+    )
 
 
 def _runs_on_probes(check_type: str) -> bool:
@@ -268,6 +286,7 @@ class Scheduler(Component):
         """Publish every job due by now; returns how many monitors were due."""
         now = self.clock()
         count = 0
+        jobs: list[tuple[Envelope, str]] = []
         while self.heap and self.heap[0][0] <= now:
             due, _seq, monitor_id, generation = heapq.heappop(self.heap)
             entry = self.entries.get(monitor_id)
@@ -279,27 +298,42 @@ class Scheduler(Component):
                 # Stale once the next run is due, and never later than the interval allows.
                 window = min(window, next_cron(entry.cron, entry.timezone, due) - due)
             for region in entry.regions:
-                await self.bus.publish_job(
-                    job_envelope(
-                        monitor_id=entry.id,
-                        tenant=entry.tenant,
-                        check_type=entry.type,
-                        target=entry.target,
-                        settings=entry.settings,
-                        timeout_seconds=entry.timeout_seconds,
-                        region=region,
-                        scheduled_at=scheduled_at,
-                        interval_seconds=window,
-                    ),
-                    region,
+                job = job_envelope(
+                    monitor_id=entry.id,
+                    tenant=entry.tenant,
+                    check_type=entry.type,
+                    target=entry.target,
+                    settings=entry.settings,
+                    timeout_seconds=entry.timeout_seconds,
+                    region=region,
+                    scheduled_at=scheduled_at,
+                    interval_seconds=window,
                 )
-                JOBS_PUBLISHED.inc()
+                jobs.append((job, region))
             LATENESS.observe(max(0.0, now - due))
             # From `now`, not `due`: after a stall, missed runs are skipped, not fired in a burst.
             entry.last_due = max(due, now)
             self._push(entry)
             count += 1
+            if len(jobs) >= PUBLISH_BATCH:
+                await self._publish(jobs)
+                jobs = []
+        if jobs:
+            await self._publish(jobs)
         return count
+
+    async def _publish(self, jobs: list[tuple[Envelope, str]]) -> None:
+        """Hand the jobs to the bus together; retry once those it did not take, then count and
+        log the rest (their check does not run this interval)."""
+        unpublished = await self.bus.publish_jobs(jobs)
+        if unpublished:
+            # A refused or lost confirmation is usually a broker hiccup; the jobs keep their
+            # deadline, so one retried late is still dropped by the broker once stale.
+            unpublished = await self.bus.publish_jobs([(u.job, u.region) for u in unpublished])
+        JOBS_PUBLISHED.inc(len(jobs) - len(unpublished))
+        if unpublished:
+            JOBS_UNPUBLISHED.inc(len(unpublished))
+            _log_unpublished(unpublished)
 
     def _remove(self, monitor_id: uuid.UUID) -> None:
         entry = self.entries.pop(monitor_id, None)
@@ -421,10 +455,24 @@ class Scheduler(Component):
 
     async def poll_changes(self) -> None:
         async with self.db.sessions() as session:
-            query = select(monitors)
+            query = select(monitors.c.id, monitors.c.updated_at)
             if self._monitors_seen is not None:
                 query = query.where(monitors.c.updated_at > self._monitors_seen - POLL_OVERLAP)
-            changed = (await session.execute(query)).all()
+            stamps = (await session.execute(query)).all()
+            # The overlap window returns the same rows poll after poll (all of a bulk import,
+            # until something newer is written); only the new or changed ones are read whole.
+            unknown = [
+                stamp.id
+                for stamp in stamps
+                if (known := self.entries.get(stamp.id)) is None
+                or known.updated_at != stamp.updated_at
+            ]
+            changed: list[Any] = []
+            for start in range(0, len(unknown), RECONCILE_CHUNK):
+                chunk = unknown[start : start + RECONCILE_CHUNK]
+                changed.extend(
+                    (await session.execute(select(monitors).where(monitors.c.id.in_(chunk)))).all()
+                )
             states_query = select(
                 monitor_states.c.monitor_id, monitor_states.c.status, monitor_states.c.changed_at
             )
@@ -434,11 +482,10 @@ class Scheduler(Component):
                 )
             states = (await session.execute(states_query)).all()
         for row in changed:
-            known = self.entries.get(row.id)
-            if known is None or known.updated_at != row.updated_at:
-                self._upsert(row, None)
-            if self._monitors_seen is None or row.updated_at > self._monitors_seen:
-                self._monitors_seen = row.updated_at
+            self._upsert(row, None)
+        for stamp in stamps:
+            if self._monitors_seen is None or stamp.updated_at > self._monitors_seen:
+                self._monitors_seen = stamp.updated_at
         for state in states:
             self._set_pending(state.monitor_id, state.status == Status.PENDING.value)
             if self._states_seen is None or state.changed_at > self._states_seen:
