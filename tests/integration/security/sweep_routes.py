@@ -130,6 +130,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/stats/overview"): viewer(),
     ("GET", "/api/v1/stats/monitors/{monitor_id}/uptime"): viewer(),
     ("GET", "/api/v1/stats/monitors/{monitor_id}/incidents"): viewer(),
+    ("GET", "/api/v1/stats/monitors/{monitor_id}/daily"): viewer(),
     ("GET", "/api/v1/stats/monitors/{monitor_id}/timeseries"): viewer(),
     ("GET", "/api/v1/stats/monitors/{monitor_id}/trends"): viewer(),
     ("POST", "/api/v1/stats/slos"): editor(),

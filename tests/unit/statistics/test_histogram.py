@@ -4,6 +4,7 @@ stored (bytes) form decodes to the same histogram and merges like the decoded on
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given
@@ -151,3 +152,49 @@ def test_parts_whose_counts_add_past_32_bits_still_merge_exactly() -> None:
     merged = Histogram.from_bytes_many([big.to_bytes(), small.to_bytes(), big.to_bytes()])
     assert merged.buckets == {-4: 1, -3: 6_000_000_000, 200: 8_000_000_000, 201: 12}
     assert merged.zero == 14
+
+
+@given(st.lists(any_latencies, min_size=2, max_size=8), st.randoms(use_true_random=False))
+def test_bulk_merge_does_not_depend_on_the_order_of_the_parts(
+    parts: list[list[float]], rng: random.Random
+) -> None:
+    stored = [histogram_of(part).to_bytes() for part in parts]
+    shuffled = stored[:]
+    rng.shuffle(shuffled)
+    everything = histogram_of([v for part in parts for v in part])
+    assert Histogram.from_bytes_many(shuffled) == everything
+    # the part with the highest buckets first: later parts reach below the first one's
+    stored.sort(key=lambda data: -Histogram.from_bytes(data).offset)
+    assert Histogram.from_bytes_many(stored) == everything
+
+
+def test_a_part_below_and_a_part_above_the_first_widen_the_merge_both_ways() -> None:
+    middle = Histogram(buckets={10: 1, 11: 2})
+    low = Histogram(buckets={-5: 4})
+    high = Histogram(buckets={40: 3})
+    merged = Histogram.from_bytes_many([middle.to_bytes(), low.to_bytes(), high.to_bytes()])
+    assert merged.buckets == {-5: 4, 10: 1, 11: 2, 40: 3}
+
+
+@given(st.lists(st.one_of(any_latencies, st.just([])), max_size=8))
+def test_quantiles_of_many_stored_forms_equal_each_decoded_histograms(
+    parts: list[list[float]],
+) -> None:
+    histograms = [histogram_of(values) for values in parts]
+    for histogram, zeros in zip(histograms, range(len(histograms)), strict=True):
+        histogram.zero += zeros % 3  # some with values in the zero bucket
+    qs = [0.0, 0.5, 0.9, 0.95, 0.99, 1.0]
+    stored = [histogram.to_bytes() for histogram in histograms]
+    assert Histogram.stored_quantiles(stored, qs) == [h.quantiles(qs) for h in histograms]
+
+
+def test_stored_quantiles_of_nothing_are_none_and_bad_bytes_are_refused() -> None:
+    assert Histogram.stored_quantiles([b"", None], [0.5]) == [[None], [None]]
+    assert Histogram.stored_quantiles([Histogram(zero=2).to_bytes()], [0.5]) == [[0.0]]
+    assert Histogram.stored_quantiles([], [0.5]) == []
+    with pytest.raises(EncodingError):
+        Histogram.stored_quantiles([b"\x02" + bytes(20)], [0.5])
+    with pytest.raises(EncodingError):
+        Histogram.stored_quantiles([Histogram(buckets={3: 1}).to_bytes()[:-1]], [0.5])
+    with pytest.raises(ValueError, match="quantile"):
+        Histogram.stored_quantiles([Histogram(buckets={3: 1}).to_bytes()], [1.5])

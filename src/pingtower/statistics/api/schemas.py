@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pingtower.common.events import Status
+from pingtower.statistics.api.status_page import PublicDay
 
 
 class OverviewItem(BaseModel):
@@ -95,6 +96,14 @@ class Timeseries(BaseModel):
     relative_error: float
     """Bound on the relative error of every percentile (from the histogram's buckets)."""
     points: list[Point]
+
+
+class DailyUptime(BaseModel):
+    monitor_id: uuid.UUID
+    start: datetime
+    end: datetime
+    uptime: float | None = Field(description="Over all the days")
+    days: list[PublicDay] = Field(description="UTC days, oldest first; today's ends now")
 
 
 class SloCreate(BaseModel):

@@ -129,20 +129,7 @@ class Histogram:
     def quantiles(self, qs: Sequence[float]) -> list[float | None]:
         """The value of rank ⌊q·(n−1)⌋ (0-based) among the values added, for each q, within α;
         None each if empty. One pass over the buckets for all of them."""
-        for q in qs:
-            if not 0.0 <= q <= 1.0:
-                raise ValueError("quantile must be within [0, 1]")
-        running = list(accumulate(self.counts, initial=self.zero))
-        n = running[-1]
-        if n == 0:
-            return [None for _ in qs]
-        found: list[float | None] = []
-        for q in qs:
-            rank = math.floor(q * (n - 1))
-            # running[i] counts the values below bucket i of counts; the zero bucket comes first
-            i = bisect_right(running, rank)
-            found.append(0.0 if i == 0 else self.representative(self.offset + i - 1))
-        return found
+        return _quantiles(self.zero, self.offset, self.counts, qs)
 
     def quantile(self, q: float) -> float | None:
         """The value of rank ⌊q·(n−1)⌋ (0-based) among the values added, within α; None if empty."""
@@ -160,6 +147,58 @@ class Histogram:
         header = _HEADER.pack(FORMAT, self.zero, sum(used), self.offset + lo if used else 0)
         return header + struct.pack(f"<{len(used)}I", *used)
 
+    @staticmethod
+    def stored_quantiles(
+        items: Sequence[bytes | None], qs: Sequence[float]
+    ) -> list[list[float | None]]:
+        """`[from_bytes(data).quantiles(qs) for data in items]` in one pass, without building
+        a histogram: the counts of all the stored forms are unpacked with one `struct` call
+        and summed with one `accumulate`, then each one's quantiles are bisections within its
+        own stretch of those running sums. A timeseries of 2,000 points so pays a few
+        bisections a point rather than an unpack, a sum and an object each."""
+        _check_quantiles(qs)
+        header = _HEADER.size
+        unpack = _HEADER.unpack_from
+        payloads: list[bytes] = []
+        spans: list[tuple[int, int, int]] = []  # zero count, key of the first bucket, buckets
+        for data in items:
+            if not data:
+                spans.append((0, 0, 0))
+                continue
+            size = len(data) - header
+            if size < 0 or size % _COUNT_SIZE:
+                raise EncodingError(f"histogram of {len(data)} bytes")
+            version, zero, _, offset = unpack(data)
+            if version != FORMAT:
+                raise EncodingError(f"histogram format {version}")
+            payloads.append(data[header:])
+            spans.append((zero, offset, size // _COUNT_SIZE))
+        counts = b"".join(payloads)
+        # running[j]: the counts before the j-th bucket of all the stored forms together
+        running = list(
+            accumulate(struct.unpack(f"<{len(counts) // _COUNT_SIZE}I", counts), initial=0)
+        )
+        nothing: list[float | None] = [None for _ in qs]
+        found: list[list[float | None]] = []
+        start = 0
+        for zero, offset, n in spans:
+            end = start + n
+            base = running[start] - zero
+            total = running[end] - base
+            if not total:
+                found.append(nothing[:])
+                start = end
+                continue
+            one: list[float | None] = []
+            for q in qs:
+                # i: how many of this form's running sums (zero bucket first) are <= the rank
+                rank = math.floor(q * (total - 1))
+                i = 0 if rank < zero else bisect_right(running, rank + base, start, end + 1) - start
+                one.append(0.0 if i == 0 else 2 * GAMMA ** (offset + i - 1) / (GAMMA + 1))
+            found.append(one)
+            start = end
+        return found
+
     @classmethod
     def from_bytes(cls, data: bytes | None) -> Histogram:
         return cls.from_bytes_many((data,))
@@ -175,35 +214,47 @@ class Histogram:
         can carry into the next while the counts of all parts together stay below 2^32 (they are
         checked: the header holds each part's sum); beyond that they are added as arrays."""
         parts: list[tuple[int, int, bytes]] = []
-        zero = total = 0
-        lo = hi = None
+        zero = total = summed = 0
+        # key of summed's lowest field, and one past its highest
+        lo = hi = 0
+        header = _HEADER.size
+        unpack = _HEADER.unpack_from
+        # One pass, each part added as it is read: the overview merges ~20 parts for each of
+        # a thousand monitors, so every step per part counts.
         for data in items:
             if not data:
                 continue
-            if len(data) < _HEADER.size or (len(data) - _HEADER.size) % _COUNT_SIZE:
+            size = len(data) - header
+            if size < 0 or size % _COUNT_SIZE:
                 raise EncodingError(f"histogram of {len(data)} bytes")
-            version, part_zero, part_total, offset = _HEADER.unpack_from(data)
+            version, part_zero, part_total, offset = unpack(data)
             if version != FORMAT:
                 raise EncodingError(f"histogram format {version}")
             zero += part_zero
-            n = (len(data) - _HEADER.size) // _COUNT_SIZE
-            if not n:
+            if not size:
                 continue
+            n = size // _COUNT_SIZE
             total += part_total
             parts.append((offset, n, data))
-            lo = offset if lo is None else min(lo, offset)
-            hi = offset + n if hi is None else max(hi, offset + n)
+            counts = int.from_bytes(data[header:], "little")
+            if len(parts) == 1:
+                summed, lo, hi = counts, offset, offset
+            elif offset >= lo:
+                summed += counts << (_FIELD_BITS * (offset - lo))
+            else:
+                summed = (summed << (_FIELD_BITS * (lo - offset))) + counts
+                lo = offset
+            if offset + n > hi:
+                hi = offset + n
         histogram = cls(zero=zero)
-        if lo is None or hi is None:
+        if not parts:
             return histogram
         if len(parts) == 1 or total >= 1 << _FIELD_BITS:
+            # One part needs no adding; past 2^32 fields may have carried into their
+            # neighbours: add the parts as arrays instead.
             for offset, n, data in parts:
-                histogram._add_dense(offset, struct.unpack_from(f"<{n}I", data, _HEADER.size))
+                histogram._add_dense(offset, struct.unpack_from(f"<{n}I", data, header))
             return histogram
-        summed = 0
-        for offset, _, data in parts:
-            counts = int.from_bytes(memoryview(data)[_HEADER.size :], "little")
-            summed += counts << (_FIELD_BITS * (offset - lo))
         width = hi - lo
         histogram.offset = lo
         histogram.counts = array(
@@ -220,3 +271,27 @@ class Histogram:
 
     def __repr__(self) -> str:
         return f"Histogram(count={self.count})"
+
+
+def _quantiles(
+    zero: int, offset: int, counts: Sequence[int], qs: Sequence[float]
+) -> list[float | None]:
+    """The quantiles of dense counts whose first bucket has key `offset`: one pass for all."""
+    _check_quantiles(qs)
+    running = list(accumulate(counts, initial=zero))
+    n = running[-1]
+    if n == 0:
+        return [None for _ in qs]
+    found: list[float | None] = []
+    for q in qs:
+        rank = math.floor(q * (n - 1))
+        # running[i] counts the values below bucket i of counts; the zero bucket comes first
+        i = bisect_right(running, rank)
+        found.append(0.0 if i == 0 else Histogram.representative(offset + i - 1))
+    return found
+
+
+def _check_quantiles(qs: Sequence[float]) -> None:
+    for q in qs:
+        if not 0.0 <= q <= 1.0:
+            raise ValueError("quantile must be within [0, 1]")

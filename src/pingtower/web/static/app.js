@@ -1,7 +1,7 @@
 // The dashboard: hash routes, one module per concern (api.js, ui.js, charts.js, here the pages).
 import { ApiError, LiveStream, del, get, patch, post, put, query, token, upload } from "./api.js";
 import * as auth from "./auth.js";
-import { latencyChart, phaseChart, uptimeBars } from "./charts.js";
+import { dailyBars, latencyChart, phaseChart } from "./charts.js";
 import { ago, badge, duration, h, ms, pct, showErrors, toast, when } from "./ui.js";
 
 const main = document.getElementById("main");
@@ -532,11 +532,12 @@ async function monitorPage(id) {
     }
   }
   async function loadBars() {
-    const start = new Date(); start.setUTCHours(0, 0, 0, 0);
-    start.setUTCDate(start.getUTCDate() - 89);
     try {
-      const series = await get(`/stats/monitors/${id}/timeseries${query({ from: start.toISOString(), step: "1d" })}`);
-      bars.replaceChildren(uptimeBars(series.points));
+      // Time-weighted uptime per UTC day (the status page's figures), not the share of checks.
+      const daily = await get(`/stats/monitors/${id}/daily${query({ days: 90 })}`);
+      bars.replaceChildren(
+        dailyBars(daily.days, `Daily uptime, last ${daily.days.length} days`),
+        h("p", { class: "muted small" }, `${pct(daily.uptime, 3)} uptime over ${daily.days.length} days`));
     } catch (error) {
       bars.replaceChildren(h("p", { class: "muted" }, `No statistics yet (${error.message}).`));
     }

@@ -48,21 +48,6 @@ export function dayClass(ratio) {
   return "bad";
 }
 
-// One bar per day, coloured by the share of successful checks that day.
-export function uptimeBars(points) {
-  const known = points.filter((p) => p.success_ratio !== null);
-  const checks = known.reduce((n, p) => n + p.checks, 0);
-  const ok = known.reduce((n, p) => n + p.success_ratio * p.checks, 0);
-  const overall = checks ? ok / checks : null;
-  return h("div", {},
-    h("div", { class: "bars", role: "list", "aria-label": `Daily check success, last ${points.length} days` },
-      points.map((p) => {
-        const text = `${new Date(p.at).toLocaleDateString()}: ${p.success_ratio === null ? "no data" : pct(p.success_ratio)}`;
-        return h("span", { role: "listitem", class: dayClass(p.success_ratio), title: text, "aria-label": text });
-      })),
-    h("p", { class: "muted small" }, `${pct(overall, 3)} of checks successful over ${points.length} days`));
-}
-
 // The phases a check reports, in the order they happen; any other phase follows these.
 const PHASES = [["dns", "DNS"], ["connect", "Connect"], ["tls", "TLS"], ["first_byte", "First byte"], ["ttfb", "First byte"], ["total", "Total"]];
 
