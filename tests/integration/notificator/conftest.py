@@ -162,7 +162,8 @@ async def start_notificator(
 
         bus.subscribe("test.notifications", ["notification.*"], record)
         app = build_app("notificator", [component], bus, HeaderAuthenticator())
-        manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
+        # Above the delivery worker's own stop bound (send timeout + 5 s) on a loaded machine.
+        manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=60)
         await manager.__aenter__()
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://test"
