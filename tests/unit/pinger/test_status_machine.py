@@ -121,18 +121,19 @@ def test_resuming_a_healthy_monitor_makes_it_unknown() -> None:
     assert resumed.state.status == Status.UNKNOWN
 
 
-def test_a_check_that_ran_while_paused_is_ignored_after_the_resume() -> None:
+def test_a_check_that_ran_while_paused_is_dated_no_earlier_than_the_resume() -> None:
     up = run([UP])[-1].state
     paused = pause(up, T0 + timedelta(seconds=10)).state
-    resumed = resume(paused, T0 + timedelta(seconds=12)).state
+    resumed_at = T0 + timedelta(seconds=12)
+    resumed = resume(paused, resumed_at).state
     during_pause = Observation(UP, T0 + timedelta(seconds=11))
     late = apply_result(resumed, during_pause, Confirmation(), incident_id=uuid.uuid4())
-    assert late.state == resumed  # still UNKNOWN since the resume; no transition dated before it
-    assert late.transition is None
-    after = Observation(UP, T0 + timedelta(seconds=13))
-    fresh = apply_result(resumed, after, Confirmation(), incident_id=uuid.uuid4())
-    assert fresh.transition is not None
-    assert (fresh.state.status, fresh.transition.at) == (Status.UP, after.at)
+    assert late.transition is not None
+    assert (late.state.status, late.transition.at, late.state.since) == (
+        Status.UP,
+        resumed_at,
+        resumed_at,
+    )
 
 
 def test_confirmation_counts_must_be_positive() -> None:

@@ -7,9 +7,9 @@ Rules (N = failures_before_down, M = successes_before_up):
   outage); the N-th consecutive failure makes it DOWN and opens an incident.
 - While DOWN, M consecutive successes bring it back (UP, or DEGRADED if the last check said so)
   and resolve the incident. Outside DOWN, one success is enough: nothing was confirmed.
-- A paused monitor ignores results, also those of checks that ran while it was paused and
-  report after the resume. On resume it is UNKNOWN again, or still DOWN if its incident is
-  open: an outage ends by recovery, never by pausing.
+- A paused monitor ignores results. On resume it is UNKNOWN again, or still DOWN if its incident
+  is open: an outage ends by recovery, never by pausing. A transition is never dated before the
+  status it leaves began (a check that ran during the pause may report after the resume).
 - During a maintenance window the monitor is MAINTENANCE: checks go on, counts start afresh,
   no incident opens or closes. An outage open when the window began is still open after it.
 - An incident is open exactly while the monitor is DOWN (or paused or in maintenance while an
@@ -89,6 +89,11 @@ class Decision:
 def _move(state: MonitorState, status: Status, at: datetime, reason: str) -> Decision:
     if status == state.status:
         return Decision(state)
+    if state.since is not None and at < state.since:
+        # A check that ran while the monitor was paused may report after the resume: its
+        # change is dated at the resume, never before the status it follows, so every
+        # consumer's timeline stays in order.
+        at = state.since
     return Decision(
         replace(state, status=status, since=at), Transition(state.status, status, at, reason)
     )
@@ -104,11 +109,6 @@ def apply_result(
 ) -> Decision:
     """Apply one result. `incident_id` is used only if this result opens an incident."""
     if state.status == Status.PAUSED:
-        return Decision(state)
-    if state.since is not None and observation.at < state.since:
-        # Observed before the current status began: a check that ran while the monitor was
-        # paused and reported after the resume. It says nothing about the resumed monitor, and
-        # applying it would date a transition before the one it follows.
         return Decision(state)
     if in_maintenance:
         # Checks go on, but nothing counts towards an outage and nothing opens or closes.
