@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,7 +65,9 @@ async def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float
     raise RuntimeError("pingtower up was not ready in time")
 
 
-async def create_monitors(base: str, token: str, url: str, count: int, interval: int) -> None:
+async def create_monitors(
+    base: str, token: str, url: str, count: int, interval: int, in_flight: int = 16
+) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(count):
@@ -85,7 +88,7 @@ async def create_monitors(base: str, token: str, url: str, count: int, interval:
                     if response.status != 201:
                         raise RuntimeError(f"create failed: {await response.text()}")
 
-        await asyncio.gather(*(worker() for _ in range(16)))
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
 
 
 def batch_counters(base: str) -> dict[str, tuple[float, float]]:
@@ -140,6 +143,46 @@ def start_profiler(path: str | None, pid: int, seconds: int) -> subprocess.Popen
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def take_heap_snapshot(pid: int, path: Path, timeout: float = 120) -> None:
+    """Ask the process under `bench.tracemalloc_cli` for a heap snapshot and wait for it."""
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    size = -1
+    while time.monotonic() < deadline:
+        # Written by one dump call; a size that stopped growing means the dump is complete.
+        current = path.stat().st_size if path.exists() else -1
+        if current > 0 and current == size:
+            return
+        size = current
+        time.sleep(0.5)
+    raise RuntimeError(f"no heap snapshot at {path}")
+
+
+def our_frame(traceback: tracemalloc.Traceback) -> str:
+    """The innermost PingTower frame of an allocation (else its innermost frame): which of our
+    structures holds memory a library allocated."""
+    for frame in reversed(traceback):  # a traceback lists the oldest frame first
+        if "/pingtower/" in frame.filename:
+            return f"{frame.filename.rsplit('/pingtower/', 1)[1]}:{frame.lineno}"
+    frame = traceback[-1]
+    return f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
+
+
+def heap_growth(before: Path, after: Path, monitors: int, top: int = 25) -> list[str]:
+    """The Python heap's growth between two snapshots, per monitor, by our innermost frame."""
+    old = tracemalloc.Snapshot.load(str(before))
+    new = tracemalloc.Snapshot.load(str(after))
+    grown: dict[str, int] = {}
+    for stat in new.compare_to(old, "traceback"):
+        key = our_frame(stat.traceback)
+        grown[key] = grown.get(key, 0) + stat.size_diff
+    total = sum(grown.values())
+    lines = [f"Python heap growth: {total / 1024 / monitors:.1f} KiB per monitor (tracemalloc)"]
+    for key, size in sorted(grown.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"{size / 1024 / monitors:8.2f} KiB  {key}")
+    return lines
+
+
 def main_run(args: argparse.Namespace) -> None:
     interval: int = args.interval
     windows = max(1, round(args.seconds / interval))
@@ -162,6 +205,9 @@ def main_run(args: argparse.Namespace) -> None:
     with LocalNginx(workers=1) as nginx:
         cli = "bench.uvloop_cli" if args.uvloop else "pingtower.cli"
         command = [sys.executable, "-m", cli, "up", "--port", str(port)]
+        heap = Path(args.tracemalloc) if args.tracemalloc else None
+        if heap is not None:
+            command = [sys.executable, "-m", "bench.tracemalloc_cli", str(heap), *command[3:]]
         process = subprocess.Popen(
             [*command, "--data-dir", str(data_dir)],
             env=env,
@@ -169,11 +215,16 @@ def main_run(args: argparse.Namespace) -> None:
             stderr=subprocess.STDOUT,
         )
         try:
-            asyncio.run(wait_ready(base, process))
+            asyncio.run(wait_ready(base, process, 300 if heap is not None else 60))
             token = (data_dir / "admin-token").read_text().strip()
             rss_before = process_rss_kib(process.pid)
+            if heap is not None:
+                take_heap_snapshot(process.pid, Path(f"{heap}.1"))
             created = time.monotonic()
-            asyncio.run(create_monitors(base, token, nginx.url, args.monitors, interval))
+            # Under tracemalloc the process is several times slower: fewer requests in flight
+            # keep each one's wait for SQLite's write lock under its busy timeout.
+            in_flight = 16 if heap is None else 2
+            asyncio.run(create_monitors(base, token, nginx.url, args.monitors, interval, in_flight))
             print(f"created {args.monitors} monitors in {time.monotonic() - created:.1f} s")
             time.sleep(interval + 2)  # every monitor has been scheduled once: steady state
             start = datetime.now(UTC)
@@ -190,6 +241,8 @@ def main_run(args: argparse.Namespace) -> None:
             cpu = process_cpu_seconds(process.pid) - cpu_start
             rss_after = process_rss_kib(process.pid)
             batches_end = batch_counters(base)
+            if heap is not None:
+                take_heap_snapshot(process.pid, Path(f"{heap}.2"))
             if profiler is not None:
                 profiler.wait(60)
             time.sleep(min(5, interval) + 2)  # the last due checks finish and are stored
@@ -236,6 +289,9 @@ def main_run(args: argparse.Namespace) -> None:
     print("-" * (width + 50))
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:<28} {target}")
+    if heap is not None:
+        print()
+        print("\n".join(heap_growth(Path(f"{heap}.1"), Path(f"{heap}.2"), args.monitors)))
     print(f"\nprocess log: {workdir / 'pingtower.log'}")
 
 
@@ -247,6 +303,11 @@ def main() -> None:
     parser.add_argument("--per-target", type=int, default=64, help="probe per-host limit")
     parser.add_argument("--profile", metavar="PATH", help="py-spy collapsed stacks to PATH")
     parser.add_argument("--uvloop", action="store_true", help="run the process on uvloop")
+    parser.add_argument(
+        "--tracemalloc",
+        metavar="PATH",
+        help="heap snapshots to PATH.1 / PATH.2 and the growth per monitor by frame (slow)",
+    )
     args = parser.parse_args()
     args.seconds = min(max(args.seconds, args.interval), 600)
     main_run(args)

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pingtower.common.db import call_after_commit
 from pingtower.common.events import (
@@ -31,6 +32,7 @@ from pingtower.common.events import (
     SloBurnRateExceeded,
     utcnow,
 )
+from pingtower.common.messaging.bus import BatchHandler
 from pingtower.notificator.check_results import QUEUED, CheckRuleEffects
 from pingtower.notificator.domain.decisions import (
     PROBLEM_KINDS,
@@ -39,7 +41,7 @@ from pingtower.notificator.domain.decisions import (
     classify,
     decide,
 )
-from pingtower.notificator.domain.rules import EventKind, MonitorView, Rule
+from pingtower.notificator.domain.rules import CHECK_EVENTS, EventKind, MonitorView, Rule
 from pingtower.notificator.domain.silences import Silence, is_silenced
 from pingtower.notificator.slo_alerts import apply_slo_event
 from pingtower.notificator.store.rules import (
@@ -49,7 +51,7 @@ from pingtower.notificator.store.rules import (
     tenant_rules,
 )
 from pingtower.notificator.store.sql import insert_ignoring_duplicates
-from pingtower.notificator.store.tables import alerts, channel_sends, deliveries, monitors
+from pingtower.notificator.store.tables import alerts, channel_sends, deliveries, monitors, rules
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +67,41 @@ HEARTBEAT_LATE_KINDS = frozenset({"heartbeat_missed", "heartbeat_run_too_long"})
 # Status change times kept per monitor: enough for any flap window a rule may ask for.
 RECENT_LIMIT = 100
 RECENT_WINDOW = timedelta(days=1)
+CHECK_RESULTS_SKIPPED = Counter(
+    "pingtower_notificator_check_results_skipped_total",
+    "check.completed events dropped before any transaction: no rule wants check results",
+)
+_CHECK_EVENT_VALUES = frozenset(kind.value for kind in CHECK_EVENTS)
+
+
+async def any_rule_wants_check_results(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether some enabled rule of any workspace is a latency or certificate rule (what
+    `Rule.wants_check_results` says), read now: a rule created a moment ago counts."""
+    async with sessions() as session:
+        events = (await session.scalars(select(rules.c.events).where(rules.c.enabled))).all()
+    return any(_CHECK_EVENT_VALUES.intersection(kinds) for kinds in events)
+
+
+def skip_unwanted_check_results(
+    sessions: async_sessionmaker[AsyncSession], handler: BatchHandler
+) -> BatchHandler:
+    """Wrap the consumer's inbox handler so that check results nobody has a rule for cost one
+    read instead of a write transaction (inbox claim, rules, commit) per batch: every check of
+    every monitor arrives here, and most installations have no latency or certificate rule.
+
+    A dropped result is not claimed in the inbox, so nothing about it is kept; the consumer
+    would have done nothing with it either (`EventEffects` stops at the same test per
+    workspace). A result arriving after a check rule exists takes the full path."""
+
+    async def handle(batch: Sequence[Envelope]) -> None:
+        results = sum(1 for envelope in batch if envelope.type == CheckCompleted.TYPE)
+        if results and not await any_rule_wants_check_results(sessions):
+            CHECK_RESULTS_SKIPPED.inc(results)
+            batch = [envelope for envelope in batch if envelope.type != CheckCompleted.TYPE]
+        if batch:
+            await handler(batch)
+
+    return handle
 
 
 def heartbeat_late(monitor: MonitorView, event: MonitorStatusChanged) -> bool:

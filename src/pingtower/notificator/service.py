@@ -31,6 +31,7 @@ from pingtower.notificator.consumer import (
     EventEffects,
     close_quiet_flapping_alerts,
     prune_channel_sends,
+    skip_unwanted_check_results,
 )
 from pingtower.notificator.delivery.worker import DeliveryWorker
 from pingtower.notificator.secrets import SecretBox, load_key
@@ -113,7 +114,9 @@ class NotificatorComponent(Component):
         self.bus.subscribe(
             CONSUMER,
             list(ROUTING_KEYS),
-            self.inbox.handler(self.sessions, self.effects),
+            skip_unwanted_check_results(
+                self.sessions, self.inbox.handler(self.sessions, self.effects)
+            ),
             max_batch=100,
         )
 

@@ -11,6 +11,7 @@ from .conftest import (
     MakeReceiver,
     Start,
     eventually,
+    eventually_async,
     monitor_created,
     monitor_id_of,
     setup_webhook_rule,
@@ -33,5 +34,9 @@ async def test_a_down_reaches_a_webhook_in_an_allow_listed_private_network(
 
     await eventually(lambda: len(receiver.accepted) == 1)
     assert receiver.accepted[0]["kind"] == "down"
-    log = (await running.client.get("/api/v1/notifications")).json()["items"]
-    assert [item["status"] for item in log] == ["delivered"]
+
+    async def recorded() -> bool:  # the worker records the send after the receiver answered
+        log = (await running.client.get("/api/v1/notifications")).json()["items"]
+        return [item["status"] for item in log] == ["delivered"]
+
+    await eventually_async(recorded)

@@ -19,7 +19,7 @@ from pingtower.common.events import (
     SloBurnRateExceeded,
     Status,
 )
-from pingtower.notificator.store.tables import deliveries, monitors
+from pingtower.notificator.store.tables import deliveries, inbox, monitors
 
 from .conftest import (
     MakeReceiver,
@@ -186,6 +186,47 @@ async def test_check_results_without_latency_or_certificate_rules_leave_no_trace
         )
     assert state is None
     assert await delivery_count(running) == 1
+    # Nobody has a check rule: the results were dropped before any transaction.
+    async with running.component.sessions() as session:
+        claimed = (await session.scalars(select(inbox.c.message_id))).all()
+    assert len(claimed) == 2  # monitor.created and monitor.status_changed
+
+
+async def test_a_latency_rule_created_after_unwanted_results_sees_the_next_ones(
+    sqlite_url: str, start_notificator: Start, make_receiver: MakeReceiver
+) -> None:
+    receiver = await make_receiver()
+    running = await start_notificator(sqlite_url)
+    channel_id, _ = await setup_webhook_rule(running.client, receiver.url)  # no check rule yet
+    created = monitor_created()
+    monitor_id = monitor_id_of(created)
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    early = check_completed(monitor_id, 900, at=start)
+    await running.publish(created, early)
+    await running.publish(status_changed(monitor_id, Status.UP, Status.DOWN))
+    await eventually(lambda: len(receiver.accepted) == 1)  # the batch with the result was done
+
+    latency_rule = await running.client.post(
+        "/api/v1/rules",
+        json={
+            "name": "slow",
+            "events": ["latency"],
+            "latency_threshold_ms": 500,
+            "latency_checks": 2,
+            "channel_ids": [channel_id],
+        },
+    )
+    assert latency_rule.status_code == 201, latency_rule.text
+    # Two slow results after the rule: the early one (skipped) does not count towards them.
+    await running.publish(check_completed(monitor_id, 800, at=start + timedelta(minutes=1)))
+    await running.publish(check_completed(monitor_id, 850, at=start + timedelta(minutes=2)))
+    await eventually(lambda: len(receiver.accepted) == 2)
+    slow = receiver.accepted[1]
+    assert slow["kind"] == "latency"
+    assert slow["latency_ms"] == 850
+    async with running.component.sessions() as session:
+        claimed = set((await session.scalars(select(inbox.c.message_id))).all())
+    assert str(early.id) not in claimed
 
 
 async def test_slo_burn_rates_reach_rules_of_their_tag_or_monitor_once(

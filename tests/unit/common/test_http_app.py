@@ -3,7 +3,10 @@ and OpenAPI under /api/v1."""
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +14,8 @@ import structlog
 import structlog.testing
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from pingtower.common.http.app import create_app
 from pingtower.common.http.problems import PROBLEM, Problem, not_found
@@ -20,6 +25,10 @@ class MonitorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     interval_seconds: int = Field(ge=10)
+
+
+# A SQLite file that the test locks from outside while a route tries to write to it.
+LOCKED_DB = Path(tempfile.mkdtemp(prefix="pingtower-locked-")) / "locked.sqlite3"
 
 
 def example_router() -> APIRouter:
@@ -42,6 +51,17 @@ def example_router() -> APIRouter:
     @router.get("/crash")
     async def crash() -> None:
         raise RuntimeError("secret internals")
+
+    @router.post("/locked")
+    async def locked() -> None:
+        engine = create_async_engine(
+            f"sqlite+aiosqlite:///{LOCKED_DB}", connect_args={"timeout": 0}
+        )
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text("INSERT INTO t VALUES (1)"))
+        finally:
+            await engine.dispose()
 
     return router
 
@@ -171,6 +191,21 @@ async def test_an_unexpected_error_is_a_500_problem_that_hides_internals(
     assert [(entry["event"], entry["log_level"], entry["path"]) for entry in logs] == [
         ("unhandled error", "error", "/api/v1/crash")
     ]
+
+
+async def test_a_database_locked_past_its_wait_is_a_503_to_retry(
+    client: httpx.AsyncClient,
+) -> None:
+    holder = sqlite3.connect(LOCKED_DB, isolation_level=None)
+    try:
+        holder.execute("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        holder.execute("BEGIN EXCLUSIVE")  # another writer holds SQLite's lock
+        response = await client.post("/api/v1/locked")
+    finally:
+        holder.close()
+    body = assert_problem(response, 503)
+    assert response.headers["retry-after"] == "5"
+    assert "try again" in str(body["detail"])
 
 
 async def test_routers_are_mounted_under_api_v1(client: httpx.AsyncClient) -> None:

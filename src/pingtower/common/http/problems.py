@@ -8,6 +8,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger(__name__)
@@ -101,6 +103,20 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail,
             instance=request.url.path,
             headers=getattr(exc, "headers", None),
+        )
+
+    # The database busy past its wait (SQLite's write lock, an exhausted pool) or unreachable:
+    # the request's transaction was rolled back, so the client may simply try again.
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
+        return problem_response(
+            503,
+            "Service Unavailable",
+            "the database is busy or unreachable; nothing was changed, try again",
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(Exception)

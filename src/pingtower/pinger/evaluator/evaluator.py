@@ -42,7 +42,7 @@ from pingtower.pinger.store.maintenance import TenantWindows, covering, tenant_w
 from pingtower.pinger.store.states import (
     add_decision_events,
     decision_values,
-    load_states,
+    load_states_with_monitors,
     state_from_row,
     update_states,
 )
@@ -105,7 +105,7 @@ class Evaluator(Component):
             self._pruner = None
 
     async def apply(self, session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
-        """Apply a batch set-wise: the state rows and monitors read in one query each, every
+        """Apply a batch set-wise: the state rows with their monitors read in one query, every
         result stored in one statement and every changed state row written in one, rather than
         four statements per result; building and running statements was most of the
         embedded process's CPU (bench/README.md)."""
@@ -118,30 +118,14 @@ class Evaluator(Component):
             return
         # One lock order for every replica: no deadlock between two batches.
         monitor_ids = sorted(by_monitor, key=str)
-        states = await load_states(session, monitor_ids)
-        known = {
-            row.id: row
-            for row in (
-                await session.execute(
-                    select(
-                        monitors.c.id,
-                        monitors.c.tenant,
-                        monitors.c.regions,
-                        monitors.c.failure_quorum,
-                        monitors.c.failures_before_down,
-                        monitors.c.successes_before_up,
-                        monitors.c.parent_id,
-                        monitors.c.deleted_at,
-                    ).where(monitors.c.id.in_(monitor_ids))
-                )
-            ).all()
-        }
+        loaded = await load_states_with_monitors(session, monitor_ids)
+        known = {monitor_id: monitor for monitor_id, (_, monitor) in loaded.items()}
         accepted: list[tuple[Any, Any, list[CheckCompleted]]] = []
         to_store: list[tuple[str, CheckCompleted]] = []
         # Parents before their children: a child failing with its parent in one batch is
         # linked to the parent's incident whatever their ids. (The rows are locked already.)
         for monitor_id in sorted(monitor_ids, key=lambda m: _depth_in(known, m)):
-            state_row, monitor = states.get(monitor_id), known.get(monitor_id)
+            state_row, monitor = loaded.get(monitor_id, (None, None))
             if state_row is None or monitor is None or monitor.deleted_at is not None:
                 log.info(
                     "result for an unknown or deleted monitor dropped", monitor_id=str(monitor_id)

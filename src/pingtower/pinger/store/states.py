@@ -10,7 +10,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +24,7 @@ from pingtower.common.events import (
 )
 from pingtower.common.messaging.outbox import Outbox
 from pingtower.pinger.domain.status import Decision, MonitorState, OpenIncident
-from pingtower.pinger.store.tables import monitor_states
+from pingtower.pinger.store.tables import monitor_states, monitors
 
 
 def initial_state_row(monitor_id: uuid.UUID, tenant: str, *, paused: bool) -> dict[str, Any]:
@@ -81,6 +81,58 @@ async def load_states(
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return {row.monitor_id: row for row in (await session.execute(query)).all()}
+
+
+# The monitor's columns the evaluator needs beside its state row, read in the same query.
+_MONITOR_COLUMNS = (
+    "tenant",
+    "regions",
+    "failure_quorum",
+    "failures_before_down",
+    "successes_before_up",
+    "parent_id",
+    "deleted_at",
+)
+
+
+class MonitorColumns(NamedTuple):
+    """What the evaluator reads of a monitor's definition."""
+
+    id: uuid.UUID
+    tenant: str
+    regions: list[str]
+    failure_quorum: int | None
+    failures_before_down: int
+    successes_before_up: int
+    parent_id: uuid.UUID | None
+    deleted_at: datetime | None
+
+
+async def load_states_with_monitors(
+    session: AsyncSession, monitor_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Any, Any]]:
+    """Per monitor, its state row (locked like `load_states`) and its definition's columns
+    (`monitor_tenant`, `monitor_regions`, ... and `monitor_id`), in one query instead of two:
+    a statement costs the embedded evaluator more than the rows it reads. Only state rows
+    are locked; a monitor without a state row is left out."""
+    query = (
+        select(
+            monitor_states,
+            *(monitors.c[name].label(f"monitor_{name}") for name in _MONITOR_COLUMNS),
+        )
+        .join(monitors, monitors.c.id == monitor_states.c.monitor_id)
+        .where(monitor_states.c.monitor_id.in_(monitor_ids))
+        .order_by(monitor_states.c.monitor_id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=monitor_states)
+    found: dict[uuid.UUID, tuple[Any, Any]] = {}
+    for row in (await session.execute(query)).all():
+        definition = MonitorColumns(
+            row.monitor_id, *(getattr(row, f"monitor_{name}") for name in _MONITOR_COLUMNS)
+        )
+        found[row.monitor_id] = (row, definition)
+    return found
 
 
 def decision_values(decision: Decision) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from pingtower.common.events import (
     MonitorUpdated,
 )
 from pingtower.statistics.domain.histogram import Histogram
-from pingtower.statistics.domain.rollups import Cell, Resolution, floor_to
+from pingtower.statistics.domain.rollups import EPOCH, Cell, Resolution, floor_to
 from pingtower.statistics.store.dialect import is_postgres, upsert
 from pingtower.statistics.store.tables import (
     incidents,
@@ -52,7 +52,9 @@ from pingtower.statistics.store.tables import (
     results,
     rollups,
     status_intervals,
+    watermarks,
 )
+from pingtower.statistics.store.watermark import NAME as WATERMARK_NAME
 from pingtower.statistics.store.watermark import folded_until
 
 log = structlog.get_logger(__name__)
@@ -80,7 +82,9 @@ async def ingest(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
 
     facts = [(e, c) for e, c in parsed if not isinstance(c, MonitorSnapshot | MonitorDeleted)]
     timeline = any(isinstance(c, MonitorStatusChanged) for _, c in facts)
-    owners = await _owners(session, {(e.tenant, _monitor_of(c)) for e, c in facts}, timeline)
+    owners, folded = await _owners(
+        session, {(e.tenant, _monitor_of(c)) for e, c in facts}, timeline
+    )
     accepted: list[tuple[Envelope, Contract]] = []
     for envelope, event in facts:
         if owners[_monitor_of(event)] != envelope.tenant:
@@ -92,7 +96,9 @@ async def ingest(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
             continue
         accepted.append((envelope, event))
 
-    await _apply_results(session, [(e, c) for e, c in accepted if isinstance(c, CheckCompleted)])
+    await _apply_results(
+        session, [(e, c) for e, c in accepted if isinstance(c, CheckCompleted)], folded
+    )
     await _apply_status_changes(
         session, [(e, c) for e, c in accepted if isinstance(c, MonitorStatusChanged)]
     )
@@ -111,15 +117,20 @@ def _monitor_of(event: Contract) -> uuid.UUID:
 
 async def _owners(
     session: AsyncSession, pairs: set[tuple[str, uuid.UUID]], lock: bool
-) -> dict[uuid.UUID, str]:
+) -> tuple[dict[uuid.UUID, str], datetime | None]:
     """The workspace of each monitor, creating a placeholder projection row for a monitor whose
     monitor.created has not arrived yet (the first event about it names its workspace). With
     `lock`, the rows stay locked until commit (PostgreSQL): status timeline edits of the same
     monitor by two consumers must not interleave. Results need no lock here (their writes are
     inserts of unique rows and cell merges under the cells' own row locks), so batches of
-    results run side by side."""
+    results run side by side.
+
+    On SQLite the compaction watermark comes along in the same statement (second item; None
+    on PostgreSQL, where it is read later under its share lock): SQLite's one writer holds the
+    database for the whole transaction, so it cannot move in between, and a statement costs
+    the embedded process more than the column."""
     if not pairs:
-        return {}
+        return {}, None
     ids = sorted({monitor_id for _, monitor_id in pairs})
     if is_postgres(session):
         # One array parameter: one prepared statement whatever the batch's monitor count.
@@ -129,17 +140,29 @@ async def _owners(
     query = select(monitors.c.monitor_id, monitors.c.tenant).where(among)
     if lock and is_postgres(session):
         query = query.order_by(monitors.c.monitor_id).with_for_update()
-    found = {row.monitor_id: row.tenant for row in await session.execute(query)}
+    folded: datetime | None = None
+    if is_postgres(session):
+        found = {row.monitor_id: row.tenant for row in await session.execute(query)}
+    else:
+        rows = (await session.execute(query.add_columns(_WATERMARK.label("folded")))).all()
+        found = {row.monitor_id: row.tenant for row in rows}
+        folded = rows[0].folded if rows else await folded_until(session)
+        folded = EPOCH if folded is None else folded
     missing = [m for m in ids if m not in found]
     if not missing:  # the usual case: one read, no write
-        return found
+        return found, folded
     first_tenant = {monitor_id: tenant for tenant, monitor_id in sorted(pairs, reverse=True)}
     await session.execute(
         upsert(session, monitors).on_conflict_do_nothing(index_elements=["monitor_id"]),
         [{"monitor_id": m, "tenant": first_tenant[m], "tags": []} for m in missing],
     )
     again = await session.execute(query.where(monitors.c.monitor_id.in_(missing)))
-    return {**found, **{row.monitor_id: row.tenant for row in again}}
+    return {**found, **{row.monitor_id: row.tenant for row in again}}, folded
+
+
+_WATERMARK = (
+    select(watermarks.c.folded_until).where(watermarks.c.name == WATERMARK_NAME).scalar_subquery()
+)
 
 
 async def _apply_definitions(
@@ -179,8 +202,11 @@ async def _apply_definitions(
 
 
 async def _apply_results(
-    session: AsyncSession, events: Sequence[tuple[Envelope, Contract]]
+    session: AsyncSession,
+    events: Sequence[tuple[Envelope, Contract]],
+    folded: datetime | None = None,
 ) -> None:
+    """`folded`: the compaction watermark if the caller has read it in this transaction."""
     if not events:
         return
     by_check: dict[tuple[uuid.UUID, datetime], tuple[str, CheckCompleted]] = {}
@@ -217,8 +243,10 @@ async def _apply_results(
     fresh = [by_check[(row.check_id, row.finished_at)] for row in inserted]
     if not fresh:
         return
-    # Held (FOR SHARE) until commit, so compaction cannot fold past these minute cells unseen.
-    folded = await folded_until(session, lock="share")
+    if folded is None:
+        # Held (FOR SHARE) until commit, so compaction cannot fold past these minute cells
+        # unseen.
+        folded = await folded_until(session, lock="share")
     await merge_cells(session, _cells(fresh, folded))
     await _update_last_checks(session, [e for _, e in fresh])
 

@@ -25,7 +25,7 @@ from pingtower.common.events import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per public monitor, kept for the process's life
 class PublicMonitor:
     monitor_id: uuid.UUID
     name: str
