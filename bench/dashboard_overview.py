@@ -24,11 +24,8 @@ import argparse
 import asyncio
 import gzip
 import json
-import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +36,8 @@ from pathlib import Path
 import aiohttp
 from sqlalchemy import create_engine, delete, insert, select
 
-from bench.local_nginx import free_port
+from bench._runtime import EmbeddedProcess, create_monitors, up_env
+from bench._table import of_target, print_rows
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.store.tables import monitors, rollups, status_intervals, watermarks
 
@@ -55,46 +53,18 @@ CHROMIUM_ARGS = [  # as tests/e2e/web/browser.py
 ]
 
 
-async def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError("pingtower up exited; see its log")
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError("pingtower up was not ready in time")
-
-
-async def create_monitors(base: str, token: str, count: int) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for index in range(count):
-        queue.put_nowait(index)
+def monitor_bodies(count: int) -> list[dict[str, object]]:
     tags = ["shop", "api", "edge", "internal", "db"]
-
-    async with aiohttp.ClientSession(headers=headers) as session:
-
-        async def worker() -> None:
-            while not queue.empty():
-                index = queue.get_nowait()
-                body = {
-                    "name": f"bench-{index:05d}",
-                    "target": f"http://127.0.0.1:9/{index}",
-                    "interval_seconds": 60,
-                    "tags": [tags[index % len(tags)]],
-                    "paused": True,
-                }
-                async with session.post(f"{base}/api/v1/monitors", json=body) as response:
-                    if response.status != 201:
-                        raise RuntimeError(f"create failed: {await response.text()}")
-
-        await asyncio.gather(*(worker() for _ in range(16)))
+    return [
+        {
+            "name": f"bench-{index:05d}",
+            "target": f"http://127.0.0.1:9/{index}",
+            "interval_seconds": 60,
+            "tags": [tags[index % len(tags)]],
+            "paused": True,
+        }
+        for index in range(count)
+    ]
 
 
 async def fetch_overview(base: str, token: str, query: str = "") -> tuple[float, int, str, bytes]:
@@ -277,21 +247,6 @@ async def measure_browser(
     return figures
 
 
-def start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    log = log_path.open("ab")
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
 def p50(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -301,36 +256,25 @@ def main_run(args: argparse.Namespace) -> None:
         raise SystemExit(f"no chromium at {CHROMIUM} (apt-get install chromium)")
     workdir = Path(tempfile.mkdtemp(prefix="pingtower-bench-"))
     data_dir = workdir / "data"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PINGTOWER_ALLOW_PRIVATE_TARGETS": "true",
-        "PINGTOWER_LOG_LEVEL": "warning",
-        # Creating thousands of monitors is this benchmark's set-up, not abuse.
-        "PINGTOWER_RATE_LIMIT_PER_MINUTE": "0",
-    }
-    command = [sys.executable, "-m", "pingtower.cli", "up", "--port", str(port)]
-    command += ["--data-dir", str(data_dir)]
     log_path = workdir / "pingtower.log"
-    process = start(command, env, log_path)
+    process = EmbeddedProcess(data_dir, log_path, up_env())
+    base = process.base
     keep = False
     try:
-        asyncio.run(wait_ready(base, process))
-        token = (data_dir / "admin-token").read_text().strip()
+        process.start(ready_timeout=90)
+        token = process.admin_token()
         created = time.monotonic()
-        asyncio.run(create_monitors(base, token, args.monitors))
+        asyncio.run(create_monitors(base, token, monitor_bodies(args.monitors)))
         asyncio.run(wait_projected(base, token, args.monitors))
         print(f"created {args.monitors} monitors in {time.monotonic() - created:.1f} s")
-        stop(process)
+        process.stop()
         written = time.monotonic()
         cells, intervals = write_history(data_dir / "statistics.sqlite3", args.days)
         print(
             f"wrote {cells} rollup cells and {intervals} status intervals "
             f"in {time.monotonic() - written:.1f} s"
         )
-        process = start(command, env, log_path)
-        asyncio.run(wait_ready(base, process))
+        process.start(ready_timeout=90)
         api_runs = [asyncio.run(fetch_overview(base, token)) for _ in range(args.runs)]
         page_runs = [
             asyncio.run(fetch_overview(base, token, "?limit=50")) for _ in range(args.runs)
@@ -342,7 +286,7 @@ def main_run(args: argparse.Namespace) -> None:
         print(f"process log kept: {log_path}", file=sys.stderr)
         raise
     finally:
-        stop(process)
+        process.stop()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -367,12 +311,12 @@ def main_run(args: argparse.Namespace) -> None:
         (
             "interactive (filter answered), p50",
             f"{p50(interactive):.3f} s",
-            f"< {TARGET_S:.0f} s  ratio {p50(interactive) / TARGET_S:.2f}",
+            of_target(f"< {TARGET_S:.0f} s", p50(interactive), TARGET_S),
         ),
         (
             "interactive, max",
             f"{max(interactive):.3f} s",
-            f"< {TARGET_S:.0f} s  ratio {max(interactive) / TARGET_S:.2f}",
+            of_target(f"< {TARGET_S:.0f} s", max(interactive), TARGET_S),
         ),
         ("every monitor in (counts shown), p50", f"{p50(all_in):.3f} s", ""),
         ("first page request in page, p50", f"{p50(in_page_api):.3f} s", ""),
@@ -385,12 +329,7 @@ def main_run(args: argparse.Namespace) -> None:
         ("overview API size on the wire", f"{size / 1024:.0f} KiB ({encoding})", ""),
         ("first page body decoded (in page)", f"{browser[-1]['decoded'] / 1024:.0f} KiB", ""),
     ]
-    print()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'value':<44} target (issue 7)")
-    print("-" * (width + 70))
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:<44} {target}")
+    print_rows(rows, 44, "target (issue 7)")
 
 
 def main() -> None:

@@ -25,12 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -41,8 +37,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bench._runtime import EmbeddedProcess, create_monitors, process_cpu_seconds, up_env
+from bench._table import Row, of_target, print_rows
 from bench.local_nginx import free_port
-from bench.schedule_keeping import percentile, process_cpu_seconds, wait_ready
+from bench.schedule_keeping import percentile
 
 INTERVAL_S = 1
 CONFIRMATIONS = 2
@@ -50,20 +48,19 @@ TARGET_LATENCY_OVER_MIN_S = 2.0  # p95 within this of interval x confirmations
 TARGET_DELIVERIES_PER_S = 50.0
 
 
-class Target:
-    """What the monitors probe; `stop()` closes the port, so checks see a refused connect."""
+class LocalServer:
+    """An aiohttp application on a free loopback port; `stop()` closes the port."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/health"
         self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
-        async def health(_request: web.Request) -> web.Response:
-            return web.Response(text="ok")
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
 
+    async def start(self) -> None:
         app = web.Application()
-        app.router.add_get("/health", health)
+        self.routes(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -74,21 +71,34 @@ class Target:
             self._runner = None
 
 
-class Receiver:
+class Target(LocalServer):
+    """What the monitors probe; once stopped, checks see a refused connect."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}/health"
+
+    def routes(self, app: web.Application) -> None:
+        async def health(_request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        app.router.add_get("/health", health)
+
+
+class Receiver(LocalServer):
     """Webhook receiver: records (monotonic time, path, body); can hold requests on a gate."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.received: list[tuple[float, str, dict[str, Any]]] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.held = 0
-        self._runner: web.AppRunner | None = None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path}"
 
-    async def start(self) -> None:
+    def routes(self, app: web.Application) -> None:
         async def hook(request: web.Request) -> web.Response:
             body = await request.json()
             if not self.gate.is_set():
@@ -97,15 +107,7 @@ class Receiver:
             self.received.append((time.monotonic(), request.path.strip("/"), body))
             return web.Response(status=204)
 
-        app = web.Application()
         app.router.add_post("/{path}", hook)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 def monitor_name(body: dict[str, Any]) -> str:
@@ -123,9 +125,10 @@ async def wait_until(predicate: Any, timeout: float, what: str, every: float = 0
 
 
 class Api:
-    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, base: str, token: str) -> None:
         self.session = session
         self.base = base
+        self.token = token
 
     async def call(self, method: str, path: str, status: int = 200, **kw: Any) -> Any:
         async with self.session.request(method, f"{self.base}{path}", **kw) as response:
@@ -149,28 +152,20 @@ class Api:
 
     async def monitors(self, prefix: str, tag: str, url: str, count: int) -> dict[str, str]:
         """Creates them; returns name -> id (hex, as the Pinger's SQLite stores it)."""
-        ids: dict[str, str] = {}
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(count):
-            queue.put_nowait(index)
-
-        async def worker() -> None:
-            while not queue.empty():
-                index = queue.get_nowait()
-                body = {
-                    "name": f"{prefix}-{index:05d}",
-                    "type": "http",
-                    "target": url,
-                    "tags": [tag],
-                    "interval_seconds": INTERVAL_S,
-                    "timeout_seconds": 1,
-                    "failures_before_down": CONFIRMATIONS,
-                }
-                created = await self.call("POST", "/api/v1/monitors", 201, json=body)
-                ids[str(body["name"])] = uuid.UUID(created["id"]).hex
-
-        await asyncio.gather(*(worker() for _ in range(8)))
-        return ids
+        bodies = [
+            {
+                "name": f"{prefix}-{index:05d}",
+                "type": "http",
+                "target": url,
+                "tags": [tag],
+                "interval_seconds": INTERVAL_S,
+                "timeout_seconds": 1,
+                "failures_before_down": CONFIRMATIONS,
+            }
+            for index in range(count)
+        ]
+        created = await create_monitors(self.base, self.token, bodies, in_flight=8)
+        return {str(monitor["name"]): uuid.UUID(monitor["id"]).hex for monitor in created}
 
     async def count(self, prefix: str, status: str) -> int:
         total, offset = 0, 0
@@ -200,14 +195,14 @@ def _wall(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
-def _spread(label: str, values: list[float]) -> tuple[str, str, str]:
+def _spread(label: str, values: list[float]) -> Row:
     p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
     text = f"{min(values) * 1000:.0f} / {p50 * 1000:.0f} / {p95 * 1000:.0f} / "
     text += f"{max(values) * 1000:.0f} ms"
     return (f"latency: {label} min/p50/p95/max", text, "")
 
 
-def split_rows(split: Split, data_dir: Path) -> list[tuple[str, str, str]]:
+def split_rows(split: Split, data_dir: Path) -> list[Row]:
     """Detection (the stop to the end of the confirming check, the CONFIRMATIONS-th failure)
     and notification (that to the webhook receiving the DOWN message), per monitor; the
     notification part split again at the Notificator's decision (its delivery row written:
@@ -268,16 +263,16 @@ def queued_downs(database: Path, channel_hex: list[str]) -> int:
 
 async def measure(
     args: argparse.Namespace, base: str, token: str, split: Split, pid: int, data_dir: Path
-) -> list[tuple[str, str, str]]:
+) -> list[Row]:
     headers = {"Authorization": f"Bearer {token}"}
     receiver, lat_target, burst_target = Receiver(), Target(), Target()
     await receiver.start()
     await lat_target.start()
     await burst_target.start()
-    rows: list[tuple[str, str, str]] = []
+    rows: list[Row] = []
     try:
         async with aiohttp.ClientSession(headers=headers) as session:
-            api = Api(session, base)
+            api = Api(session, base, token)
             # 1. latency
             lat_channel = await api.channel("latency hook", receiver.url("latency"))
             await api.rule("latency", "lat", [lat_channel])
@@ -321,7 +316,7 @@ async def measure(
                 (
                     "latency: p95",
                     f"{p95:.2f} s ({p95 / minimum:.2f} x minimum)",
-                    f"{target} ({p95 / (minimum + TARGET_LATENCY_OVER_MIN_S):.2f} of it)",
+                    of_target(target, p95, minimum + TARGET_LATENCY_OVER_MIN_S),
                 ),
                 ("latency: max", f"{max(latencies):.2f} s", ""),
             ]
@@ -396,8 +391,9 @@ async def measure(
                     (
                         "rate: deliveries per second",
                         f"{rate:.0f} /s",
-                        f">= {TARGET_DELIVERIES_PER_S:.0f} /s "
-                        f"({rate / TARGET_DELIVERIES_PER_S:.2f} of it)",
+                        of_target(
+                            f">= {TARGET_DELIVERIES_PER_S:.0f} /s", rate, TARGET_DELIVERIES_PER_S
+                        ),
                     ),
                 ]
                 seen = [
@@ -416,51 +412,28 @@ async def measure(
 def main_run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="pingtower-bench-notif-"))
     data_dir = workdir / "data"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "PINGTOWER_ALLOW_PRIVATE_TARGETS": "true",
-        "PINGTOWER_MIN_INTERVAL_SECONDS": str(INTERVAL_S),
-        "PINGTOWER_RATE_LIMIT_PER_MINUTE": "0",
-        "PINGTOWER_PROBE_PER_TARGET_CONCURRENCY": "64",
-        "PINGTOWER_LOG_LEVEL": "warning",
-        "PINGTOWER_DELIVERY_CHANNEL_CONCURRENCY": str(args.window),
-    }
-    log = (workdir / "pingtower.log").open("wb")
-    command = [sys.executable, "-m", "pingtower.cli", "up", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--data-dir", str(data_dir)], env=env, stdout=log, stderr=subprocess.STDOUT
+    env = up_env(
+        PINGTOWER_MIN_INTERVAL_SECONDS=str(INTERVAL_S),
+        PINGTOWER_PROBE_PER_TARGET_CONCURRENCY="64",
+        PINGTOWER_DELIVERY_CHANNEL_CONCURRENCY=str(args.window),
     )
+    process = EmbeddedProcess(data_dir, workdir / "pingtower.log", env)
     ok = False
     split = Split()
     try:
-        asyncio.run(wait_ready(base, process))
-        token = (data_dir / "admin-token").read_text().strip()
-        rows = asyncio.run(
-            asyncio.wait_for(measure(args, base, token, split, process.pid, data_dir), args.timeout)
-        )
+        process.start()
+        run = measure(args, process.base, process.admin_token(), split, process.pid, data_dir)
+        rows = asyncio.run(asyncio.wait_for(run, args.timeout))
         ok = True
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
+        process.stop()
         if ok:
             rows[7:7] = split_rows(split, data_dir)
         if ok and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"process log kept: {workdir / 'pingtower.log'}")
-    print()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'value':<32} target (issue 4; ours where it names none)")
-    print("-" * (width + 70))
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:<32} {target}")
+    print_rows(rows, 32, "target (issue 4; ours where it names none)")
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,8 +38,9 @@ from typing import Any
 
 import aio_pika
 
+from bench._database import create_database, drop_database, server_url, unique_name
+from bench._runtime import process_cpu_seconds, stop_process, wait_ready
 from bench.local_nginx import LocalNginx, free_port
-from bench.schedule_keeping import process_cpu_seconds
 
 TARGET_ADDED = 0.8
 MAX_JOBS_PER_WINDOW = 100_000
@@ -55,24 +55,6 @@ class Process:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-
-def admin_base(url: str) -> str:
-    base = url.rstrip("/")
-    if base.count("/") > 2:
-        base = base.rsplit("/", 1)[0]
-    return base
-
-
-async def admin(base: str, statement: str) -> None:
-    import asyncpg
-
-    dsn = base.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 async def insert_monitors(
@@ -187,21 +169,6 @@ def start(name: str, role: str, env: dict[str, str], log_dir: Path) -> Process:
     return Process(name, popen, port)
 
 
-def wait_ready(process: Process, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            raise RuntimeError(f"{process.name} exited; see its log")
-        try:
-            with urllib.request.urlopen(f"{process.base}/readyz", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{process.name} was not ready within {timeout:g} s")
-
-
 def counter(process: Process, name: str) -> float:
     with urllib.request.urlopen(f"{process.base}/metrics", timeout=10) as response:
         text = response.read().decode()
@@ -282,24 +249,13 @@ async def delete_broker_names(url: str, namespace: str) -> None:
         await connection.close()
 
 
-def stop(process: Process) -> None:
-    if process.popen.poll() is None:
-        process.popen.send_signal(signal.SIGTERM)
-        try:
-            process.popen.wait(30)
-        except subprocess.TimeoutExpired:
-            process.popen.kill()
-            process.popen.wait(5)
-
-
 def run(args: argparse.Namespace) -> None:
     postgres = os.environ.get("PINGTOWER_TEST_POSTGRES_URL")
     broker = os.environ.get("PINGTOWER_TEST_RABBITMQ_URL")
     if not postgres or not broker:
         sys.exit("needs PINGTOWER_TEST_POSTGRES_URL and PINGTOWER_TEST_RABBITMQ_URL")
-    base = admin_base(postgres)
-    database = f"pt_bench_{uuid.uuid4().hex[:12]}"
-    database_url = f"{base}/{database}"
+    database = unique_name("pt_bench")
+    database_url = f"{server_url(postgres)}/{database}"
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     log_dir = Path(tempfile.mkdtemp(prefix="pingtower-scale-out-"))
     env = {
@@ -318,7 +274,7 @@ def run(args: argparse.Namespace) -> None:
     processes: list[Process] = []
     queue_fed = args.feed == "queue"
     fill = min(MAX_JOBS_PER_WINDOW, int(args.fill_rate * (args.seconds + 5)))
-    asyncio.run(admin(base, f'CREATE DATABASE "{database}"'))
+    asyncio.run(create_database(postgres, database))
     try:
         with LocalNginx(workers=1) as nginx:
             subprocess.run(
@@ -333,7 +289,7 @@ def run(args: argparse.Namespace) -> None:
             roles = ["evaluator"] if queue_fed else ["scheduler", "evaluator"]
             processes.extend(start(role, role, env, log_dir) for role in roles)
             for process in processes:
-                wait_ready(process)
+                wait_ready(process.base, process.popen, process.name)
             scheduler = None if queue_fed else processes[0]
             if queue_fed:
                 print(f"{args.monitors} monitors; {fill} jobs queued before each window")
@@ -347,7 +303,7 @@ def run(args: argparse.Namespace) -> None:
                     asyncio.run(fill_queue(broker, namespace, ids, nginx.url, fill))
                 probes.append(start(f"probe-{count}", "probe", env, log_dir))
                 processes.append(probes[-1])
-                wait_ready(probes[-1])
+                wait_ready(probes[-1].base, probes[-1].popen, probes[-1].name)
                 # Warm-up: the new probe's connections and caches; with the scheduler, every
                 # monitor has had its slot.
                 time.sleep(2 if queue_fed else args.interval + 3)
@@ -358,8 +314,8 @@ def run(args: argparse.Namespace) -> None:
             one, two = windows
     finally:
         for process in reversed(processes):
-            stop(process)
-        asyncio.run(admin(base, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            stop_process(process.popen)
+        asyncio.run(drop_database(postgres, database))
         asyncio.run(delete_broker_names(broker, namespace))
     report(args, one, two, log_dir)
 

@@ -3,7 +3,6 @@ RabbitMQ between them, and the real nginx gateway (deploy/nginx) as the one orig
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,10 +17,9 @@ from tests.e2e.harness import (
     delete_topology,
     free_port,
     nginx_config,
-    pingtower,
     wait_for,
-    wait_ready,
 )
+from tests.e2e.roles import distributed_env, start_roles
 from tests.e2e.scenario import run_thin_path
 from tests.integration.security.keycloak import Keycloak
 
@@ -61,32 +59,19 @@ async def test_distributed_mode_runs_the_whole_path_across_processes(
     assert Path(nginx).exists(), "nginx is needed (scripts/test-env.sh installs it)"
     target, receiver = peers
     keycloak = Keycloak.from_url(keycloak_url)
-    env = {
-        "PINGTOWER_BROKER_URL": rabbitmq_url,
-        "PINGTOWER_BROKER_NAMESPACE": namespace,
-        "PINGTOWER_PINGER_DATABASE_URL": await make_pg_database(),
-        "PINGTOWER_NOTIFICATOR_DATABASE_URL": await make_pg_database(),
-        "PINGTOWER_STATISTICS_DATABASE_URL": await make_pg_database(),
+    env = await distributed_env(
+        tmp_path,
+        make_pg_database,
+        rabbitmq_url=rabbitmq_url,
+        namespace=namespace,
         # Identities come from the real Keycloak: every service verifies its tokens locally.
-        "PINGTOWER_OIDC_ISSUER": keycloak.issuer(),
-        "PINGTOWER_SECRET_KEY": secrets.token_urlsafe(32),
-        "PINGTOWER_ALLOW_PRIVATE_TARGETS": "true",
-        "PINGTOWER_MIN_INTERVAL_SECONDS": "1",
-        "PINGTOWER_DELIVERY_BACKOFF_SECONDS": "0.2",
-        "PINGTOWER_DATA_DIR": str(tmp_path / "unused-data"),
-    }
+        issuer=keycloak.issuer(),
+        services=("pinger", "notificator", "statistics"),
+        PINGTOWER_DELIVERY_BACKOFF_SECONDS="0.2",
+    )
     processes: list[Process] = []
-    ports: dict[str, int] = {}
     try:
-        for index, role in enumerate(ROLES):
-            port = free_port()
-            ports.setdefault(role, port)
-            process = Process(
-                f"{role}-{index}", pingtower("serve", role, "--port", str(port)), env, tmp_path
-            )
-            processes.append(process)
-            # Migrations take a lock; starting roles one after another keeps the logs readable.
-            await wait_ready(f"http://127.0.0.1:{port}", process)
+        ports = await start_roles(ROLES, env, tmp_path, processes)
         assert not (tmp_path / "unused-data").exists(), "no role fell back to SQLite"
 
         gateway_port = free_port()

@@ -42,6 +42,9 @@ def document(namespace: str = "pingtower") -> dict[str, Any]:
     for (event_type, version), model in sorted(CONTRACTS.items()):
         name = f"{model.__name__}V{version}"
         schemas[name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        # Nested models and enums (Status, SloSetting) become components of their own, where
+        # the references above point.
+        schemas.update(schemas[name].pop("$defs", {}))
         consumers = CONSUMERS.get(event_type, [])
         channels[event_type] = {
             "description": (

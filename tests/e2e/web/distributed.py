@@ -10,7 +10,6 @@ the shared `pingtower` realm other tests use; importing it also checks the expor
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,10 +26,9 @@ from tests.e2e.harness import (
     delete_topology,
     free_port,
     nginx_config,
-    pingtower,
     wait_for,
-    wait_ready,
 )
+from tests.e2e.roles import distributed_env, start_roles
 from tests.integration.security.keycloak import DEMO_PASSWORDS, Keycloak
 
 REALM_EXPORT = REPO / "deploy" / "keycloak" / "pingtower-realm.json"
@@ -116,27 +114,17 @@ async def distributed_web(
     gateway_port = free_port()
     base = f"http://127.0.0.1:{gateway_port}"
     async with imported_realm(keycloak, base, access_token_seconds=access_token_seconds) as issuer:
-        env = {
-            "PINGTOWER_BROKER_URL": rabbitmq_url,
-            "PINGTOWER_BROKER_NAMESPACE": namespace,
-            "PINGTOWER_PINGER_DATABASE_URL": await make_pg_database(),
-            "PINGTOWER_STATISTICS_DATABASE_URL": await make_pg_database(),
-            "PINGTOWER_OIDC_ISSUER": issuer,
-            "PINGTOWER_SECRET_KEY": secrets.token_urlsafe(32),
-            "PINGTOWER_ALLOW_PRIVATE_TARGETS": "true",
-            "PINGTOWER_MIN_INTERVAL_SECONDS": "1",
-            "PINGTOWER_DATA_DIR": str(workdir / "unused-data"),
-        }
+        env = await distributed_env(
+            workdir,
+            make_pg_database,
+            rabbitmq_url=rabbitmq_url,
+            namespace=namespace,
+            issuer=issuer,
+            services=("pinger", "statistics"),
+        )
         processes: list[Process] = []
-        ports: dict[str, int] = {}
         try:
-            for role in ROLES:
-                ports[role] = free_port()
-                process = Process(
-                    role, pingtower("serve", role, "--port", str(ports[role])), env, workdir
-                )
-                processes.append(process)
-                await wait_ready(f"http://127.0.0.1:{ports[role]}", process)
+            ports = await start_roles(ROLES, env, workdir, processes)
             # The template names every service; the notificator is not needed here, so its
             # upstream is a port nobody listens on (its pages answer 502).
             ports["notificator"] = free_port()

@@ -137,7 +137,7 @@ def run_identity(database_url: str, tmp_path: Path) -> RunIdentity:
             "identity test", [identity, ProtectedThings()], bus, identity_authenticator(identity)
         )
         async with (
-            LifespanManager(app) as manager,
+            LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager,
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(manager.app), base_url=base_url
             ) as client,

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.runtime import build_app
 from pingtower.common.security import Authenticator, Principal
 from pingtower.common.settings import Settings
+from pingtower.notificator.delivery.worker import DeliveryWorker
 from pingtower.notificator.domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from pingtower.notificator.service import NotificatorComponent
 
@@ -49,6 +50,10 @@ class Receiver:
     bad_signatures: int = 0
     delivery_ids: list[str] = field(default_factory=list)
     url: str = ""
+    # The signed webhook channel to it and the rule naming that channel, when `start_webhooked`
+    # made them.
+    channel_id: str = ""
+    rule_id: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -65,21 +70,29 @@ class Receiver:
         return web.Response(status=204)
 
 
+async def serve_hook(
+    handle: Callable[[web.Request], Awaitable[web.Response]], runners: list[web.AppRunner]
+) -> str:
+    """Serves `handle` at /hook on a free loopback port until its runner, added to `runners`,
+    is cleaned up; returns the hook's URL."""
+    app = web.Application()
+    app.router.add_route("*", "/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    runners.append(runner)
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return f"http://127.0.0.1:{port}/hook"
+
+
 @pytest.fixture
 async def make_receiver() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
     runners: list[web.AppRunner] = []
 
     async def make(**kwargs: Any) -> Receiver:
         receiver = Receiver(**kwargs)
-        app = web.Application()
-        app.router.add_route("*", "/hook", receiver.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        receiver.url = f"http://127.0.0.1:{port}/hook"
-        runners.append(runner)
+        receiver.url = await serve_hook(receiver.handle, runners)
         return receiver
 
     yield make
@@ -125,6 +138,13 @@ class Running:
     async def publish(self, *envelopes: Envelope) -> None:
         await self.bus.publish(list(envelopes))
 
+    async def new_monitor_goes_down(self) -> uuid.UUID:
+        """Publishes a new monitor and its UP -> DOWN; returns its id."""
+        created = monitor_created()
+        monitor_id = monitor_id_of(created)
+        await self.publish(created, status_changed(monitor_id, Status.UP, Status.DOWN))
+        return monitor_id
+
 
 def notificator_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
@@ -143,6 +163,7 @@ def notificator_settings(database_url: str, data_dir: Path, **overrides: Any) ->
 # How the tests name the fixtures' factories.
 Start = Callable[..., Awaitable[Running]]
 MakeReceiver = Callable[..., Awaitable[Receiver]]
+StartWebhooked = Callable[..., Awaitable[tuple[Running, Receiver]]]
 
 
 @pytest.fixture
@@ -265,3 +286,37 @@ async def setup_webhook_rule(
     )
     assert created.status_code == 201, created.text
     return channel.json()["id"], created.json()["id"]
+
+
+@pytest.fixture
+def start_webhooked(start_notificator: Start, make_receiver: MakeReceiver) -> StartWebhooked:
+    """Most tests' set-up: a receiver (made with `receiver`'s options), a Notificator (with
+    `settings` overridden) and a signed webhook channel with a rule (`rule`) to it."""
+
+    async def start(
+        database_url: str,
+        *,
+        receiver: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        **rule: Any,
+    ) -> tuple[Running, Receiver]:
+        hook = await make_receiver(**(receiver or {}))
+        running = await start_notificator(database_url, **(settings or {}))
+        hook.channel_id, hook.rule_id = await setup_webhook_rule(running.client, hook.url, **rule)
+        return running, hook
+
+    return start
+
+
+def spare_worker(running: Running, **kwargs: Any) -> DeliveryWorker:
+    """A second delivery worker on the running one's database, as another replica's would be."""
+    component = running.component
+    return DeliveryWorker(
+        component.sessions,
+        component.box,
+        component.outbox,
+        max_attempts=4,
+        backoff_seconds=0.05,
+        allow_private=True,
+        **kwargs,
+    )

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 
-from pingtower.common.events import Status
-
 from .conftest import (
     MakeReceiver,
     Start,
     eventually,
     eventually_async,
-    monitor_created,
-    monitor_id_of,
     setup_webhook_rule,
-    status_changed,
 )
 
 
@@ -29,8 +24,7 @@ async def test_a_down_reaches_a_webhook_in_an_allow_listed_private_network(
         egress_allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),
     )
     await setup_webhook_rule(running.client, receiver.url)
-    created = monitor_created()
-    await running.publish(created, status_changed(monitor_id_of(created), Status.UP, Status.DOWN))
+    await running.new_monitor_goes_down()
 
     await eventually(lambda: len(receiver.accepted) == 1)
     assert receiver.accepted[0]["kind"] == "down"

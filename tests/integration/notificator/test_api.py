@@ -16,10 +16,10 @@ from .conftest import (
     SECRET,
     MakeReceiver,
     Start,
+    StartWebhooked,
     eventually_async,
     monitor_created,
     monitor_id_of,
-    setup_webhook_rule,
     status_changed,
 )
 
@@ -215,12 +215,10 @@ async def test_test_message_reports_the_receivers_answer(
 
 
 async def test_acknowledging_an_alert_cancels_its_reminders(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(
-        running.client, receiver.url, reminder_interval_seconds=600, reminder_count=2
+    running, _ = await start_webhooked(
+        database_url, reminder_interval_seconds=600, reminder_count=2
     )
     created = monitor_created()
     await running.publish(created, status_changed(monitor_id_of(created), Status.UP, Status.DOWN))
@@ -254,11 +252,10 @@ async def test_acknowledging_an_alert_cancels_its_reminders(
 
 
 async def test_a_channel_over_its_rate_limit_holds_messages_instead_of_dropping_them(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    channel_id, _ = await setup_webhook_rule(running.client, receiver.url)
+    running, receiver = await start_webhooked(database_url)
+    channel_id = receiver.channel_id
     limited = await running.client.patch(
         f"/api/v1/channels/{channel_id}", json={"rate_limit_per_minute": 2}
     )
@@ -285,11 +282,10 @@ async def test_a_channel_over_its_rate_limit_holds_messages_instead_of_dropping_
 
 
 async def test_quiet_hours_hold_a_channels_messages_until_the_window_ends(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    channel_id, _ = await setup_webhook_rule(running.client, receiver.url)
+    running, receiver = await start_webhooked(database_url)
+    channel_id = receiver.channel_id
     now = datetime.now(UTC)
     window = {
         "start": (now - timedelta(hours=1)).strftime("%H:%M"),
@@ -301,8 +297,7 @@ async def test_quiet_hours_hold_a_channels_messages_until_the_window_ends(
     )
     assert quiet.status_code == 200, quiet.text
     assert quiet.json()["quiet_hours"]["timezone"] == "UTC"
-    created = monitor_created()
-    await running.publish(created, status_changed(monitor_id_of(created), Status.UP, Status.DOWN))
+    await running.new_monitor_goes_down()
 
     async def held_until_the_end() -> bool:
         [entry] = (await running.client.get("/api/v1/notifications")).json()["items"]

@@ -25,6 +25,7 @@ from .conftest import (
     MakeReceiver,
     Running,
     Start,
+    StartWebhooked,
     eventually,
     eventually_async,
     monitor_created,
@@ -74,13 +75,10 @@ async def delivery_count(running: Running) -> int:
 
 
 async def test_three_slow_checks_in_a_row_alert_once_and_a_fast_one_resolves(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(
-        running.client,
-        receiver.url,
+    running, receiver = await start_webhooked(
+        database_url,
         events=["down", "recovered", "latency"],
         latency_threshold_ms=500,
         latency_checks=3,
@@ -120,12 +118,10 @@ async def test_three_slow_checks_in_a_row_alert_once_and_a_fast_one_resolves(
 
 
 async def test_an_expiring_certificate_is_told_once_per_threshold_and_renewal_closes_it(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(
-        running.client, receiver.url, events=["cert_expiring"], cert_expiry_days=[30, 7]
+    running, receiver = await start_webhooked(
+        database_url, events=["cert_expiring"], cert_expiry_days=[30, 7]
     )
     created = monitor_created()
     monitor_id = monitor_id_of(created)
@@ -168,11 +164,9 @@ async def test_an_expiring_certificate_is_told_once_per_threshold_and_renewal_cl
 
 
 async def test_check_results_without_latency_or_certificate_rules_leave_no_trace(
-    sqlite_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    sqlite_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(sqlite_url)
-    await setup_webhook_rule(running.client, receiver.url)  # down and recovered only
+    running, receiver = await start_webhooked(sqlite_url)  # down and recovered only
     created = monitor_created()
     monitor_id = monitor_id_of(created)
     await running.publish(created)
@@ -193,11 +187,10 @@ async def test_check_results_without_latency_or_certificate_rules_leave_no_trace
 
 
 async def test_a_latency_rule_created_after_unwanted_results_sees_the_next_ones(
-    sqlite_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    sqlite_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(sqlite_url)
-    channel_id, _ = await setup_webhook_rule(running.client, receiver.url)  # no check rule yet
+    running, receiver = await start_webhooked(sqlite_url)  # no check rule yet
+    channel_id = receiver.channel_id
     created = monitor_created()
     monitor_id = monitor_id_of(created)
     start = datetime.now(UTC) - timedelta(minutes=10)
@@ -230,11 +223,9 @@ async def test_a_latency_rule_created_after_unwanted_results_sees_the_next_ones(
 
 
 async def test_slo_burn_rates_reach_rules_of_their_tag_or_monitor_once(
-    sqlite_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    sqlite_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(sqlite_url)
-    await setup_webhook_rule(running.client, receiver.url, events=["slo"], tags=["prod"])
+    running, receiver = await start_webhooked(sqlite_url, events=["slo"], tags=["prod"])
     prod_monitor = monitor_created(tags=["prod"])
     other_monitor = monitor_created(tags=["staging"])
     await running.publish(prod_monitor, other_monitor)
@@ -315,11 +306,9 @@ async def test_a_late_heartbeat_is_told_as_late_and_linked_to_its_incident(
 
 
 async def test_incident_opened_links_the_open_down_alert_that_had_no_incident(
-    sqlite_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    sqlite_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(sqlite_url)
-    await setup_webhook_rule(running.client, receiver.url)
+    running, receiver = await start_webhooked(sqlite_url)
     created = monitor_created()
     monitor_id = monitor_id_of(created)
     went_down = datetime.now(UTC)
@@ -336,13 +325,12 @@ async def test_incident_opened_links_the_open_down_alert_that_had_no_incident(
 
 
 async def test_latency_and_certificate_events_need_their_thresholds(
-    sqlite_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    sqlite_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(sqlite_url)
-    _, rule_id = await setup_webhook_rule(
-        running.client, receiver.url, events=["cert_expiring"], cert_expiry_days=[7, 30, 7]
+    running, receiver = await start_webhooked(
+        sqlite_url, events=["cert_expiring"], cert_expiry_days=[7, 30, 7]
     )
+    rule_id = receiver.rule_id
     rule = (await running.client.get(f"/api/v1/rules/{rule_id}")).json()
     assert rule["cert_expiry_days"] == [30, 7]
     assert rule["latency_threshold_ms"] is None
@@ -392,13 +380,13 @@ async def test_slow_checks_of_a_monitor_in_maintenance_or_outside_the_rule_tell_
 
 
 async def test_a_deleted_latency_rule_closes_its_open_alerts_at_the_next_check(
-    sqlite_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    sqlite_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(sqlite_url)
-    channel_id, latency_rule = await setup_webhook_rule(
-        running.client, receiver.url, events=["latency"], latency_threshold_ms=200, latency_checks=1
+    running, receiver = await start_webhooked(
+        sqlite_url, events=["latency"], latency_threshold_ms=200, latency_checks=1
     )
+    channel_id = receiver.channel_id
+    latency_rule = receiver.rule_id
     # Another rule on check results keeps the workspace on the check-rule path.
     other = await running.client.post(
         "/api/v1/rules",

@@ -15,7 +15,6 @@ import pytest
 from aiohttp import web
 
 from pingtower.common.events import Status
-from pingtower.notificator.delivery.worker import DeliveryWorker
 
 from .conftest import (
     Running,
@@ -24,6 +23,8 @@ from .conftest import (
     eventually_async,
     monitor_created,
     monitor_id_of,
+    serve_hook,
+    spare_worker,
     status_changed,
 )
 
@@ -63,16 +64,8 @@ async def make_gated() -> AsyncIterator[MakeGated]:
 
     async def make(**kwargs: Any) -> GatedReceiver:
         receiver = GatedReceiver(**kwargs)
-        app = web.Application()
-        app.router.add_post("/hook", receiver.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        receiver.url = f"http://127.0.0.1:{port}/hook"
-        runners.append(runner)
         receivers.append(receiver)
+        receiver.url = await serve_hook(receiver.handle, runners)
         return receiver
 
     yield make
@@ -117,18 +110,14 @@ async def publish_downs(running: Running, count: int) -> None:
     await running.publish(*monitors, *downs)
 
 
-def spare_worker(running: Running, **kwargs: Any) -> DeliveryWorker:
-    """A second worker on the same database, as another replica's would be."""
-    component = running.component
-    return DeliveryWorker(
-        component.sessions,
-        component.box,
-        component.outbox,
-        max_attempts=4,
-        backoff_seconds=0.05,
-        allow_private=True,
-        **kwargs,
-    )
+async def start_with_a_slow_poll(start_notificator: Start, database_url: str) -> Running:
+    """A Notificator whose delivery worker polls every 300 s."""
+    running = await start_notificator(database_url)
+    worker = running.component.worker
+    await worker.stop()
+    worker.poll_seconds = 300
+    worker.start()
+    return running
 
 
 async def test_one_channels_messages_go_several_at_once_but_never_more_than_the_window(
@@ -267,11 +256,8 @@ async def test_a_new_message_wakes_the_worker_without_waiting_for_its_poll(
 ) -> None:
     receiver = await make_gated()
     receiver.gate.set()
-    running = await start_notificator(database_url)
-    worker = running.component.worker
-    await worker.stop()
-    worker.poll_seconds = 300  # far beyond the wait below: only the wake-up can deliver in time
-    worker.start()
+    # A poll far beyond the wait below: only the wake-up can deliver in time.
+    running = await start_with_a_slow_poll(start_notificator, database_url)
     await webhook_rule(running, receiver.url)
     await publish_downs(running, 1)
     await eventually(lambda: len(receiver.accepted) == 1, timeout=10)
@@ -282,11 +268,8 @@ async def test_a_delayed_message_goes_when_due_without_waiting_for_the_poll(
 ) -> None:
     receiver = await make_gated()
     receiver.gate.set()
-    running = await start_notificator(database_url)
-    worker = running.component.worker
-    await worker.stop()
-    worker.poll_seconds = 300  # far beyond the wait below: only the due time can deliver in time
-    worker.start()
+    # A poll far beyond the wait below: only the due time can deliver in time.
+    running = await start_with_a_slow_poll(start_notificator, database_url)
     await webhook_rule(running, receiver.url, rule={"delay_seconds": 2})
     await publish_downs(running, 1)
 

@@ -9,24 +9,20 @@ from pingtower.common.events import Status
 from pingtower.notificator.consumer import close_quiet_flapping_alerts
 
 from .conftest import (
-    MakeReceiver,
-    Start,
+    StartWebhooked,
     eventually,
     eventually_async,
     monitor_created,
     monitor_id_of,
-    setup_webhook_rule,
     status_changed,
 )
 
 
 async def test_a_flapping_monitor_produces_one_flapping_notice(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(
-        running.client, receiver.url, flap_threshold=3, flap_window_seconds=300
+    running, receiver = await start_webhooked(
+        database_url, flap_threshold=3, flap_window_seconds=300
     )
     created = monitor_created()
     monitor_id = monitor_id_of(created)

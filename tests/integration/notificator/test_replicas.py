@@ -9,7 +9,6 @@ from collections import Counter
 from sqlalchemy import func, select
 
 from pingtower.common.events import Status
-from pingtower.notificator.delivery.worker import DeliveryWorker
 from pingtower.notificator.store.tables import delivery_attempts
 
 from .conftest import (
@@ -20,6 +19,7 @@ from .conftest import (
     monitor_created,
     monitor_id_of,
     setup_webhook_rule,
+    spare_worker,
     status_changed,
 )
 
@@ -65,24 +65,15 @@ async def test_a_crashed_workers_claim_is_taken_over_after_its_lease(
     component = running.component
     await component.worker.stop()
     await setup_webhook_rule(running.client, receiver.url)
-    created = monitor_created()
-    await running.publish(created, status_changed(monitor_id_of(created), Status.UP, Status.DOWN))
+    await running.new_monitor_goes_down()
 
     async def queued() -> bool:
         return len((await running.client.get("/api/v1/notifications")).json()["items"]) == 1
 
     await eventually_async(queued)
 
-    crashed = DeliveryWorker(
-        component.sessions,
-        component.box,
-        component.outbox,
-        max_attempts=4,
-        backoff_seconds=0.05,
-        allow_private=True,
-        lease_seconds=0.2,
-        send_timeout_seconds=0.01,
-        worker_id="crashed",
+    crashed = spare_worker(
+        running, lease_seconds=0.2, send_timeout_seconds=0.01, worker_id="crashed"
     )
     assert len(await crashed.claim()) == 1  # claimed, then the process "dies" before sending
     assert await component.worker.claim() == []  # the lease still holds

@@ -24,7 +24,7 @@ async def test_the_notificator_role_builds_one_component_that_becomes_ready(
     components = build(settings, bus, {"notificator"})
     assert [type(c) for c in components] == [NotificatorComponent]
     app = build_app("notificator", components, bus, SingleWorkspaceAuthenticator())
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             ready = await client.get("/readyz")

@@ -10,14 +10,13 @@ from typing import Any
 from pingtower.common.events import Status
 
 from .conftest import (
-    MakeReceiver,
     Running,
     Start,
+    StartWebhooked,
     eventually,
     eventually_async,
     monitor_created,
     monitor_id_of,
-    setup_webhook_rule,
     status_changed,
 )
 
@@ -36,11 +35,9 @@ async def silence(running: Running, **body: Any) -> dict[str, Any]:
 
 
 async def test_a_silenced_monitor_notifies_nobody_not_even_on_recovery(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(running.client, receiver.url)
+    running, receiver = await start_webhooked(database_url)
     quiet, loud = monitor_created(tags=["batch"]), monitor_created(tags=["web"])
     await silence(running, tags=["batch"], comment="nightly batch maintenance")
     await running.publish(
@@ -62,11 +59,9 @@ async def test_a_silenced_monitor_notifies_nobody_not_even_on_recovery(
 
 
 async def test_a_silence_created_while_a_message_waits_holds_it_back(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(running.client, receiver.url, delay_seconds=1)
+    running, receiver = await start_webhooked(database_url, delay_seconds=1)
     created = monitor_created()
     await running.publish(created, status_changed(monitor_id_of(created), Status.UP, Status.DOWN))
 
@@ -84,11 +79,9 @@ async def test_a_silence_created_while_a_message_waits_holds_it_back(
 
 
 async def test_an_expired_silence_no_longer_holds_messages(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(running.client, receiver.url)
+    running, receiver = await start_webhooked(database_url)
     created = await silence(running)
     expired = await running.client.patch(
         f"/api/v1/silences/{created['id']}",
@@ -103,11 +96,9 @@ async def test_an_expired_silence_no_longer_holds_messages(
 
 
 async def test_a_child_of_a_down_parent_is_not_notified_separately(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(running.client, receiver.url)
+    running, receiver = await start_webhooked(database_url)
     host = monitor_created()
     service = monitor_created(parent_id=monitor_id_of(host))
     await running.publish(
@@ -139,11 +130,9 @@ async def test_silences_validate_and_belong_to_their_workspace(
 
 
 async def test_a_monitor_put_in_maintenance_while_its_message_waits_sends_nothing(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(running.client, receiver.url, delay_seconds=1)
+    running, receiver = await start_webhooked(database_url, delay_seconds=1)
     created = monitor_created()
     monitor_id = monitor_id_of(created)
     went_down = datetime.now(UTC)

@@ -10,14 +10,12 @@ from typing import Any
 from pingtower.common.events import Status
 
 from .conftest import (
-    MakeReceiver,
     Running,
-    Start,
+    StartWebhooked,
     eventually,
     eventually_async,
     monitor_created,
     monitor_id_of,
-    setup_webhook_rule,
     status_changed,
 )
 
@@ -30,11 +28,9 @@ async def notifications(running: Running) -> list[dict[str, Any]]:
 
 
 async def test_down_then_recovery_reach_the_webhook_exactly_once_each(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(running.client, receiver.url)
+    running, receiver = await start_webhooked(database_url)
     created = monitor_created()
     monitor_id = created.payload["monitor_id"]
     went_down_at = datetime.now(UTC) - timedelta(minutes=3)
@@ -72,13 +68,10 @@ async def test_down_then_recovery_reach_the_webhook_exactly_once_each(
 
 
 async def test_a_receiver_that_fails_twice_gets_the_message_once_after_retries(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver(fail_first=2)
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(running.client, receiver.url)
-    created = monitor_created()
-    await running.publish(created, status_changed(monitor_id_of(created), Status.UP, Status.DOWN))
+    running, receiver = await start_webhooked(database_url, receiver={"fail_first": 2})
+    await running.new_monitor_goes_down()
 
     await eventually(lambda: len(receiver.accepted) == 1)
     await asyncio.sleep(0.3)
@@ -93,13 +86,13 @@ async def test_a_receiver_that_fails_twice_gets_the_message_once_after_retries(
 
 
 async def test_a_receiver_that_always_fails_ends_failed_with_a_notification_failed_event(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver(always_fail=True)
-    running = await start_notificator(database_url, delivery_max_attempts=3)
-    channel_id, _ = await setup_webhook_rule(running.client, receiver.url)
-    created = monitor_created()
-    await running.publish(created, status_changed(monitor_id_of(created), Status.UP, Status.DOWN))
+    running, receiver = await start_webhooked(
+        database_url, receiver={"always_fail": True}, settings={"delivery_max_attempts": 3}
+    )
+    channel_id = receiver.channel_id
+    await running.new_monitor_goes_down()
 
     await eventually(lambda: any(e.type == "notification.failed" for e in running.published))
     [failed] = [e for e in running.published if e.type == "notification.failed"]
@@ -113,14 +106,10 @@ async def test_a_receiver_that_always_fails_ends_failed_with_a_notification_fail
 
 
 async def test_a_problem_shorter_than_the_rule_delay_sends_nothing(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(running.client, receiver.url, delay_seconds=60)
-    created = monitor_created()
-    monitor_id = monitor_id_of(created)
-    await running.publish(created, status_changed(monitor_id, Status.UP, Status.DOWN))
+    running, receiver = await start_webhooked(database_url, delay_seconds=60)
+    monitor_id = await running.new_monitor_goes_down()
 
     async def statuses(*expected: str) -> bool:
         return [item["status"] for item in await notifications(running)] == list(expected)
@@ -135,11 +124,9 @@ async def test_a_problem_shorter_than_the_rule_delay_sends_nothing(
 
 
 async def test_a_monitor_outside_the_rule_tags_is_not_notified(
-    database_url: str, start_notificator: Start, make_receiver: MakeReceiver
+    database_url: str, start_webhooked: StartWebhooked
 ) -> None:
-    receiver = await make_receiver()
-    running = await start_notificator(database_url)
-    await setup_webhook_rule(running.client, receiver.url, tags=["prod"])
+    running, receiver = await start_webhooked(database_url, tags=["prod"])
     staging = monitor_created(tags=["staging"])
     prod = monitor_created(tags=["prod", "eu"])
     await running.publish(

@@ -280,7 +280,7 @@ async def running_sweep(data_dir: Path) -> AsyncIterator[Sweep]:
     app = create_embedded_app(settings)
     identity: IdentityComponent = app.state.identity
     async with (
-        LifespanManager(app) as manager,
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(manager.app), base_url="http://testserver"
         ) as client,

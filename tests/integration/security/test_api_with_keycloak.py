@@ -60,7 +60,7 @@ async def client(keycloak: Keycloak) -> AsyncIterator[httpx.AsyncClient]:
         authenticator_from_settings(settings, bootstrap),
     )
     async with (
-        LifespanManager(app),
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=30),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client,
     ):
         yield client

@@ -199,3 +199,58 @@ def test_incident_payload_keeps_optional_links() -> None:
     parsed = Envelope.wrap(event, producer="pinger", tenant="t").parse()
     assert isinstance(parsed, IncidentOpened)
     assert parsed.parent_incident_id == parent
+
+
+def test_a_wrapped_event_parses_back_to_the_very_same_contract_object() -> None:
+    # In-process consumers skip validating a payload the producer's model just produced.
+    event = completed_check()
+    envelope = Envelope.wrap(event, producer="pinger", tenant="t")
+    assert envelope.parse() is event
+    assert envelope.parse() is envelope.parse()
+
+
+def test_a_wrapped_check_job_reads_back_as_the_very_same_job() -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    job = CheckJob(
+        monitor_id=uuid.uuid4(),
+        check_type="http",
+        target="http://127.0.0.1/",
+        timeout_seconds=5,
+        scheduled_at=now,
+        deadline=now + timedelta(seconds=60),
+    )
+    envelope = Envelope.wrap(job, producer="pinger", tenant="t")
+    assert envelope.parse_as(CheckJob) is job
+    from_bytes = Envelope.from_bytes(envelope.to_bytes()).parse_as(CheckJob)
+    assert from_bytes == job
+    assert from_bytes is not job
+
+
+def test_the_kept_contract_changes_neither_equality_nor_serialisation() -> None:
+    event = completed_check()
+    wrapped = Envelope.wrap(event, producer="pinger", tenant="t")
+    built = Envelope(**{name: getattr(wrapped, name) for name in Envelope.model_fields})
+    assert wrapped == built
+    assert wrapped.to_bytes() == built.to_bytes()
+    assert set(wrapped.model_dump()) == set(Envelope.model_fields)
+    assert built.parse() == event  # validated from the payload: an equal, separate object
+    assert built.parse() is not event
+
+
+def test_an_envelope_read_from_bytes_still_validates_its_payload() -> None:
+    envelope = Envelope.wrap(completed_check(), producer="pinger", tenant="t")
+    received = Envelope.from_bytes(envelope.to_bytes())
+    assert received.parse() == envelope.parse()
+    assert received.parse() is not envelope.parse()
+    body = envelope.model_dump(mode="json")
+    body["payload"]["outcome"] = "sideways"
+    with pytest.raises(ValidationError, match="outcome"):
+        Envelope.model_validate(body).parse()
+
+
+def test_a_copy_with_another_payload_is_validated_not_given_the_old_contract() -> None:
+    envelope = Envelope.wrap(completed_check(), producer="pinger", tenant="t")
+    copied = envelope.model_copy(update={"payload": {**envelope.payload, "region": "us"}})
+    parsed = copied.parse()
+    assert isinstance(parsed, CheckCompleted)
+    assert parsed.region == "us"

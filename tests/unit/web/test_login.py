@@ -94,7 +94,7 @@ async def test_the_web_role_serves_its_config_publicly_and_the_matching_csp(
     bus = InProcessBus()
     app = build_app("web", build(settings, bus, ["web"]), bus, TokenAuthenticator({}))
     async with (
-        LifespanManager(app) as manager,
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=manager.app), base_url="http://web"
         ) as client,

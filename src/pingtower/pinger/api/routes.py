@@ -36,7 +36,11 @@ from pingtower.pinger.api.schemas import (
 )
 from pingtower.pinger.api.targets import network_targets
 from pingtower.pinger.checks.base import get_check
-from pingtower.pinger.domain.monitor import InvalidSettingError, validate_timing
+from pingtower.pinger.domain.monitor import (
+    EDITABLE_FIELDS,
+    InvalidSettingError,
+    validate_timing,
+)
 from pingtower.pinger.domain.schedule import validate_cron
 from pingtower.pinger.domain.secrets import mask_secrets, merge_secrets
 from pingtower.pinger.domain.status import pause, resume
@@ -55,25 +59,9 @@ from pingtower.pinger.store.tables import heartbeats, monitor_states, monitors
 # two-key form: its key space cannot collide with the single-key locks used elsewhere).
 _QUOTA_LOCK = 0x50_54_51  # "PTQ"
 
-EDITABLE = (
-    "name",
-    "type",
-    "target",
-    "settings",
-    "tags",
-    "interval_seconds",
-    "cron",
-    "timezone",
-    "timeout_seconds",
-    "regions",
-    "failures_before_down",
-    "successes_before_up",
-    "retry_interval_seconds",
-    "failure_quorum",
-    "parent_id",
-    "paused",
-    "public",
-)
+# Every editable field, as the API names them (`parent_id`, and `public`, which monitors as code
+# leaves out): see EDITABLE_FIELDS.
+EDITABLE = EDITABLE_FIELDS
 
 
 def _invalid(error: InvalidSettingError) -> Problem:
@@ -101,6 +89,7 @@ def _snapshot(values: dict[str, Any]) -> dict[str, Any]:
         "parent_id": values["parent_id"],
         "paused": values["paused"],
         "public": values["public"],
+        "slo": values["slo"],
     }
 
 
@@ -284,7 +273,7 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
     ) -> MonitorPublic:
         changes = body.model_dump(exclude_unset=True)
         for field, value in changes.items():
-            if value is None and field not in ("parent_id", "failure_quorum", "cron"):
+            if value is None and field not in ("parent_id", "failure_quorum", "cron", "slo"):
                 raise _invalid(InvalidSettingError(field, "may not be null"))
         async with db.sessions() as session, session.begin():
             row = await store.get_monitor(session, principal.tenant, monitor_id)

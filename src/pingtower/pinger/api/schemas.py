@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pingtower.common.events import Outcome, Status
+from pingtower.common.events import Outcome, SloSetting, Status
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Region = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -55,6 +55,11 @@ class MonitorCreate(BaseModel):
     public: bool = Field(
         False, description="Shown on the workspace's public status page (admin only)."
     )
+    slo: SloSetting | None = Field(
+        None,
+        description="A service level objective for the monitor, kept by the Statistics "
+        "service (listed under /api/v1/stats/slos).",
+    )
 
 
 class MonitorUpdate(BaseModel):
@@ -78,6 +83,9 @@ class MonitorUpdate(BaseModel):
     failure_quorum: int | None = Field(None, ge=1, le=20)
     parent_id: uuid.UUID | None = None
     public: bool | None = Field(None, description="Shown on the public status page (admin only).")
+    slo: SloSetting | None = Field(
+        None, description="Replaces the objective whole; null removes it."
+    )
 
 
 class ResultPublic(BaseModel):
@@ -115,6 +123,7 @@ class MonitorPublic(BaseModel):
     parent_id: uuid.UUID | None
     paused: bool
     public: bool
+    slo: SloSetting | None
     ping_url: str | None = Field(None, description="Heartbeats: where the job pings.")
     status: Status
     status_since: datetime | None

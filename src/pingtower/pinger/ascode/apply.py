@@ -53,8 +53,10 @@ class Outcome:
 
 
 def apply_plan(plan: Plan, api: MonitorsApi, current: list[dict[str, Any]]) -> Outcome:
-    """Creates (parents first), then updates, then deletes; a monitor the API refuses is reported
-    with its fields and the others go on."""
+    """Deletes (children before their parents), then updates, then creates (parents before
+    their children): deleting first frees the slots a workspace at its monitor quota needs to
+    swap monitors in one apply. An update that names a parent this apply creates waits for the
+    creates. A monitor the API refuses is reported with its fields and the others go on."""
     outcome = Outcome()
     parent_ids = {m["name"]: str(m["id"]) for m in current}
     parent_ids.update({u.name: u.monitor_id for u in plan.updates})
@@ -69,6 +71,36 @@ def apply_plan(plan: Plan, api: MonitorsApi, current: list[dict[str, Any]]) -> O
         else:
             outcome.done.append(f"{label} {name!r}")
 
+    parent_of = {str(m["id"]): str(m["parent_id"]) for m in current if m.get("parent_id")}
+
+    def depth(monitor_id: str) -> int:
+        """Its ancestors in the workspace as it is (a cycle counted once round)."""
+        seen = {monitor_id}
+        while (monitor_id := parent_of.get(monitor_id, "")) and monitor_id not in seen:
+            seen.add(monitor_id)
+        return len(seen) - 1
+
+    def updater(update: Update) -> Callable[[], None]:
+        def do_update() -> None:
+            body = update_body(update, parent_ids)
+            if body:
+                api.update(update.monitor_id, body)
+            if "paused" in update.changes:
+                api.set_paused(update.monitor_id, bool(update.entry["paused"]))
+
+        return do_update
+
+    # Deepest first, so that a child goes before its parent; file order otherwise (stable).
+    for delete in sorted(plan.deletes, key=lambda delete: -depth(delete.monitor_id)):
+
+        def do_delete(monitor_id: str = delete.monitor_id) -> None:
+            api.delete(monitor_id)
+
+        attempt("deleted", delete.name, do_delete)
+    created_names = {create.name for create in plan.creates}
+    after_creates = [u for u in plan.updates if u.entry.get("parent") in created_names]
+    for update in (u for u in plan.updates if u.entry.get("parent") not in created_names):
+        attempt("updated", update.name, updater(update))
     for create in creation_order(plan.creates):
 
         def do_create(entry: dict[str, Any] = create.entry) -> None:
@@ -76,20 +108,6 @@ def apply_plan(plan: Plan, api: MonitorsApi, current: list[dict[str, Any]]) -> O
             parent_ids[entry["name"]] = str(created["id"])
 
         attempt("created", create.name, do_create)
-    for update in plan.updates:
-
-        def do_update(update: Update = update) -> None:
-            body = update_body(update, parent_ids)
-            if body:
-                api.update(update.monitor_id, body)
-            if "paused" in update.changes:
-                api.set_paused(update.monitor_id, bool(update.entry["paused"]))
-
-        attempt("updated", update.name, do_update)
-    for delete in plan.deletes:
-
-        def do_delete(monitor_id: str = delete.monitor_id) -> None:
-            api.delete(monitor_id)
-
-        attempt("deleted", delete.name, do_delete)
+    for update in after_creates:
+        attempt("updated", update.name, updater(update))
     return outcome

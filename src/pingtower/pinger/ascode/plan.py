@@ -12,6 +12,11 @@ settings whole (as the API does), so both sides are compared after filling in th
 defaults and masking secrets: the API never shows a secret, and a secret in the file is therefore
 only sent with an update that something else caused. An exported secret reads `<set>`, which
 the API keeps as stored; a file may also write `${NAME}` to take a value from the environment.
+
+`slo: {objective: 0.999, window_days: 30}` gives the monitor a service level objective (a
+fraction, as the Statistics SLO API takes it; the window defaults to 30 days), which the
+Statistics service keeps as one of the workspace's SLOs; `slo: null` removes it, and an entry
+without `slo` leaves it as it is. Like `settings` it is replaced whole.
 """
 
 from __future__ import annotations
@@ -19,30 +24,25 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from pingtower.common.events import SloSetting
+from pingtower.pinger.domain.monitor import EDITABLE_FIELDS
 from pingtower.pinger.domain.secrets import mask_secrets
 
-# Fields an entry may manage, in the order an export writes them.
-MANAGED = (
-    "name",
-    "type",
-    "target",
-    "settings",
-    "tags",
-    "interval_seconds",
-    "cron",
-    "timezone",
-    "timeout_seconds",
-    "regions",
-    "failures_before_down",
-    "successes_before_up",
-    "retry_interval_seconds",
-    "failure_quorum",
-    "parent",
-    "paused",
-)
+# Fields an entry may manage, in the order an export writes them: the monitor's editable fields
+# (one list, in the domain), with the two differences from the API's made here:
+# - a parent is named (`parent: Name`) rather than given by id, so a file applies to another
+#   workspace;
+# - `public` stays with the API: publishing on the status page is an admin's decision, and a
+#   file is applied with whatever editor's token is at hand.
+AS_CODE_NAMES = {"parent_id": "parent"}
+API_ONLY = frozenset({"public"})
+MANAGED = tuple(AS_CODE_NAMES.get(name, name) for name in EDITABLE_FIELDS if name not in API_ONLY)
 ENTRY_KEYS = frozenset(MANAGED) | {"id"}
 
 # (type, target, settings) -> (target, settings) with the check type's defaults filled in; it
@@ -317,6 +317,11 @@ def _comparable(
         out["regions"] = list(dict.fromkeys(out["regions"]))
     if isinstance(out.get("timeout_seconds"), int):
         out["timeout_seconds"] = float(out["timeout_seconds"])
+    if isinstance(out.get("slo"), dict):
+        # With the window's default filled in, as the API shows it; an invalid one is left as
+        # written, for the API to reject naming the field.
+        with suppress(ValidationError):
+            out["slo"] = SloSetting.model_validate(out["slo"]).model_dump()
     return out
 
 
@@ -372,6 +377,8 @@ def export_document(current: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if counts[monitor["name"]] > 1:
             entry["id"] = str(monitor["id"])
         for name in MANAGED:
+            if name != "parent" and name not in monitor:
+                continue  # a server older than this client does not have the field
             if name == "parent":
                 parent_id = monitor.get("parent_id")
                 if parent_id is not None:

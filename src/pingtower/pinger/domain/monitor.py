@@ -77,3 +77,28 @@ def validate_timing(
         )
     if not 0 < timeout <= interval:
         raise InvalidSettingError("timeout_seconds", "must be positive and at most the interval")
+
+
+# The fields of a monitor that its owner sets, in the order an export writes them: the one list
+# that the API's updates (`pinger/api/routes.py`) and monitors as code (`pinger/ascode/plan.py`)
+# both derive theirs from, each with its differences spelt out there.
+EDITABLE_FIELDS = (
+    "name",
+    "type",
+    "target",
+    "settings",
+    "tags",
+    "interval_seconds",
+    "cron",
+    "timezone",
+    "timeout_seconds",
+    "regions",
+    "failures_before_down",
+    "successes_before_up",
+    "retry_interval_seconds",
+    "failure_quorum",
+    "parent_id",
+    "paused",
+    "public",
+    "slo",
+)

@@ -56,6 +56,8 @@ monitors = Table(
     Column("parent_id", Uuid, nullable=True),
     Column("paused", Boolean, nullable=False),
     Column("public", Boolean, nullable=False, server_default=false()),
+    # {objective, window_days}, kept by Statistics; SQL NULL (not JSON null) when there is none
+    Column("slo", JSON(none_as_null=True), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("deleted_at", UtcDateTime, nullable=True),

@@ -1,5 +1,7 @@
 """/api/v1/stats/slos: objectives for a monitor or a tag, with their error budget and burn
-rates. Viewers read; editors create, change and delete."""
+rates. Viewers read; editors create, change and delete, except the SLOs that monitors carry in
+their settings (store/monitor_slos.py): those are listed like the others, and changed or removed
+only through their monitor."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pingtower.statistics.api.params import Cursor, Editor, Viewer, decode_curso
 from pingtower.statistics.api.schemas import Slo, SloCreate, SloPage, SloUpdate
 from pingtower.statistics.store import queries
 from pingtower.statistics.store import slos as store
+from pingtower.statistics.store.monitor_slos import managed_by_monitor
 from pingtower.statistics.store.tables import slos
 
 
@@ -51,6 +54,21 @@ def build_slo_router(
         if row is None:
             raise not_found("SLO")
         return row
+
+    async def refuse_if_managed(session: AsyncSession, tenant: str, row: Any) -> None:
+        """409 for an SLO that a monitor's settings own: a change here would be undone by the
+        monitor's next update, so it is made there."""
+        if not managed_by_monitor(row):
+            return
+        monitor = await queries.monitor(session, tenant, row.monitor_id)
+        name = monitor.name if monitor is not None else row.name
+        raise Problem(
+            409,
+            "Managed by the monitor",
+            f"this SLO is managed by the settings of monitor {name!r} ({row.monitor_id}); "
+            "change or remove the monitor's `slo` (monitors API, dashboard or monitors as code) "
+            "instead",
+        )
 
     @router.post("", status_code=201, response_model=Slo, summary="Create an SLO")
     async def create(body: SloCreate, principal: Editor) -> Slo:
@@ -108,7 +126,9 @@ def build_slo_router(
     async def change(slo_id: uuid.UUID, body: SloUpdate, principal: Editor) -> Slo:
         values = body.model_dump(exclude_unset=True, exclude_none=True)
         async with sessions() as session, session.begin():
-            await owned(session, principal.tenant, slo_id)
+            await refuse_if_managed(
+                session, principal.tenant, await owned(session, principal.tenant, slo_id)
+            )
             if values:
                 await session.execute(update(slos).where(slos.c.slo_id == slo_id).values(**values))
             return await public(session, await owned(session, principal.tenant, slo_id))
@@ -116,7 +136,9 @@ def build_slo_router(
     @router.delete("/{slo_id}", status_code=204, summary="Delete an SLO")
     async def remove(slo_id: uuid.UUID, principal: Editor) -> Response:
         async with sessions() as session, session.begin():
-            await owned(session, principal.tenant, slo_id)
+            await refuse_if_managed(
+                session, principal.tenant, await owned(session, principal.tenant, slo_id)
+            )
             await session.execute(delete(slos).where(slos.c.slo_id == slo_id))
         return Response(status_code=204)
 

@@ -46,6 +46,7 @@ from pingtower.common.events import (
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.domain.rollups import EPOCH, Cell, Resolution, floor_to
 from pingtower.statistics.store.dialect import is_postgres, upsert
+from pingtower.statistics.store.monitor_slos import sync_monitor_slo
 from pingtower.statistics.store.tables import (
     incidents,
     monitors,
@@ -169,7 +170,10 @@ async def _apply_definitions(
     session: AsyncSession, events: Sequence[tuple[Envelope, Contract]]
 ) -> None:
     """monitor.created/updated/deleted, by occurred_at: an older definition never overwrites a
-    newer one, whatever order they arrive in."""
+    newer one, whatever order they arrive in. The SLO a monitor carries follows only the
+    definition that was applied (the upsert returns its row), so a replay or a late event
+    leaves it as the newest definition made it; the projection row's lock, held until commit,
+    keeps two consumers of one monitor's events in step."""
     for envelope, event in sorted(events, key=lambda pair: pair[0].occurred_at):
         monitor_id = _monitor_of(event)
         at = envelope.occurred_at
@@ -194,11 +198,21 @@ async def _apply_definitions(
         )
         newer = (monitors.c.definition_at.is_(None)) | (monitors.c.definition_at < at)
         same_tenant = monitors.c.tenant == envelope.tenant
-        await session.execute(
+        applied = await session.execute(
             insert.on_conflict_do_update(
                 index_elements=["monitor_id"], set_=values, where=and_(newer, same_tenant)
-            )
+            ).returning(monitors.c.monitor_id)
         )
+        if applied.first() is not None:
+            snapshot = event if isinstance(event, MonitorSnapshot) else None
+            await sync_monitor_slo(
+                session,
+                tenant=envelope.tenant,
+                monitor_id=monitor_id,
+                name=snapshot.name if snapshot else "",
+                setting=snapshot.slo if snapshot else None,
+                at=at,
+            )
 
 
 async def _apply_results(

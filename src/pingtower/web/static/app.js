@@ -611,6 +611,7 @@ async function monitorForm(id) {
   // box nor send the flag, so saving leaves it as it was.
   const admin = mayAdminister();
   const value = (key, fallback = "") => (monitor && monitor[key] !== null ? monitor[key] : fallback);
+  const slo = monitor ? monitor.slo : null;
   const field = (label, input, hint) => h("label", {}, label, hint ? h("small", {}, hint) : null, input);
   const type = h("select", { name: "type" }, ["http", "tcp", "dns", "tls", "icmp", "heartbeat"].map((t) =>
     h("option", { value: t, selected: value("type", "http") === t }, t.toUpperCase())));
@@ -628,6 +629,11 @@ async function monitorForm(id) {
     field("Tags", h("input", { name: "tags", value: value("tags", []).join(", ") }), "Comma-separated; the first one groups it on the status page."),
     admin ? field("Public status page", h("input", { name: "public", type: "checkbox", checked: Boolean(value("public", false)) }),
       "Show it on the workspace's public status page.") : null,
+    // The API takes the objective as a fraction (0.999); people write a percentage. Rounded to
+    // 12 digits both ways, so 99.9 stays 99.9 and not 0.9990000000000001.
+    field("SLO objective (%)", h("input", { name: "slo.objective", type: "number", step: "any",
+      value: slo ? Number((slo.objective * 100).toPrecision(12)) : "" }), "Optional, e.g. 99.9: the share of time it should be up. Empty: no SLO."),
+    field("SLO window (days)", h("input", { name: "slo.window_days", type: "number", value: slo ? slo.window_days : 30 })),
     h("div", { class: "actions" }, h("button", { class: "primary", type: "submit" }, id ? "Save" : "Create monitor"),
       h("a", { href: id ? `#/monitors/${id}` : "#/overview" }, "Cancel")),
   );
@@ -648,6 +654,18 @@ async function monitorForm(id) {
     if (admin) body.public = data.get("public") === "on";
     if (number("timeout_seconds") !== null) body.timeout_seconds = number("timeout_seconds");
     if (number("failures_before_down") !== null) body.failures_before_down = number("failures_before_down");
+    const objective = number("slo.objective");
+    if (objective !== null) {
+      if (!(objective > 0 && objective < 100)) {
+        showErrors(form, new ApiError(422, { detail: "slo.objective: between 0 and 100 %",
+          errors: [{ field: "slo.objective", message: "must be a percentage between 0 and 100, e.g. 99.9" }] }));
+        return;
+      }
+      body.slo = { objective: Number((objective / 100).toPrecision(12)) };
+      if (number("slo.window_days") !== null) body.slo.window_days = number("slo.window_days");
+    } else if (slo) {
+      body.slo = null; // emptied: the monitor no longer carries an objective
+    }
     if (body.type === "http") {
       body.settings = { ...(monitor ? monitor.settings : {}),
         expected_status: String(data.get("expected_status")).split(",").map((c) => c.trim()).filter(Boolean) };
