@@ -3,7 +3,7 @@ check code against a local nginx, beside wrk and bare client loops in the same r
 echoes per second to 127.0.0.1 through the probe's shared ICMP socket.
 
     .venv/bin/python -m bench.probe_throughput [--seconds 5] [--concurrency 50] [--no-uvloop]
-                                               [--icmp-only]
+                                               [--icmp-only | --no-icmp]
 
 Every client opens a fresh connection per request, as a check does. The Python clients run in
 this process one after the other; "CPU ms/check" is this process's CPU time (user + system)
@@ -35,6 +35,8 @@ from bench.local_nginx import LocalNginx
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
+from pingtower.pinger.checks.base import CheckContext, get_check
+from pingtower.pinger.checks.http_client import HttpClient, HttpClientError, Request
 from pingtower.pinger.checks.icmp_socket import EchoSocket, IcmpUnavailableError, open_icmp_socket
 from pingtower.pinger.probe.probe import Probe
 
@@ -136,12 +138,14 @@ async def bare_aiohttp(url: str, seconds: float, concurrency: int) -> Row:
 
 
 def job(check_type: str, target: str, **settings: Any) -> dict[str, Any]:
+    """A job as the scheduler sends it: the settings as the API stores them (every field)."""
     now = utcnow()
+    target, normalised = get_check(check_type).validate(target, settings)
     return CheckJob(
         monitor_id=uuid.uuid4(),
         check_type=check_type,
         target=target,
-        settings=settings,
+        settings=normalised,
         timeout_seconds=10,
         scheduled_at=now,
         deadline=now + timedelta(hours=1),
@@ -172,6 +176,44 @@ async def probe_checks(
     if last_error:
         row.client += f" (last error {last_error[0][:60]})"
     return row
+
+
+async def lean_client(url: str, seconds: float, concurrency: int) -> Row:
+    """The HTTP check's client alone (connect, request, httptools parse, close)."""
+    client = HttpClient(allow_private=True)
+    request = Request(
+        method="GET",
+        url=url,
+        headers={},
+        body=None,
+        max_body=1_048_576,
+        verify_tls=True,
+        follow_redirects=True,
+        max_redirects=5,
+    )
+
+    async def once() -> bool:
+        try:
+            return (await client.request(request)).status == 200
+        except HttpClientError:
+            return False
+
+    return await closed_loop("  of which the lean HTTP client alone", seconds, concurrency, once)
+
+
+async def check_alone(check_type: str, target: str, seconds: float, concurrency: int) -> Row:
+    """The check type's `run` alone (settings, timeout, client, assertions, result), without
+    the probe's job decoding, metrics and event."""
+    check = get_check(check_type)
+    context = CheckContext(allow_private=True)
+    parsed = CheckJob.model_validate(job(check_type, target))
+
+    async def once() -> bool:
+        return (await check.run(parsed, context)).outcome == Outcome.UP
+
+    return await closed_loop(
+        f"  of which the {check_type} check's run alone", seconds, concurrency, once
+    )
 
 
 async def bare_tcp(host: str, port: int, seconds: float, concurrency: int) -> Row:
@@ -281,6 +323,10 @@ async def main_async(args: argparse.Namespace) -> None:
         rows = [wrk, await bare_aiohttp(nginx.url, seconds, concurrency)]
         await asyncio.sleep(pause)
         rows.append(await probe_checks("http", nginx.url, seconds, concurrency))
+        await asyncio.sleep(pause)
+        rows.append(await check_alone("http", nginx.url, seconds, concurrency))
+        await asyncio.sleep(pause)
+        rows.append(await lean_client(nginx.url, seconds, concurrency))
         print_table(f"HTTP, fresh connection per request, {concurrency} concurrent", rows, wrk.rate)
 
         await asyncio.sleep(pause)
@@ -292,8 +338,9 @@ async def main_async(args: argparse.Namespace) -> None:
         print_table(
             f"TCP connect, {concurrency} concurrent (ratio to wrk's HTTP rate above)", tcp, wrk.rate
         )
-    await asyncio.sleep(pause)
-    await icmp_rows(seconds, concurrency)
+    if not args.no_icmp:
+        await asyncio.sleep(pause)
+        await icmp_rows(seconds, concurrency)
     print(f"\nloop: {type(asyncio.get_running_loop()).__module__}; cores: {_cores()}")
 
 
@@ -310,6 +357,7 @@ def main() -> None:
     parser.add_argument("--nginx-workers", type=int, default=1)
     parser.add_argument("--no-uvloop", action="store_true", help="the standard asyncio loop")
     parser.add_argument("--icmp-only", action="store_true", help="only the ICMP rows, no nginx")
+    parser.add_argument("--no-icmp", action="store_true", help="only the HTTP and TCP rows")
     args = parser.parse_args()
     args.seconds = min(max(args.seconds, 1.0), 60.0)
     socket.setdefaulttimeout(10)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,3 +239,91 @@ async def test_tcp_check_refuses_loopback_when_private_targets_are_not_allowed(
         )
     assert result.outcome == Outcome.DOWN
     assert result.error_kind == "blocked"
+
+
+async def test_tcp_check_resolves_a_name_and_tries_each_address(context: CheckContext) -> None:
+    # The server listens on 127.0.0.1 only; "localhost" may resolve to ::1 first.
+    async with tcp_server() as port:
+        result = await check(context, "tcp", f"localhost:{port}")
+    assert result.outcome == Outcome.UP, result.error_message
+    assert {"dns", "connect", "total"} <= set(result.phases_ms)
+
+
+async def test_tcp_check_stops_reading_at_the_reply_cap(context: CheckContext) -> None:
+    # The server sends its greeting and keeps the connection open: the cap ends the read.
+    async with tcp_server(greeting=b"x" * 100) as port:
+        result = await check(
+            context, "tcp", f"127.0.0.1:{port}", timeout=5, expect="y", max_reply_bytes=10
+        )
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "assertion"
+    assert result.size_bytes == 10
+
+
+def sockets_towards(server_port: int, client_ports: set[int]) -> list[str]:
+    """The TCP states (hex, as in /proc/net/tcp; 06 is TIME_WAIT) of this host's sockets from
+    one of `client_ports` to `server_port`."""
+    states = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, remote, state = line.split()[1:4]
+            if (
+                int(remote.rsplit(":", 1)[1], 16) == server_port
+                and int(local.rsplit(":", 1)[1], 16) in client_ports
+            ):
+                states.append(state)
+    return states
+
+
+@asynccontextmanager
+async def lingering_server(reply: bytes) -> AsyncIterator[tuple[int, set[int]]]:
+    """A server on 127.0.0.1 that sends `reply` on each connection and keeps it open until the
+    client closes it, so the client closes first; yields its port and its clients' ports."""
+    clients: set[int] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        clients.add(writer.get_extra_info("peername")[1])
+        writer.write(reply)
+        try:
+            await reader.read()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], clients
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def assert_no_sockets_left(port: int, clients: set[int], checks: int) -> None:
+    """Closed normally, the prober's side of each connection would sit in TIME_WAIT (06) for a
+    minute; reset, it is gone as soon as the event loop has closed it."""
+    deadline = time.monotonic() + 5
+    while len(clients) < checks or sockets_towards(port, clients):
+        if time.monotonic() > deadline:
+            left = sockets_towards(port, clients)
+            raise AssertionError(f"{len(clients)} clients seen, sockets left in states {left}")
+        await asyncio.sleep(0.05)
+
+
+async def test_tcp_check_leaves_no_time_wait_socket_behind(context: CheckContext) -> None:
+    async with lingering_server(b"") as (port, clients):
+        for _ in range(3):
+            result = await check(context, "tcp", f"127.0.0.1:{port}")
+            assert result.outcome == Outcome.UP
+        await assert_no_sockets_left(port, clients, 3)
+
+
+async def test_http_check_leaves_no_time_wait_socket_when_the_server_keeps_the_connection(
+    context: CheckContext,
+) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    async with lingering_server(reply) as (port, clients):
+        for _ in range(3):
+            result = await check(context, "http", f"http://127.0.0.1:{port}/", keyword="ok")
+            assert result.outcome == Outcome.UP, result.error_message
+        await assert_no_sockets_left(port, clients, 3)

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import math
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from sqlalchemy import update
 from pingtower.common.events import CheckJob, Envelope, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
+from pingtower.pinger.domain.schedule import next_run
 from pingtower.pinger.scheduler.scheduler import Scheduler
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.tables import monitor_states, monitors
@@ -244,3 +246,122 @@ async def test_one_scheduler_leads_and_another_takes_over_when_it_stops(pg_url: 
             await scheduler.stop()
         for db in dbs:
             await db.engine.dispose()
+
+
+async def set_status(db: PingerDatabase, monitor_ids: list[uuid.UUID], status: str) -> None:
+    """What the evaluator writes on a transition (the scheduler polls `changed_at`)."""
+    async with db.sessions() as session, session.begin():
+        await session.execute(
+            update(monitor_states)
+            .where(monitor_states.c.monitor_id.in_(monitor_ids))
+            .values(status=status, changed_at=utcnow())
+        )
+
+
+async def test_a_monitor_leaving_pending_is_not_checked_again_right_after_its_retry(
+    setup: Setup,
+) -> None:
+    monitor_id = await insert_monitor(setup.db, interval_seconds=60, retry_interval_seconds=10)
+    await setup.scheduler.load_all()
+    await setup.advance(60)
+    await set_status(setup.db, [monitor_id], "pending")
+    await setup.scheduler.poll_changes()
+    # The retry that decides (UP again) falls just before a run of the 60 s grid: the case in
+    # which "the first grid point after now" ran the monitor twice within seconds.
+    entry = setup.scheduler.entries[monitor_id]
+    grid_point = next_run(setup.clock.now, 60, entry.slot)
+    retry = next_run(grid_point - 10, 10, entry.retry_slot)
+    if retry <= setup.clock.now + 1:
+        grid_point += 60
+        retry = next_run(grid_point - 10, 10, entry.retry_slot)
+    retries = await setup.advance(retry + 0.3 - setup.clock.now)
+    assert max(j.scheduled_at for j in retries).timestamp() == pytest.approx(retry)
+
+    await set_status(setup.db, [monitor_id], "up")
+    await setup.scheduler.poll_changes()
+    after = await setup.advance(90)
+    assert len(after) == 1, [j.scheduled_at for j in after]
+    assert after[0].scheduled_at.timestamp() - retry >= 30  # at least half an interval later
+    assert after[0].deadline - after[0].scheduled_at == timedelta(seconds=60)
+
+
+async def test_a_poll_of_quiet_tables_reads_no_rows(setup: Setup) -> None:
+    # Written ten minutes ago within a second (a bulk import): a poll that re-read the seconds
+    # before the newest stamp read all of them, and every state row, twice a second.
+    stamped = utcnow() - timedelta(minutes=10)
+    ids = [
+        await insert_monitor(setup.db, interval_seconds=10, created_at=stamped, updated_at=stamped)
+        for _ in range(20)
+    ]
+    async with setup.db.sessions() as session, session.begin():
+        await session.execute(update(monitor_states).values(changed_at=stamped))
+    await setup.scheduler.load_all()
+    assert await setup.scheduler.poll_changes() == 0
+    assert await setup.scheduler.poll_changes() == 0
+
+    added = await insert_monitor(setup.db, interval_seconds=10)
+    await set_status(setup.db, ids[:1], "pending")
+    assert await setup.scheduler.poll_changes() >= 3  # the monitor, its state, the PENDING
+    assert added in setup.scheduler.entries
+    assert setup.scheduler.entries[ids[0]].pending
+
+
+async def test_row_changes_reconciling_and_status_changes_never_add_a_run(setup: Setup) -> None:
+    """Each monitor runs exactly once in every interval-long window while its row is edited
+    (same grid), reconciliation runs and its status changes between UP states: the suspects of
+    the extra checks the schedule-keeping benchmark counted (that was its window's length)."""
+    ids = [await insert_monitor(setup.db, interval_seconds=10) for _ in range(30)]
+    await setup.scheduler.load_all()
+    await setup.advance(10)
+    start = setup.clock.now
+    jobs: list[CheckJob] = []
+    for round_ in range(6):
+        edited = ids[round_ * 5 : round_ * 5 + 5]
+        async with setup.db.sessions() as session, session.begin():
+            await session.execute(
+                update(monitors)
+                .where(monitors.c.id.in_(edited))
+                .values(target=f"http://127.0.0.1:9/{round_}", updated_at=utcnow())
+            )
+        await set_status(setup.db, edited, "up" if round_ % 2 else "degraded")
+        jobs += await setup.advance(3.3)
+        await setup.scheduler.poll_changes()
+        jobs += await setup.advance(3.3)
+        await setup.scheduler.reconcile()
+        jobs += await setup.advance(10 - 6.6)
+    for monitor_id in ids:
+        mine = sorted(j.scheduled_at.timestamp() for j in jobs if j.monitor_id == monitor_id)
+        windows = Counter(int((at - start) // 10) for at in mine)
+        assert windows == dict.fromkeys(range(6), 1), (monitor_id, mine)
+        assert all(b - a == pytest.approx(10) for a, b in itertools.pairwise(mine))
+
+
+async def test_a_bulk_import_respreads_its_group_at_most_every_few_seconds(setup: Setup) -> None:
+    old = [await insert_monitor(setup.db, interval_seconds=20) for _ in range(40)]
+    await setup.scheduler.load_all()
+    jobs = await setup.advance(20)
+    polled_at: dict[uuid.UUID, float] = {}
+    spread_at = set()
+    for _ in range(12):  # a monitor added every second, as an import through the API does
+        added = await insert_monitor(setup.db, interval_seconds=20)
+        await setup.scheduler.poll_changes()
+        polled_at[added] = setup.clock.now
+        spread_at.add(setup.scheduler._spread_at[20])
+        jobs += await setup.advance(1)
+    assert len(spread_at) == 2, "twelve changes in 12 s: two even respreads, not twelve"
+    jobs += await setup.advance(30)
+    await setup.scheduler.poll_changes()  # the deferred respread
+    # Each monitor's next run is on the new grid (a moved slot may put it just over an
+    # interval after the last), so the interval after that one holds exactly one run each.
+    jobs += await setup.advance(20)
+    last = await setup.advance(20)
+
+    for monitor_id, polled in polled_at.items():
+        first = min(j.scheduled_at.timestamp() for j in jobs if j.monitor_id == monitor_id)
+        assert polled < first <= polled + 20, "a new monitor runs within its interval"
+    assert Counter(j.monitor_id for j in last) == dict.fromkeys([*old, *polled_at], 1)
+    per_second = Counter(int(j.scheduled_at.timestamp()) for j in last)
+    assert max(per_second.values()) <= math.ceil(52 / 20) + 1, "evenly spread again"
+    for monitor_id in old:
+        mine = sorted(j.scheduled_at.timestamp() for j in jobs + last if j.monitor_id == monitor_id)
+        assert all(10 - 1e-6 <= b - a <= 30 + 1e-6 for a, b in itertools.pairwise(mine)), mine

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import pytest
 
-from pingtower.pinger.checks.http_client import HttpClient, Response, header_problem
+from pingtower.pinger.checks.http_client import HttpClient, Response, _target, header_problem
 
 
 def head(url: str, method: str = "GET", body: bytes | None = None, **headers: str) -> bytes:
-    return HttpClient._head(method, urlsplit(url), headers, body)
+    return HttpClient._head(method, _target(url), headers, body)
 
 
 def test_the_request_head_names_the_host_and_closes_the_connection() -> None:
@@ -49,7 +47,7 @@ def test_ordinary_headers_pass() -> None:
 
 def test_the_charset_comes_from_the_content_type() -> None:
     def response(content_type: str) -> Response:
-        return Response(200, {"content-type": content_type}, b"", False, None)
+        return Response(200, [(b"Content-Type", content_type.encode())], b"", False, None)
 
     assert response('text/html; charset="ISO-8859-1"').charset == "ISO-8859-1"
     assert response("application/json").charset is None

@@ -68,6 +68,14 @@ def test_spread_does_not_depend_on_the_order_monitors_are_loaded(
     assert spread(ids, 0.25) == spread(shuffled, 0.25)
 
 
+@given(
+    st.lists(st.uuids(), min_size=1, max_size=100, unique=True), st.floats(0, 1, exclude_max=True)
+)
+def test_spread_with_cached_hashes_is_the_same_spread(ids: list[uuid.UUID], phase: float) -> None:
+    cached = {monitor_id: offset_fraction(monitor_id) for monitor_id in ids}
+    assert spread(ids, phase, fraction=cached.__getitem__) == spread(ids, phase)
+
+
 @given(st.lists(st.uuids(), min_size=1, max_size=200, unique=True), st.uuids())
 def test_adding_a_monitor_moves_each_other_one_by_at_most_one_slot(
     ids: list[uuid.UUID], added: uuid.UUID

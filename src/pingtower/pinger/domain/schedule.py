@@ -16,7 +16,7 @@ import hashlib
 import itertools
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -50,9 +50,16 @@ def deadline(scheduled_at: float, interval: float) -> float:
     return scheduled_at + interval
 
 
-def spread(monitor_ids: Iterable[uuid.UUID], phase: float = 0.0) -> dict[uuid.UUID, float]:
+def spread(
+    monitor_ids: Iterable[uuid.UUID],
+    phase: float = 0.0,
+    *,
+    fraction: Callable[[uuid.UUID], float] = offset_fraction,
+) -> dict[uuid.UUID, float]:
     """Grid fractions for the monitors that share one interval: evenly spaced, in the order of
-    their hashes, rotated by `phase`.
+    their hashes, rotated by `phase`. `fraction` is `offset_fraction` or a cache of it (the
+    scheduler keeps each monitor's: hashing every member again per change of a group of 50,000
+    cost more than the rest of the respread).
 
     Independent hashes alone would crowd some seconds (balls into bins: the fullest second gets
     several times the square root of the average more); ranking them gives every second at
@@ -60,7 +67,7 @@ def spread(monitor_ids: Iterable[uuid.UUID], phase: float = 0.0) -> dict[uuid.UU
     a restart resumes the same grid, and adding or removing one monitor moves each other
     monitor by at most one slot.
     """
-    ordered = sorted(monitor_ids, key=lambda monitor_id: (offset_fraction(monitor_id), monitor_id))
+    ordered = sorted(monitor_ids, key=lambda monitor_id: (fraction(monitor_id), monitor_id))
     count = len(ordered)
     return {monitor_id: (phase + rank / count) % 1.0 for rank, monitor_id in enumerate(ordered)}
 
