@@ -113,6 +113,9 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
+CREATE_ATTEMPTS = 10
+
+
 async def create_monitors(
     base: str, token: str, bodies: Sequence[dict[str, Any]], in_flight: int = 16
 ) -> list[dict[str, Any]]:
@@ -130,10 +133,19 @@ async def create_monitors(
             while not queue.empty():
                 index = queue.get_nowait()
                 url = f"{base}/api/v1/monitors"
-                async with session.post(url, json=bodies[index]) as response:
-                    if response.status != 201:
-                        raise RuntimeError(f"create failed: {await response.text()}")
-                    created[index] = await response.json()
+                # A busy embedded database answers 503 with Retry-After (the process is also
+                # checking the monitors created so far): the set-up waits as a client should.
+                for _attempt in range(CREATE_ATTEMPTS):
+                    async with session.post(url, json=bodies[index]) as response:
+                        if response.status == 503:
+                            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                            continue
+                        if response.status != 201:
+                            raise RuntimeError(f"create failed: {await response.text()}")
+                        created[index] = await response.json()
+                        break
+                else:
+                    raise RuntimeError(f"create refused {CREATE_ATTEMPTS} times as busy")
 
         await asyncio.gather(*(worker() for _ in range(in_flight)))
     return created

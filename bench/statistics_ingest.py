@@ -22,14 +22,12 @@ import resource
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
-
+from bench._database import throwaway_database
 from pingtower.common.events import CheckCompleted, Envelope, Outcome
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
@@ -108,21 +106,6 @@ async def run(storage: str, url: str, batches: Sequence[Sequence[Envelope]]) -> 
     return Figures(storage, total, seconds, cpu_seconds, compaction)
 
 
-@asynccontextmanager
-async def postgres_database(server: str) -> AsyncIterator[str]:
-    dsn = server.replace("postgresql+asyncpg://", "postgresql://").rstrip("/")
-    name = f"bench_statistics_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(dsn + "/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{server.rstrip('/')}/{name}"
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=int, default=50_000)
@@ -136,7 +119,7 @@ async def main() -> None:
     batches = [every[i : i + args.batch] for i in range(0, len(every), args.batch)]
     figures = []
     if args.postgres:
-        async with postgres_database(args.postgres) as url:
+        async with throwaway_database(args.postgres, "bench_statistics") as url:
             figures.append(await run("postgresql", url, batches))
     if not args.no_sqlite:
         with tempfile.TemporaryDirectory() as folder:

@@ -198,3 +198,23 @@ def test_stored_quantiles_of_nothing_are_none_and_bad_bytes_are_refused() -> Non
         Histogram.stored_quantiles([Histogram(buckets={3: 1}).to_bytes()[:-1]], [0.5])
     with pytest.raises(ValueError, match="quantile"):
         Histogram.stored_quantiles([Histogram(buckets={3: 1}).to_bytes()], [1.5])
+
+
+@given(st.lists(st.one_of(any_latencies.map(lambda v: histogram_of(v).to_bytes()), st.just(b""))))
+def test_running_sums_are_the_stored_forms_of_each_prefix_merged(parts: list[bytes]) -> None:
+    assert Histogram.running_sums(parts) == [
+        Histogram.from_bytes_many(parts[: i + 1]).to_bytes() for i in range(len(parts))
+    ]
+
+
+def test_running_sums_past_32_bits_and_of_nothing() -> None:
+    big = Histogram(buckets={-3: 3_000_000_000, 200: 4_000_000_000, 201: 5}, zero=7).to_bytes()
+    small = Histogram(buckets={-4: 1, 201: 2}).to_bytes()
+    # more than 2^32 counts in all, though no bucket holds that many (a stored form's bound)
+    parts: list[bytes | None] = [small, None, big]
+    assert Histogram.running_sums(parts) == [
+        Histogram.from_bytes_many(parts[: i + 1]).to_bytes() for i in range(len(parts))
+    ]
+    assert Histogram.running_sums([]) == []
+    with pytest.raises(EncodingError):
+        Histogram.running_sums([b"\x01\x00"])

@@ -7,10 +7,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from itertools import pairwise
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
+    LargeBinary,
     Row,
     Text,
     Uuid,
@@ -19,9 +22,16 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
+    distinct,
     func,
+    literal,
+    literal_column,
+    not_,
+    null,
     or_,
     select,
+    type_coerce,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +53,7 @@ from pingtower.statistics.domain.uptime import StatusInterval
 from pingtower.statistics.store.dialect import is_postgres
 from pingtower.statistics.store.ingest import cell_from_row
 from pingtower.statistics.store.tables import (
+    day_tails,
     incidents,
     monitors,
     results,
@@ -117,7 +128,8 @@ async def timelines(
         .order_by(t.c.monitor_id, t.c.start_at)
     )
     statuses = _STATUSES
-    for monitor_id, start_at, end_at, status in rows:
+    # fetched at once: row by row, the async adapter's fetchone costs more than the row
+    for monitor_id, start_at, end_at, status in rows.all():
         found[monitor_id].append(StatusInterval(start_at, end_at, statuses[status]))
     return found
 
@@ -134,7 +146,9 @@ async def current_statuses(
             _among(session, t.c.monitor_id, monitor_ids), t.c.end_at.is_(None)
         )
     )
-    return {monitor_id: (_STATUSES[status], start_at) for monitor_id, status, start_at in rows}
+    return {
+        monitor_id: (_STATUSES[status], start_at) for monitor_id, status, start_at in rows.all()
+    }
 
 
 async def range_cells(
@@ -161,16 +175,17 @@ async def range_cells(
             ),
         )
     )
-    return _merge_rows(rows, lambda row: row.monitor_id)
+    return _merge_rows(rows.all(), lambda row: row.monitor_id)
 
 
 async def recent_histograms(
     session: AsyncSession, monitor_ids: Collection[uuid.UUID], start: datetime, end: datetime
 ) -> dict[uuid.UUID, Histogram]:
     """Latency histograms per monitor over [floor_hour(start), end) for a window shorter than a
-    day that ends now: today's day cell plus the hour cells before midnight, and the few minute
-    cells compaction has not folded yet. A dashboard of a thousand monitors so reads ~20 narrow
-    rows each instead of 25 hour and up to 120 minute cells."""
+    day that ends now: the day tail of yesterday from that hour (or, where it no longer
+    matches yesterday's hour cells, those cells), today's day cell and the few minute cells
+    compaction has not folded yet. A dashboard of a thousand monitors so merges ~8 parts each
+    instead of ~20 (25 hour and up to 120 minute cells before compaction)."""
     if not monitor_ids:
         return {}
     first_hour = floor_to(start, Resolution.HOUR.length)
@@ -182,37 +197,125 @@ async def recent_histograms(
         first_hour, min(await folded_until(session), ceil_to(end, Resolution.MINUTE.length))
     )
     use_day = first_hour < midnight < folded
-    hours_until = midnight if use_day else folded
     r = rollups
-    parts = [
-        and_(
-            r.c.resolution == Resolution.HOUR.value,
-            r.c.bucket_start >= first_hour,
-            r.c.bucket_start < hours_until,
-        ),
-        and_(
-            r.c.resolution == Resolution.MINUTE.value,
-            r.c.bucket_start >= folded,
-            r.c.bucket_start < end,
-        ),
-    ]
-    if use_day:
-        parts.append(and_(r.c.resolution == Resolution.DAY.value, r.c.bucket_start == midnight))
-    where = (_among(session, r.c.monitor_id, monitor_ids), or_(*parts))
+    hours = and_(
+        r.c.resolution == Resolution.HOUR.value,
+        r.c.bucket_start >= first_hour,
+        r.c.bucket_start < (midnight if use_day else folded),
+    )
+    minutes = and_(
+        r.c.resolution == Resolution.MINUTE.value,
+        r.c.bucket_start >= folded,
+        r.c.bucket_start < end,
+    )
+    if not use_day:
+        found = await _histograms(session, monitor_ids, or_(hours, minutes))
+        return {m: Histogram.from_bytes_many(parts) for m, parts in found.items()}
+    today = and_(r.c.resolution == Resolution.DAY.value, r.c.bucket_start == midnight)
+    # Yesterday from first_hour comes from its day tail where that still holds all of its
+    # hour cells: their latency counts add up to the tail's (a late result since makes them
+    # exceed it); otherwise from those hour cells.
+    tails, rest, stale = await _recent_parts(
+        session, monitor_ids, first_hour, or_(today, minutes), hours
+    )
+    if stale:
+        tails.update(await _histograms(session, stale, hours))
+    return {
+        m: Histogram.from_bytes_many([*tails.get(m, ()), *rest.get(m, ())]) for m in {*tails, *rest}
+    }
+
+
+async def _recent_parts(
+    session: AsyncSession,
+    monitor_ids: Collection[uuid.UUID],
+    first_hour: datetime,
+    others: ColumnElement[bool],
+    hours: ColumnElement[bool],
+) -> tuple[dict[uuid.UUID, list[bytes]], dict[uuid.UUID, list[bytes]], list[uuid.UUID]]:
+    """In one query: per monitor the histograms of its day tails from `first_hour` and of the
+    rollup cells matching `others`, and the monitors whose tails no longer hold the cells
+    matching `hours` (their latency counts differ)."""
+    r, t = rollups.c, day_tails.c
+    parts = union_all(
+        select(
+            t.monitor_id,
+            t.histogram,
+            t.latency_count.label("n"),
+            literal_column("'t'").label("kind"),
+        ).where(_among(session, t.monitor_id, monitor_ids), t.bucket_start == first_hour),
+        select(
+            r.monitor_id, r.histogram, literal_column("0").label("n"), literal_column("'r'")
+        ).where(_among(session, r.monitor_id, monitor_ids), others),
+        select(
+            r.monitor_id, cast(null(), LargeBinary), r.latency_count, literal_column("'h'")
+        ).where(_among(session, r.monitor_id, monitor_ids), hours),
+    ).subquery()
+    tails: dict[uuid.UUID, list[bytes]] = defaultdict(list)
+    rest: dict[uuid.UUID, list[bytes]] = defaultdict(list)
+    # per monitor: latency count of the tails minus that of the hour cells
+    gap: dict[uuid.UUID, int] = defaultdict(int)
+    kind = parts.c.kind
     if is_postgres(session):
-        # One row per monitor holding its ~20 histograms: a thousand rows through the driver
-        # and SQLAlchemy instead of twenty thousand.
+        # One row per monitor holding its histograms: a thousand rows through the driver
+        # and SQLAlchemy instead of several thousand.
+        grouped = await session.execute(
+            select(
+                parts.c.monitor_id,
+                func.array_agg(parts.c.histogram).filter(kind == "t"),
+                func.array_agg(parts.c.histogram).filter(kind == "r"),
+                func.sum(parts.c.n).filter(kind == "t"),
+                func.sum(parts.c.n).filter(kind == "h"),
+            ).group_by(parts.c.monitor_id)
+        )
+        for monitor_id, tail, cells, tail_count, hour_count in grouped.all():
+            if tail:
+                tails[monitor_id] = tail
+            if cells:
+                rest[monitor_id] = cells
+            gap[monitor_id] = (tail_count or 0) - (hour_count or 0)
+    else:
+        rows = await session.execute(select(parts))
+        for monitor_id, histogram, n, which in rows.all():
+            if which == "h":
+                gap[monitor_id] -= n
+                continue
+            (tails if which == "t" else rest)[monitor_id].append(histogram)
+            gap[monitor_id] += n
+    stale = [m for m, difference in gap.items() if difference]
+    for m in stale:
+        tails.pop(m, None)
+    return tails, rest, stale
+
+
+async def _histograms(
+    session: AsyncSession, monitor_ids: Collection[uuid.UUID], where: ColumnElement[bool]
+) -> dict[uuid.UUID, list[bytes]]:
+    """The stored histograms of the rollup cells matching `where`, per monitor."""
+    r = rollups
+    among = _among(session, r.c.monitor_id, monitor_ids)
+    if is_postgres(session):
+        # One row per monitor holding its histograms: a thousand rows through the driver
+        # and SQLAlchemy instead of several thousand.
         grouped = await session.execute(
             select(r.c.monitor_id, func.array_agg(r.c.histogram))
-            .where(*where)
+            .where(among, where)
             .group_by(r.c.monitor_id)
         )
-        return {m: Histogram.from_bytes_many(found) for m, found in grouped}
-    rows = await session.execute(select(r.c.monitor_id, r.c.histogram).where(*where))
+        return dict(grouped.all())
     stored: dict[uuid.UUID, list[bytes]] = defaultdict(list)
-    for monitor_id, histogram in rows:
+    rows = await session.execute(select(r.c.monitor_id, r.c.histogram).where(among, where))
+    for monitor_id, histogram in rows.all():
         stored[monitor_id].append(histogram)
-    return {m: Histogram.from_bytes_many(found) for m, found in stored.items()}
+    return stored
+
+
+class StepCells(NamedTuple):
+    """The cells of a series by step start: `finished`, (step start, stored point) of each
+    step that is one finished cell, in time order (`series.points_json`); `cells`, every other
+    step's cells."""
+
+    finished: Sequence[tuple[datetime, str]]
+    cells: dict[datetime, list[StoredCell]]
 
 
 async def step_cells(
@@ -222,11 +325,11 @@ async def step_cells(
     end: datetime,
     step: timedelta,
     region: str | None = None,
-) -> dict[datetime, list[StoredCell]]:
+) -> StepCells:
     """Rollup cells of one monitor (one region, or all) grouped by the bucket of `step`
     (aligned on the epoch) they fall in, for buckets that start within [floor(start), end).
     Not merged: most steps hold one cell, which the timeseries reads as it is
-    (`domain/series.py`)."""
+    (`domain/series.py`); a finished one comes as its stored point alone."""
     resolution = resolution_for_step(step)
     first = floor_to(start, step)
     # Cells of `resolution` are complete only when compaction folded their whole bucket; from
@@ -242,7 +345,118 @@ async def step_cells(
         rest = cover(split, end, folded)
     else:
         rest = [Segment(Resolution.MINUTE, split, end)] if split < end else []
+    whole = Segment(resolution, first, split)
+    # Cells of `resolution` before `split` start their step already when it is one bucket long.
+    if step != resolution.length or resolution is Resolution.MINUTE:
+        rows = await _full_rows(session, monitor_id, [whole, *rest], region, None)
+        return StepCells([], _cells(rows, step, None))
+    # A finished cell is a step of its own unless the monitor has several regions there:
+    # then every step merges the cells of its regions, from their histograms.
+    finished, several, unheld = await _stored_points(session, monitor_id, whole, region)
+    if several:
+        rows = await _full_rows(session, monitor_id, [whole, *rest], region, None)
+        return StepCells([], _cells(rows, step, split))
+    # the cells of `whole` whose figures do not hold (a late result since) are read whole; when
+    # there are none, that segment is not read again at all
+    segments = [whole, *rest] if unheld else rest
+    rows = await _full_rows(session, monitor_id, segments, region, whole)
+    return StepCells(finished, _cells(rows, step, split))
+
+
+def _where(monitor_id: uuid.UUID, region: str | None) -> list[ColumnElement[bool]]:
+    r = rollups.c
+    found = [r.monitor_id == monitor_id]
+    if region is not None:
+        found.append(r.region == region)
+    return found
+
+
+def _holds() -> ColumnElement[bool]:
+    """The row's stored figures are those of what it holds now (domain/cell_figures.py)."""
+    r = rollups.c
+    return and_(r.figures_checks.is_not(None), r.figures_checks == r.up + r.degraded + r.down)
+
+
+async def _stored_points(
+    session: AsyncSession, monitor_id: uuid.UUID, segment: Segment, region: str | None
+) -> tuple[Sequence[tuple[datetime, str]], bool, int]:
+    """(bucket start, stored point) of the cells of `segment` whose stored figures hold, in
+    time order; whether the segment's cells come from more than one region; how many of its
+    cells have no figures that hold."""
+    r = rollups.c
+    where = (
+        *_where(monitor_id, region),
+        r.resolution == segment.resolution.value,
+        r.bucket_start >= segment.start,
+        r.bucket_start < segment.end,
+    )
+    if is_postgres(session):
+        # One row: the times as an array (the driver gives UTC datetimes, no conversion per
+        # row) and the points joined by a separator JSON text cannot hold unescaped, instead
+        # of 8,760 rows through the driver and SQLAlchemy for a year of hours. The rows come
+        # to the aggregates in the index's order, not through an ORDER BY of each aggregate
+        # (which sorts the 3 MB of points again): both aggregates see the rows in one order,
+        # so times and points pair up whatever it is; that it is time order is checked below.
+        cells = (
+            select(
+                type_coerce(r.bucket_start, DateTime(timezone=True)).label("at"),
+                r.point_json,
+                _holds().label("holds"),
+                r.region,
+            )
+            .where(*where)
+            .order_by(r.bucket_start)
+            .subquery()
+        )
+        times, joined, low, high, unheld = (
+            await session.execute(
+                select(
+                    func.array_agg(cells.c.at).filter(cells.c.holds),
+                    func.string_agg(cells.c.point_json, literal(_UNIT, Text)).filter(cells.c.holds),
+                    func.min(cells.c.region),
+                    func.max(cells.c.region),
+                    func.count().filter(not_(cells.c.holds)),
+                )
+            )
+        ).one()
+        found = list(zip(times, joined.split(_UNIT), strict=True)) if times else []
+        if any(a >= b for a, b in pairwise(times or ())):
+            found.sort()
+        return found, low != high, unheld
+    summary = select(func.count(distinct(r.region)), func.count().filter(not_(_holds())))
+    regions, unheld = (await session.execute(summary.where(*where))).one()
+    rows = await session.execute(
+        select(r.bucket_start, r.point_json).where(*where, _holds()).order_by(r.bucket_start)
+    )
+    # fetched at once: row by row, the async adapter's fetchone costs more than the row
+    return [(at, text) for at, text in rows.all()], regions > 1, unheld
+
+
+# the ASCII unit separator: JSON text holds control characters only escaped
+_UNIT = "\x1f"
+
+
+async def _full_rows(
+    session: AsyncSession,
+    monitor_id: uuid.UUID,
+    segments: Sequence[Segment],
+    region: str | None,
+    without_stored: Segment | None,
+) -> Sequence[Row[Any]]:
+    """The cells of the segments as StoredCell fields after the bucket start, the phase maps
+    as JSON text; `without_stored`: not the cells of that segment whose stored figures hold
+    (read by `_stored_points`)."""
     r = rollups
+    parts = []
+    for segment in segments:
+        part = and_(
+            r.c.resolution == segment.resolution.value,
+            r.c.bucket_start >= segment.start,
+            r.c.bucket_start < segment.end,
+        )
+        if segment == without_stored:
+            part = and_(part, not_(_holds()))
+        parts.append(part)
     # The phase maps come as their JSON text and are decoded below in one call for all rows:
     # decoding 4,000 small documents one by one (the driver's JSON codec) cost more than the
     # rest of the row.
@@ -258,29 +472,23 @@ async def step_cells(
         cast(r.c.phase_sums, Text).label("phase_sums"),
         cast(r.c.phase_counts, Text).label("phase_counts"),
         r.c.histogram,
-    ).where(
-        r.c.monitor_id == monitor_id,
-        or_(
-            *(
-                and_(
-                    r.c.resolution == segment.resolution.value,
-                    r.c.bucket_start >= segment.start,
-                    r.c.bucket_start < segment.end,
-                )
-                for segment in [Segment(resolution, first, split), *rest]
-            )
-        ),
-    )
-    if region is not None:
-        query = query.where(r.c.region == region)
-    rows = (await session.execute(query)).all()
+    ).where(*_where(monitor_id, region), or_(*parts))
+    # In key order, so cells of one step always merge in the same order: float sums (phase
+    # and latency) depend on it in their last digit.
+    query = query.order_by(r.c.resolution, r.c.bucket_start, r.c.region)
+    return (await session.execute(query)).all()
+
+
+def _cells(
+    rows: Sequence[Any], step: timedelta, aligned_before: datetime | None
+) -> dict[datetime, list[StoredCell]]:
+    """Rows by the start of their step; before `aligned_before` a row starts its step."""
     phases = json.loads("[" + ",".join(f"{row[8]},{row[9]}" for row in rows) + "]")
     found: dict[datetime, list[StoredCell]] = defaultdict(list)
-    # Cells of `resolution` before `split` start their step already when it is one bucket long.
-    aligned = step == resolution.length
     # Unpacked as tuples: attribute access on 2,000 rows shows in the profile.
     for i, (at, up, degraded, down, count, low, high, total, _, _, histogram) in enumerate(rows):
-        key = at if aligned and at < split else floor_to(at, step)
+        aligned = aligned_before is not None and at < aligned_before
+        key = at if aligned else floor_to(at, step)
         found[key].append(
             StoredCell(
                 up,
@@ -335,7 +543,7 @@ async def incident_spans(
         )
         .order_by(i.c.started_at)
     )
-    for row in rows:
+    for row in rows.all():
         found[row.monitor_id].append(IncidentSpan(row.started_at, row.resolved_at))
     return found
 

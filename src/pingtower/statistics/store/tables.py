@@ -17,6 +17,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
 )
@@ -95,8 +96,36 @@ rollups = Table(
     Column("phase_counts", JSON, nullable=False, default=dict),
     # Histogram.to_bytes(): dense bucket counts, decoded with one struct call
     Column("histogram", LargeBinary, nullable=False),
+    # Figures of a finished hour or day cell (domain/cell_figures.py), written by compaction
+    # once the watermark has passed the cell's end: its latency percentiles, and its
+    # timeseries point as JSON without "at" (domain/series.py `fragment`; a change to the
+    # point's fields needs a migration that rewrites it). They hold while the cell still has
+    # figures_checks checks (up + degraded + down): a late result adds one, and readers then
+    # compute from the histogram. NULL on minute cells and on cells still being folded.
+    Column("figures_checks", Integer, nullable=True),
+    Column("p50", Float, nullable=True),
+    Column("p90", Float, nullable=True),
+    Column("p95", Float, nullable=True),
+    Column("p99", Float, nullable=True),
+    Column("point_json", Text, nullable=True),
     PrimaryKeyConstraint("monitor_id", "resolution", "bucket_start", "region"),
     Index("ix_rollups_time", "resolution", "bucket_start"),
+)
+
+# The last day compaction finished, per monitor and region: for each hour of it the latency
+# histogram from that hour to the end of the day, with its latency count. The overview's
+# 24 hours then read one of these, today's day cell and a few minute cells instead of up
+# to 23 hour cells. A late result into that day makes the hour cells' counts exceed the
+# tail's, and readers then merge the hour cells (queries.recent_histograms).
+day_tails = Table(
+    "day_tails",
+    metadata,
+    Column("monitor_id", Uuid, nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("bucket_start", UtcDateTime, nullable=False),
+    Column("latency_count", Integer, nullable=False),
+    Column("histogram", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("monitor_id", "bucket_start", "region"),
 )
 
 # How far compaction has folded minute cells into hour and day cells (one row, name "rollups"):
