@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer, TypeDecorator, event, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+
+from pingtower.common import sqlite_driver
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for long-lived rows.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -57,7 +59,11 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         path = url.split(":///", 1)[1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        parsed = make_url(url)
+        args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
+        engine = create_async_engine(
+            url, async_creator=sqlite_driver.connector(*args, **kwargs, timeout=30)
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         # aiosqlite's default isolation issues BEGIN lazily; BEGIN IMMEDIATE avoids the
         # upgrade deadlock when two transactions read then write.

@@ -371,3 +371,20 @@ async def test_deliver_batch_reports_a_failing_single_message_without_retrying_i
     await deliver_batch([only], handler, failed)
     assert calls == 1
     assert failures == [only]
+
+
+async def test_consumers_get_the_published_envelope_and_its_contract_unvalidated_again() -> None:
+    bus = InProcessBus(linger_seconds=0)
+    first, second = Recorder(), Recorder()
+    bus.subscribe("first", ["monitor.#"], first)
+    bus.subscribe("second", ["monitor.deleted"], second)
+    deleted = MonitorDeleted(monitor_id=uuid.uuid4())
+    envelope = Envelope.wrap(deleted, producer="test", tenant="t")
+    await bus.start()
+    try:
+        await asyncio.wait_for(bus.publish([envelope]), 5)
+    finally:
+        await bus.close()
+    assert first.received[0] is envelope
+    assert second.received[0] is envelope
+    assert first.received[0].parse() is deleted

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -51,6 +51,32 @@ class _Delivery:
     settled: asyncio.Future[None]
 
 
+class _Linger:
+    """One consumer task's wait for its batch to fill, until `deadline` (loop time); ended
+    early when the batch is full or brought forward by a message that may not wait as long.
+    `taken`: the messages the task holds already."""
+
+    __slots__ = ("_loop", "_timer", "deadline", "ended", "taken")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float, taken: int) -> None:
+        self._loop = loop
+        self.deadline = deadline
+        self.taken = taken
+        self.ended: asyncio.Future[None] = loop.create_future()
+        self._timer = loop.call_at(deadline, self.end)
+
+    def end(self) -> None:
+        self._timer.cancel()
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+    def bring_forward(self, deadline: float) -> None:
+        if deadline < self.deadline and not self.ended.done():
+            self._timer.cancel()
+            self.deadline = deadline
+            self._timer = self._loop.call_at(deadline, self.end)
+
+
 @dataclass
 class _Consumer:
     name: str
@@ -60,6 +86,7 @@ class _Consumer:
     queue: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
     batches: Counter = field(init=False)  # its label resolved once, not per batch
     messages: Counter = field(init=False)
+    lingering: list[_Linger] = field(default_factory=list)  # its tasks waiting for a batch
 
     def __post_init__(self) -> None:
         self.batches = BATCHES.labels(self.name)
@@ -67,13 +94,23 @@ class _Consumer:
 
 
 class InProcessBus(Bus):
-    def __init__(self, *, delivery_limit: int = 5, linger_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        *,
+        delivery_limit: int = 5,
+        linger_seconds: float = 0.05,
+        linger_by_type: Mapping[str, float] | None = None,
+    ) -> None:
         self.delivery_limit = delivery_limit
         # How long a consumer waits after a first message for more to fill its batch. Each
         # batch is one transaction; without the wait a consumer faster than its producers
         # commits nearly every message on its own, and per-transaction costs dominated the
         # embedded process's CPU (bench/README.md). It delays a delivery by at most this.
         self.linger_seconds = linger_seconds
+        # Per event type, a longer (or shorter) wait: plentiful check results can wait longer
+        # for a bigger batch than status changes that alerts wait for. A batch waits as long
+        # as its most urgent message allows (counted from when the consumer has it).
+        self.linger_by_type = dict(linger_by_type or {})
         self.dead_letters: list[Envelope] = []
         self._consumers: dict[str, _Consumer] = {}
         # Event type -> the consumers it routes to: topic matching per message and consumer
@@ -120,10 +157,26 @@ class InProcessBus(Bus):
                 delivery = _Delivery(envelope, 1, loop.create_future())
                 consumer.queue.put_nowait(delivery)
                 settled.append(delivery.settled)
+                if consumer.lingering:
+                    self._hurry(consumer, envelope.type, loop)
         if len(settled) == 1:
             await settled[0]
         elif settled:
             await asyncio.gather(*settled)
+
+    def _linger_of(self, event_type: str) -> float:
+        return self.linger_by_type.get(event_type, self.linger_seconds)
+
+    def _hurry(self, consumer: _Consumer, event_type: str, loop: asyncio.AbstractEventLoop) -> None:
+        """A message reached a consumer whose tasks wait for their batch to fill: a full batch
+        goes now, and a message that may wait less than the batch's first brings it forward."""
+        deadline = loop.time() + self._linger_of(event_type)
+        waiting = consumer.queue.qsize()
+        for linger in consumer.lingering:
+            if linger.taken + waiting >= consumer.max_batch:
+                linger.end()
+            else:
+                linger.bring_forward(deadline)
 
     def _route(self, event_type: str) -> list[_Consumer]:
         found = self._routes.get(event_type)
@@ -188,10 +241,13 @@ class InProcessBus(Bus):
             first = await consumer.queue.get()
             deliveries = [first]
             try:
-                if self.linger_seconds > 0 and consumer.queue.qsize() < consumer.max_batch - 1:
-                    await asyncio.sleep(self.linger_seconds)
-                while len(deliveries) < consumer.max_batch and not consumer.queue.empty():
-                    deliveries.append(consumer.queue.get_nowait())
+                # What is queued already is taken now: its most urgent message sets the wait.
+                self._take(consumer, deliveries)
+                if len(deliveries) < consumer.max_batch:
+                    linger = min(self._linger_of(d.envelope.type) for d in deliveries)
+                    if linger > 0:
+                        await self._linger(consumer, linger, len(deliveries))
+                        self._take(consumer, deliveries)
                 consumer.batches.inc()
                 consumer.messages.inc(len(deliveries))
                 await self._deliver(consumer, handler, deliveries)
@@ -202,6 +258,21 @@ class InProcessBus(Bus):
                     if not delivery.settled.done():
                         delivery.settled.set_exception(ConnectionError("in-process bus closed"))
                 raise
+
+    @staticmethod
+    def _take(consumer: _Consumer, deliveries: list[_Delivery]) -> None:
+        while len(deliveries) < consumer.max_batch and not consumer.queue.empty():
+            deliveries.append(consumer.queue.get_nowait())
+
+    async def _linger(self, consumer: _Consumer, seconds: float, taken: int) -> None:
+        loop = asyncio.get_running_loop()
+        linger = _Linger(loop, loop.time() + seconds, taken)
+        consumer.lingering.append(linger)
+        try:
+            await linger.ended
+        finally:
+            linger.end()
+            consumer.lingering.remove(linger)
 
     async def _deliver(
         self, consumer: _Consumer, handler: BatchHandler, deliveries: list[_Delivery]

@@ -209,7 +209,8 @@ class Probe(Component):
         return self._context
 
     async def handle(self, envelope: Envelope) -> None:
-        job = CheckJob.model_validate(envelope.payload)
+        # In-process (embedded) jobs carry the scheduler's model: no validation again.
+        job = envelope.parse_as(CheckJob)
         async with self._checks, self.limiter.slot(target_host(job.check_type, job.target)):
             # Checked after waiting for the slots: the wait itself may outlast the job.
             if utcnow() >= job.deadline:

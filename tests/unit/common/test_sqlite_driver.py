@@ -1,0 +1,175 @@
+"""The embedded mode's SQLite driver: aiosqlite with one trip to the connection's thread per
+statement. It must behave exactly like aiosqlite under SQLAlchemy (rows, counts, RETURNING,
+errors, streaming, lock waits that do not block the event loop), with fewer trips."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pingtower.common import sqlite_driver
+from pingtower.common.db import create_engine
+
+metadata = sa.MetaData()
+things = sa.Table(
+    "things",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(50), nullable=False, unique=True),
+    sa.Column("size", sa.Integer, nullable=False, default=0),
+)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/driver.sqlite3")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+class Trips:
+    """Counts the calls run on connections' threads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original: Any = sqlite_driver.OneTripConnection._execute
+
+        async def counted(connection: Any, function: Any, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(connection, function, *args, **kwargs)
+
+        monkeypatch.setattr(sqlite_driver.OneTripConnection, "_execute", counted)
+
+
+async def test_a_statement_with_rows_is_one_trip_to_the_connections_thread(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(things.insert(), [{"name": "a"}, {"name": "b"}])
+        trips = Trips(monkeypatch)
+        rows = (await conn.execute(sa.select(things.c.name).order_by(things.c.name))).all()
+        assert trips.count == 1  # aiosqlite under SQLAlchemy: cursor, execute, fetch, close
+    assert [row.name for row in rows] == ["a", "b"]
+
+
+async def test_rows_counts_and_ids_come_back_as_with_aiosqlite(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        first = await conn.execute(things.insert().values(name="first"))
+        assert first.inserted_primary_key is not None
+        assert first.inserted_primary_key[0] == 1
+        await conn.execute(things.insert(), [{"name": f"n{i}", "size": i} for i in range(5)])
+        updated = await conn.execute(sa.update(things).where(things.c.size >= 3).values(size=0))
+        assert updated.rowcount == 2
+        sizes = (await conn.execute(sa.select(things.c.size).order_by(things.c.id))).scalars()
+        assert list(sizes) == [0, 0, 1, 2, 0, 0]
+        one = (await conn.execute(sa.select(things.c.name).where(things.c.id == 2))).one()
+        assert one.name == "n0"
+        none = (await conn.execute(sa.select(things).where(things.c.id == 99))).first()
+        assert none is None
+
+
+async def test_a_many_row_insert_returns_every_row_in_parameter_order(engine: AsyncEngine) -> None:
+    names = [f"row-{i:03d}" for i in range(300)][::-1]
+    async with engine.begin() as conn:
+        returned = await conn.execute(
+            things.insert().returning(things.c.name, sort_by_parameter_order=True),
+            [{"name": name} for name in names],
+        )
+        assert [row.name for row in returned] == names
+
+
+async def test_a_constraint_violation_raises_and_the_connection_stays_usable(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(things.insert().values(name="taken"))
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await conn.execute(things.insert().values(name="taken"))
+    async with engine.begin() as conn:
+        count = await conn.scalar(sa.select(sa.func.count()).select_from(things))
+    assert count == 1
+
+
+async def test_streamed_results_deliver_every_row_in_chunks(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(things.insert(), [{"name": f"s{i:03d}"} for i in range(250)])
+    async with engine.connect() as conn:
+        result = await conn.stream(sa.select(things.c.name).order_by(things.c.name))
+        chunks = [list(chunk) async for chunk in result.partitions(100)]
+    assert [len(chunk) for chunk in chunks] == [100, 100, 50]
+    assert chunks[0][0].name == "s000"
+
+
+async def test_waiting_for_another_writer_does_not_block_the_event_loop(
+    engine: AsyncEngine,
+) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        async with engine.connect() as holder:
+            await holder.begin()  # BEGIN IMMEDIATE: holds SQLite's write lock
+            await holder.execute(things.insert().values(name="held"))
+            waiter = asyncio.create_task(_insert(engine, "waiting"))
+            before, started = ticks, time.monotonic()
+            while time.monotonic() - started < 0.3:  # the waiter sits in its busy timeout
+                await asyncio.sleep(0.02)
+            assert not waiter.done()
+            assert ticks - before >= 5  # the loop kept running meanwhile
+            await holder.commit()
+        await asyncio.wait_for(waiter, 30)
+    finally:
+        ticking.cancel()
+    async with engine.connect() as conn:
+        names = (await conn.execute(sa.select(things.c.name).order_by(things.c.id))).scalars()
+        assert list(names) == ["held", "waiting"]
+
+
+async def _insert(engine: AsyncEngine, name: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(things.insert().values(name=name))
+
+
+async def test_an_in_memory_database_works_too() -> None:
+    engine = create_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.execute(things.insert().values(name="m"))
+            assert await conn.scalar(sa.select(things.c.name)) == "m"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_transaction_is_three_trips_and_a_rollback_still_undoes_one(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.connect():
+        pass  # the pool's connection exists (its pragmas ran)
+    trips = Trips(monkeypatch)
+    async with engine.begin() as conn:
+        await conn.execute(sa.select(1))
+    # BEGIN, SELECT, COMMIT; the pool's reset after a COMMIT needs no ROLLBACK trip.
+    assert trips.count == 3
+    async with engine.connect() as conn:
+        await conn.execute(things.insert().values(name="undone"))
+        await conn.rollback()
+    async with engine.connect() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(things)) == 0
