@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -76,6 +77,10 @@ def _serve(
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has only a flag
             await asyncio.sleep(0.05)
         if server.started:
+            # What start-up made (modules, the app, table metadata: ~100,000 objects) lives as
+            # long as the process: frozen, full collections no longer walk it (70-105 ms each
+            # in the probe's profile).
+            gc.freeze()
             for line in [*banner, *after_start()]:
                 typer.echo(line)
         await task

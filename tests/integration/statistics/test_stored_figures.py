@@ -18,6 +18,7 @@ from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.domain.rollups import Resolution
 from pingtower.statistics.domain.series import StoredCell
 from pingtower.statistics.store import compaction, queries, tables
+from pingtower.statistics.store.dialect import is_postgres
 from pingtower.statistics.store.watermark import folded_until
 from tests.integration.statistics.conftest import Harness
 from tests.integration.statistics.story import DB, NOV10, SHOP, H, M, created, feed, wrap
@@ -59,9 +60,10 @@ async def answers(stats: Harness) -> list[bytes]:
     found = []
     for monitor_id in (SHOP, DB):
         base = f"/api/v1/stats/monitors/{monitor_id}/timeseries"
-        for step in ("1h", "1d", "2h"):
+        # from 3 hours before the first check: steps of no cell before the stored points
+        for start, step in ((NOV10, "1h"), (NOV10, "1d"), (NOV10, "2h"), (NOV10 - 3 * H, "1h")):
             response = await stats.client.get(
-                base, params={"from": NOV10.isoformat(), "step": step}
+                base, params={"from": start.isoformat(), "step": step}
             )
             assert response.status_code == 200, response.text
             found.append(response.content)
@@ -126,7 +128,12 @@ async def test_series_and_overview_read_stored_figures_and_answer_as_the_histogr
             assert stored == (held if start + length <= NOW - 5 * M else None), (resolution, start)
         # the fast paths are taken: "shop" (one region) from stored points and its day tail
         series = await queries.step_cells(session, SHOP, NOV10, NOW, H)
-        assert len(series.finished) == 24 + 9  # 10 Nov and 11 Nov 00:00-08:59
+        if is_postgres(session):  # rendered there as one run
+            assert series.rendered is not None
+            assert series.finished == []
+            assert (series.rendered.first, series.rendered.steps) == (NOV10, 24 + 9)
+        else:
+            assert len(series.finished) == 24 + 9  # 10 Nov and 11 Nov 00:00-08:59
         tails = (
             (
                 await session.execute(
@@ -149,7 +156,8 @@ async def test_series_and_overview_read_stored_figures_and_answer_as_the_histogr
         )
         assert tails == [sum(hours.scalars())]
         # "db" has two regions: every step merges two cells, no stored point stands alone
-        assert (await queries.step_cells(session, DB, NOV10, NOW, H)).finished == []
+        several = await queries.step_cells(session, DB, NOV10, NOW, H)
+        assert (several.finished, several.rendered) == ([], None)
 
     fast = await answers(stats)
     assert fast == await from_histograms_alone(stats)
@@ -162,6 +170,11 @@ async def test_series_and_overview_read_stored_figures_and_answer_as_the_histogr
     await feed(stats, [late])
     after = await answers(stats)
     assert after == await from_histograms_alone(stats)
+    async with stats.service.sessions() as session:
+        # the stored points no longer make one run: they are read one by one
+        series = await queries.step_cells(session, SHOP, NOV10, NOW, H)
+        assert series.rendered is None
+        assert len(series.finished) == 24 + 9 - 1
     assert after != fast
     (ten,) = [p for p in json.loads(after[0])["points"] if p["at"] == "2026-11-10T10:00:00Z"]
     (before,) = [p for p in json.loads(fast[0])["points"] if p["at"] == ten["at"]]

@@ -17,6 +17,7 @@ from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.domain.rollups import Cell
 from pingtower.statistics.domain.series import (
     QUANTILES,
+    Rendered,
     StoredCell,
     fragment,
     point,
@@ -108,3 +109,31 @@ def test_a_stored_point_off_the_steps_is_refused() -> None:
     off = AT + timedelta(minutes=30)
     with pytest.raises(ValueError, match="step starts"):
         points_json([AT, AT + HOUR], {}, [(off, figure.point_json)])
+
+
+@given(st.lists(results, min_size=1, max_size=8), st.data())
+def test_a_run_of_points_rendered_by_the_database_is_placed_among_the_computed_steps(
+    steps: list[list[tuple[Outcome, float | None, dict[str, float]]]], data: st.DataObject
+) -> None:
+    # PostgreSQL renders "at" and the stored fragment of consecutive finished cells; the
+    # steps before and after the run are computed here
+    starts = [AT + i * HOUR for i in range(len(steps))]
+    cells = {at: [stored(found)] for at, found in zip(starts, steps, strict=True)}
+    first = data.draw(st.integers(0, len(starts) - 1))
+    end = data.draw(st.integers(first + 1, len(starts)))
+    text = ",".join(
+        '{"at":' + to_json(at).decode() + "," + figures(cells[at])[0].point_json
+        for at in starts[first:end]
+    )
+    run = Rendered(starts[first], end - first, text.encode())
+    others = {
+        at: these for at, these in cells.items() if not starts[first] <= at < starts[end - 1] + HOUR
+    }
+    assert points_json(starts, others, [], run) == to_json(points(starts, cells))
+
+
+def test_a_rendered_run_off_the_steps_is_refused() -> None:
+    starts = [AT, AT + HOUR]
+    for run in (Rendered(AT + timedelta(minutes=30), 1, b"{}"), Rendered(AT + HOUR, 2, b"{},{}")):
+        with pytest.raises(ValueError, match="consecutive step starts"):
+            points_json(starts, {}, [], run)

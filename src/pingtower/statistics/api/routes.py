@@ -311,7 +311,7 @@ def build_router(
             found = await queries.step_cells(session, monitor_id, lo, hi, length, region)
         # Serialised once by pydantic-core from typed values (domain/series.py), without
         # validating 8,760 points again (validation cost as much as the query); the points
-        # of finished cells come as the JSON stored with them.
+        # of finished cells come as the JSON stored with them (on PostgreSQL, rendered there).
         head = to_json(
             {
                 "monitor_id": monitor_id,
@@ -324,8 +324,9 @@ def build_router(
         )
         # the step starts added up in C (`operator.add` of a datetime and a timedelta)
         starts: list[datetime] = list(accumulate(repeat(length, count - 1), add, initial=first))
-        series = points_json(starts, found.cells, found.finished)
-        return Response(head[:-1] + b',"points":' + series + b"}", media_type="application/json")
+        series = points_json(starts, found.cells, found.finished, found.rendered)
+        body = b"".join((head[:-1], b',"points":', series, b"}"))  # one copy of the points
+        return Response(body, media_type="application/json")
 
     return router
 

@@ -10,11 +10,13 @@ both give the same figures.
 A finished hour or day cell also keeps its point rendered (`fragment`: the point's JSON
 without "at", written by compaction; domain/cell_figures.py). A series step that is one such
 cell is that text behind its "at" (`points_json`): a year of hours is 8,760 string joins
-instead of 8,760 dicts to build, fill and serialise.
+instead of 8,760 dicts to build, fill and serialise. On PostgreSQL the database renders a
+run of such steps, "at" and all, as one text (`Rendered`), and this process only places it.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -73,16 +75,28 @@ def fragment(point: Mapping[str, Any]) -> str:
     return to_json({k: v for k, v in point.items() if k != "at"}).decode()[1:]
 
 
+class Rendered(NamedTuple):
+    """The points of `steps` consecutive steps from `first`, each one finished cell, already
+    rendered: their JSON (`'{"at":' + at + ',' + fragment`) joined by commas."""
+
+    first: datetime
+    steps: int
+    json: bytes
+
+
 def points_json(
     starts: Sequence[datetime],
     cells: Mapping[datetime, Sequence[StoredCell]],
     finished: Sequence[tuple[datetime, str]],
+    rendered: Rendered | None = None,
 ) -> bytes:
     """`to_json(points(starts, cells))` where a step that is one finished cell comes as its
-    stored `fragment` in `finished` (in time order, each at a step start of its own) instead
-    of in `cells`."""
+    stored `fragment` in `finished` (in time order, each at a step start of its own) or
+    within `rendered`, instead of in `cells`."""
     if not starts:
         return b"[]"
+    if rendered is not None:
+        return _around(starts, cells, rendered)
     # every "at" rendered in one call; no datetime text holds a comma
     ats = to_json(starts).decode()[1:-1].split(",")
     count = len(finished)
@@ -100,6 +114,25 @@ def points_json(
     for i, point in zip(others, computed, strict=True):
         parts[i] = to_json(point).decode()
     return ("[" + ",".join(parts) + "]").encode()
+
+
+def _around(
+    starts: Sequence[datetime], cells: Mapping[datetime, Sequence[StoredCell]], run: Rendered
+) -> bytes:
+    """The rendered run placed at its steps, the steps before and after it computed."""
+    first = bisect_left(starts, run.first)  # the step starts are in time order
+    end = first + run.steps
+    if run.steps < 1 or end > len(starts) or starts[first] != run.first:
+        raise ValueError("a rendered run must cover consecutive step starts")
+    before, after = starts[:first], starts[end:]
+    parts = [to_json(points(these, cells))[1:-1] for these in (before, after) if these]
+    parts.insert(1 if before else 0, run.json)
+    # the megabytes copied once, not once per concatenation
+    pieces = [b"["]
+    for part in parts:
+        pieces += (part, b",")
+    pieces[-1] = b"]"
+    return b"".join(pieces)
 
 
 def _walk(

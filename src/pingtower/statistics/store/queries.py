@@ -7,12 +7,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from itertools import pairwise
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
     DateTime,
+    Interval,
     LargeBinary,
     Row,
     Text,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     cast,
     delete,
     distinct,
@@ -33,7 +34,7 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import Status
@@ -48,7 +49,7 @@ from pingtower.statistics.domain.rollups import (
     floor_to,
     resolution_for_step,
 )
-from pingtower.statistics.domain.series import StoredCell
+from pingtower.statistics.domain.series import Rendered, StoredCell
 from pingtower.statistics.domain.uptime import StatusInterval
 from pingtower.statistics.store.dialect import is_postgres
 from pingtower.statistics.store.ingest import cell_from_row
@@ -311,11 +312,13 @@ async def _histograms(
 
 class StepCells(NamedTuple):
     """The cells of a series by step start: `finished`, (step start, stored point) of each
-    step that is one finished cell, in time order (`series.points_json`); `cells`, every other
+    step that is one finished cell, in time order (`series.points_json`), or `rendered`, those
+    points rendered by PostgreSQL when they are consecutive steps; `cells`, every other
     step's cells."""
 
     finished: Sequence[tuple[datetime, str]]
     cells: dict[datetime, list[StoredCell]]
+    rendered: Rendered | None = None
 
 
 async def step_cells(
@@ -352,7 +355,7 @@ async def step_cells(
         return StepCells([], _cells(rows, step, None))
     # A finished cell is a step of its own unless the monitor has several regions there:
     # then every step merges the cells of its regions, from their histograms.
-    finished, several, unheld = await _stored_points(session, monitor_id, whole, region)
+    finished, rendered, several, unheld = await _stored_points(session, monitor_id, whole, region)
     if several:
         rows = await _full_rows(session, monitor_id, [whole, *rest], region, None)
         return StepCells([], _cells(rows, step, split))
@@ -360,7 +363,7 @@ async def step_cells(
     # there are none, that segment is not read again at all
     segments = [whole, *rest] if unheld else rest
     rows = await _full_rows(session, monitor_id, segments, region, whole)
-    return StepCells(finished, _cells(rows, step, split))
+    return StepCells(finished, _cells(rows, step, split), rendered)
 
 
 def _where(monitor_id: uuid.UUID, region: str | None) -> list[ColumnElement[bool]]:
@@ -379,9 +382,10 @@ def _holds() -> ColumnElement[bool]:
 
 async def _stored_points(
     session: AsyncSession, monitor_id: uuid.UUID, segment: Segment, region: str | None
-) -> tuple[Sequence[tuple[datetime, str]], bool, int]:
-    """(bucket start, stored point) of the cells of `segment` whose stored figures hold, in
-    time order; whether the segment's cells come from more than one region; how many of its
+) -> tuple[Sequence[tuple[datetime, str]], Rendered | None, bool, int]:
+    """The stored points of the cells of `segment` whose stored figures hold: as (bucket
+    start, stored point) in time order, or rendered when they are consecutive buckets (on
+    PostgreSQL); whether the segment's cells come from more than one region; how many of its
     cells have no figures that hold."""
     r = rollups.c
     where = (
@@ -391,49 +395,81 @@ async def _stored_points(
         r.bucket_start < segment.end,
     )
     if is_postgres(session):
-        # One row: the times as an array (the driver gives UTC datetimes, no conversion per
-        # row) and the points joined by a separator JSON text cannot hold unescaped, instead
-        # of 8,760 rows through the driver and SQLAlchemy for a year of hours. The rows come
-        # to the aggregates in the index's order, not through an ORDER BY of each aggregate
-        # (which sorts the 3 MB of points again): both aggregates see the rows in one order,
-        # so times and points pair up whatever it is; that it is time order is checked below.
-        cells = (
-            select(
-                type_coerce(r.bucket_start, DateTime(timezone=True)).label("at"),
-                r.point_json,
-                _holds().label("holds"),
-                r.region,
-            )
-            .where(*where)
-            .order_by(r.bucket_start)
-            .subquery()
-        )
-        times, joined, low, high, unheld = (
-            await session.execute(
-                select(
-                    func.array_agg(cells.c.at).filter(cells.c.holds),
-                    func.string_agg(cells.c.point_json, literal(_UNIT, Text)).filter(cells.c.holds),
-                    func.min(cells.c.region),
-                    func.max(cells.c.region),
-                    func.count().filter(not_(cells.c.holds)),
-                )
-            )
-        ).one()
-        found = list(zip(times, joined.split(_UNIT), strict=True)) if times else []
-        if any(a >= b for a, b in pairwise(times or ())):
-            found.sort()
-        return found, low != high, unheld
-    summary = select(func.count(distinct(r.region)), func.count().filter(not_(_holds())))
-    regions, unheld = (await session.execute(summary.where(*where))).one()
+        rendered, several, unheld = await _rendered_points(session, where, segment)
+        if rendered is not None or several:
+            return [], rendered, several, unheld
+    else:
+        summary = select(func.count(distinct(r.region)), func.count().filter(not_(_holds())))
+        regions, unheld = (await session.execute(summary.where(*where))).one()
+        several = regions > 1
     rows = await session.execute(
         select(r.bucket_start, r.point_json).where(*where, _holds()).order_by(r.bucket_start)
     )
     # fetched at once: row by row, the async adapter's fetchone costs more than the row
-    return [(at, text) for at, text in rows.all()], regions > 1, unheld
+    return [(at, text) for at, text in rows.all()], None, several, unheld
 
 
-# the ASCII unit separator: JSON text holds control characters only escaped
-_UNIT = "\x1f"
+# "at" as pydantic-core renders a UTC datetime (whole seconds: bucket starts are)
+_AT_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+
+
+async def _rendered_points(
+    session: AsyncSession, where: Sequence[ColumnElement[bool]], segment: Segment
+) -> tuple[Rendered | None, bool, int]:
+    """PostgreSQL renders the stored points whose figures hold, "at" and all, into one text
+    (as UTF-8 bytes: nothing for the driver to decode or this process to encode), instead of
+    8,760 rows through the driver and SQLAlchemy for a year of hours, and instead of this
+    process joining 8,760 strings. None when that text would not be one run of consecutive
+    buckets in time order: no cell holds, or a bucket between two that hold does not (a late
+    result), or there is a gap."""
+    r = rollups.c
+    # The rows come to the aggregates in the index's order, not through an ORDER BY of the
+    # text's aggregate (which would sort the 3 MB of points again). Every aggregate of the
+    # query sees the rows in one order, so comparing the times in that order with the times
+    # sorted (8,760 timestamps) says whether the text is in time order. The points are
+    # rendered by the aggregate's argument, not in the subquery: its rows stay narrow.
+    cells = (
+        select(
+            type_coerce(r.bucket_start, DateTime(timezone=True)).label("at"),
+            r.point_json,
+            _holds().label("holds"),
+            r.region,
+        )
+        .where(*where)
+        .order_by(r.bucket_start)
+        .subquery()
+    )
+    held = cells.c.holds
+    at = cells.c.at
+    point = (
+        literal('{"at":"', Text)
+        + func.to_char(func.timezone("UTC", at), _AT_FORMAT)
+        + literal('",', Text)
+        + cells.c.point_json
+    )
+    arrived = func.array_agg(at).filter(held)
+    by_time = func.array_agg(aggregate_order_by(at, at)).filter(held)
+    first, last, count = func.min(at).filter(held), func.max(at).filter(held), func.count()
+    held_count = count.filter(held)
+    low, high = func.min(cells.c.region), func.max(cells.c.region)
+    length = segment.resolution.length
+    one_run = and_(
+        arrived == by_time,
+        low == high,
+        last - first == (held_count - 1) * literal(length, Interval),
+    )
+    # The text only when it is one run: a fallback would not use it. (PostgreSQL computes
+    # each of the repeated aggregates once.)
+    text = case(
+        (one_run, func.convert_to(func.string_agg(point, literal(",", Text)).filter(held), "UTF8"))
+    )
+    found = await session.execute(
+        select(first, held_count, text, low != high, count.filter(not_(held)))
+    )
+    start, steps, rendered, several, unheld = found.one()
+    if rendered is None:
+        return None, bool(several), unheld
+    return Rendered(start, steps, rendered), False, unheld
 
 
 async def _full_rows(
