@@ -171,11 +171,8 @@ def main_run(args: argparse.Namespace) -> None:
             if heap is not None:
                 take_heap_snapshot(process.pid, Path(f"{heap}.1"))
             created = time.monotonic()
-            # Under tracemalloc the process is several times slower: fewer requests in flight
-            # keep each one's wait for SQLite's write lock under its busy timeout.
-            in_flight = 16 if heap is None else 2
             bodies = monitor_bodies(nginx.url, args.monitors, interval)
-            asyncio.run(create_monitors(base, token, bodies, in_flight))
+            asyncio.run(create_monitors(base, token, bodies))
             print(f"created {args.monitors} monitors in {time.monotonic() - created:.1f} s")
             time.sleep(interval + 2)  # every monitor has been scheduled once: steady state
             batches_start = batch_counters(base)

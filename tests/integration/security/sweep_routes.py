@@ -92,6 +92,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/v1/api-keys/{key_id}"): admin(),
     # --- Pinger: monitors, results, maintenance ----------------------------------------------
     ("POST", "/api/v1/monitors"): editor(),
+    ("POST", "/api/v1/monitors/batch"): editor(),
     ("GET", "/api/v1/monitors"): viewer(),
     ("GET", "/api/v1/monitors/{monitor_id}"): viewer(),
     ("PATCH", "/api/v1/monitors/{monitor_id}"): editor(),

@@ -62,6 +62,23 @@ class MonitorCreate(BaseModel):
     )
 
 
+# Monitors one batch may create: the batch is one transaction, which on SQLite holds the only
+# write lock (checks' results wait behind it), so its length stays bounded.
+MAX_BATCH = 1000
+
+
+class MonitorBatchCreate(BaseModel):
+    """Monitors created together, all or none. An item's `parent_id` names a monitor that exists
+    already: the ids of the batch's own monitors are set by the server, so create parents in an
+    earlier request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monitors: list[MonitorCreate] = Field(
+        min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} monitors."
+    )
+
+
 class MonitorUpdate(BaseModel):
     """Only the fields given change; `settings`, when given, replaces the settings whole."""
 
@@ -131,6 +148,10 @@ class MonitorPublic(BaseModel):
     last_result: ResultPublic | None
     created_at: datetime
     updated_at: datetime
+
+
+class MonitorBatchPublic(BaseModel):
+    monitors: list[MonitorPublic] = Field(description="The created monitors, in the batch's order.")
 
 
 class MonitorPage(BaseModel):

@@ -104,6 +104,22 @@ async def insert_monitor(session: AsyncSession, values: dict[str, Any]) -> None:
     await replace_tags(session, values["id"], values["tags"])
 
 
+async def insert_monitors(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Several new monitors and their tags, one statement per table (a batch create)."""
+    await session.execute(insert(monitors), list(rows))
+    tags = [{"monitor_id": row["id"], "tag": tag} for row in rows for tag in set(row["tags"])]
+    if tags:
+        await session.execute(insert(monitor_tags), tags)
+
+
+async def get_monitors(
+    session: AsyncSession, tenant: str, monitor_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Any]:
+    """The monitors of `monitor_ids` found in the workspace, with their state, by id."""
+    query = _WITH_STATE.where(monitors.c.tenant == tenant, monitors.c.id.in_(monitor_ids))
+    return {row.id: row for row in (await session.execute(query)).all()}
+
+
 async def update_monitor(
     session: AsyncSession, monitor_id: uuid.UUID, values: dict[str, Any]
 ) -> None:
