@@ -174,7 +174,9 @@ def main_run(args: argparse.Namespace) -> None:
             bodies = monitor_bodies(nginx.url, args.monitors, interval)
             asyncio.run(create_monitors(base, token, bodies))
             print(f"created {args.monitors} monitors in {time.monotonic() - created:.1f} s")
-            time.sleep(interval + 2)  # every monitor has been scheduled once: steady state
+            # Every monitor has been scheduled once; `--settle` gives a bulk import's events
+            # (a monitor.created and a first status change per monitor) time to drain first.
+            time.sleep(max(args.settle, interval + 2))
             batches_start = batch_counters(base)
             print(f"measuring for {seconds} s ({windows} x {interval} s)")
             slices = []  # CPU share per interval: shows a backlog draining or a steady cost
@@ -242,6 +244,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=60, help="measured window (max 600)")
     parser.add_argument("--interval", type=int, default=20)
     parser.add_argument("--per-target", type=int, default=64, help="probe per-host limit")
+    parser.add_argument(
+        "--settle", type=int, default=0, help="seconds to wait after creating (min interval + 2)"
+    )
     parser.add_argument("--profile", metavar="PATH", help="py-spy collapsed stacks to PATH")
     parser.add_argument("--uvloop", action="store_true", help="run the process on uvloop")
     parser.add_argument(

@@ -14,7 +14,7 @@ import structlog
 from fastapi import APIRouter
 
 from pingtower.common import db
-from pingtower.common.events import Status, utcnow
+from pingtower.common.events import CheckCompleted, Status, utcnow
 from pingtower.common.http.app import ReadinessCheck
 from pingtower.common.messaging.bus import Bus
 from pingtower.common.messaging.inbox import Inbox
@@ -105,7 +105,12 @@ class StatisticsService(Component):
             poll_seconds=settings.outbox_poll_seconds,
             batch=settings.outbox_batch,
         )
-        self.handler = self.inbox.handler(self.sessions, ingest)
+        # A result is stored under its check id, so a redelivered one finds itself there (in
+        # the results INSERT's RETURNING) and changes nothing without an inbox row: the results
+        # window (30 days by default) outlasts the inbox's 7 days anyway.
+        self.handler = self.inbox.handler(
+            self.sessions, ingest, keyed_by_effect=(CheckCompleted.TYPE,)
+        )
         self.latency = LatencySnapshot(max_age=max(2 * metrics_every, timedelta(minutes=1)))
         self._routers = (
             build_router(self.sessions, clock, self.latency),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -126,10 +126,10 @@ async def _owners(
     inserts of unique rows and cell merges under the cells' own row locks), so batches of
     results run side by side.
 
-    On SQLite the compaction watermark comes along in the same statement (second item; None
-    on PostgreSQL, where it is read later under its share lock): SQLite's one writer holds the
-    database for the whole transaction, so it cannot move in between, and a statement costs
-    the embedded process more than the column."""
+    The compaction watermark comes along in the same statement (second item), a statement
+    less per batch: on PostgreSQL read under its share lock, held until commit so compaction
+    cannot fold past this batch's minute cells unseen; SQLite's one writer holds the database
+    for the whole transaction, so there it cannot move in between anyway."""
     if not pairs:
         return {}, None
     ids = sorted({monitor_id for _, monitor_id in pairs})
@@ -141,14 +141,12 @@ async def _owners(
     query = select(monitors.c.monitor_id, monitors.c.tenant).where(among)
     if lock and is_postgres(session):
         query = query.order_by(monitors.c.monitor_id).with_for_update()
-    folded: datetime | None = None
-    if is_postgres(session):
-        found = {row.monitor_id: row.tenant for row in await session.execute(query)}
-    else:
-        rows = (await session.execute(query.add_columns(_WATERMARK.label("folded")))).all()
-        found = {row.monitor_id: row.tenant for row in rows}
-        folded = rows[0].folded if rows else await folded_until(session)
-        folded = EPOCH if folded is None else folded
+    watermark = _WATERMARK_SHARED if is_postgres(session) else _WATERMARK
+    rows = (await session.execute(query.add_columns(watermark.label("folded")))).all()
+    found = {row.monitor_id: row.tenant for row in rows}
+    # No row, no watermark read (the subquery runs once per statement, if a row needs it)
+    folded = rows[0].folded if rows else await folded_until(session, lock="share")
+    folded = EPOCH if folded is None else folded
     missing = [m for m in ids if m not in found]
     if not missing:  # the usual case: one read, no write
         return found, folded
@@ -161,9 +159,9 @@ async def _owners(
     return {**found, **{row.monitor_id: row.tenant for row in again}}, folded
 
 
-_WATERMARK = (
-    select(watermarks.c.folded_until).where(watermarks.c.name == WATERMARK_NAME).scalar_subquery()
-)
+_WATERMARK_QUERY = select(watermarks.c.folded_until).where(watermarks.c.name == WATERMARK_NAME)
+_WATERMARK = _WATERMARK_QUERY.scalar_subquery()
+_WATERMARK_SHARED = _WATERMARK_QUERY.with_for_update(read=True).scalar_subquery()
 
 
 async def _apply_definitions(
@@ -227,32 +225,31 @@ async def _apply_results(
     for envelope, event in events:
         assert isinstance(event, CheckCompleted)
         by_check.setdefault((event.check_id, event.finished_at), (envelope.tenant, event))
-    rows = [
-        {
-            "tenant": tenant,
-            "check_id": e.check_id,
-            "monitor_id": e.monitor_id,
-            "region": e.region,
-            "scheduled_at": e.scheduled_at,
-            "started_at": e.started_at,
-            "finished_at": e.finished_at,
-            "outcome": e.outcome.value,
-            "latency_ms": e.latency_ms,
-            "error_kind": e.error_kind,
-            "status_code": e.status_code,
-            "phases": dict(e.phases_ms),
-        }
-        for tenant, e in by_check.values()
-    ]
     if is_postgres(session):
-        inserted = await _insert_results_pg(session, rows)
+        inserted = await _insert_results_pg(session, by_check.values())
     else:
         # executemany: one cached statement, sent as multi-row INSERTs by the driver layer
         inserted = await session.execute(
             upsert(session, results)
             .on_conflict_do_nothing(index_elements=["check_id", "finished_at"])
             .returning(results.c.check_id, results.c.finished_at),
-            rows,
+            [
+                {
+                    "tenant": tenant,
+                    "check_id": e.check_id,
+                    "monitor_id": e.monitor_id,
+                    "region": e.region,
+                    "scheduled_at": e.scheduled_at,
+                    "started_at": e.started_at,
+                    "finished_at": e.finished_at,
+                    "outcome": e.outcome.value,
+                    "latency_ms": e.latency_ms,
+                    "error_kind": e.error_kind,
+                    "status_code": e.status_code,
+                    "phases": dict(e.phases_ms),
+                }
+                for tenant, e in by_check.values()
+            ],
         )
     fresh = [by_check[(row.check_id, row.finished_at)] for row in inserted]
     if not fresh:
@@ -283,10 +280,28 @@ _INSERT_RESULTS_PG = text(
 )
 
 
-async def _insert_results_pg(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> Any:
-    columns = {name: [row[name] for row in rows] for name in rows[0]}
-    columns["phases"] = [json.dumps(phases) for phases in columns["phases"]]
-    return await session.execute(_INSERT_RESULTS_PG, columns)
+async def _insert_results_pg(
+    session: AsyncSession, checks: Collection[tuple[str, CheckCompleted]]
+) -> Any:
+    # The arrays are filled straight from the events: no row dict per result on the way.
+    tenants, events = zip(*checks, strict=True)
+    return await session.execute(
+        _INSERT_RESULTS_PG,
+        {
+            "tenant": list(tenants),
+            "check_id": [e.check_id for e in events],
+            "monitor_id": [e.monitor_id for e in events],
+            "region": [e.region for e in events],
+            "scheduled_at": [e.scheduled_at for e in events],
+            "started_at": [e.started_at for e in events],
+            "finished_at": [e.finished_at for e in events],
+            "outcome": [e.outcome.value for e in events],
+            "latency_ms": [e.latency_ms for e in events],
+            "error_kind": [e.error_kind for e in events],
+            "status_code": [e.status_code for e in events],
+            "phases": [json.dumps(e.phases_ms) for e in events],
+        },
+    )
 
 
 def _cells(
@@ -295,18 +310,21 @@ def _cells(
     """The batch's results summed per cell: a minute cell each, plus its hour and day cells
     when compaction has already folded past its minute (a late result)."""
     cells: dict[CellKey, tuple[str, Cell]] = {}
+    minute = (Resolution.MINUTE,)
+    every = tuple(Resolution)
     for tenant, event in fresh:
-        late = event.finished_at < folded_until
-        resolutions = tuple(Resolution) if late else (Resolution.MINUTE,)
-        for resolution in resolutions:
+        finished = event.finished_at
+        for resolution in every if finished < folded_until else minute:
             key = (
                 event.monitor_id,
                 event.region,
                 resolution.value,
-                floor_to(event.finished_at, resolution.length),
+                floor_to(finished, resolution.length),
             )
-            _, cell = cells.setdefault(key, (tenant, Cell()))
-            cell.add_result(event.outcome, event.latency_ms, event.phases_ms)
+            found = cells.get(key)
+            if found is None:
+                found = cells[key] = (tenant, Cell())
+            found[1].add_result(event.outcome, event.latency_ms, event.phases_ms)
     return cells
 
 
@@ -386,10 +404,10 @@ def _key_of(row: Any) -> CellKey:
 async def _insert_new_cells(
     session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]
 ) -> set[CellKey]:
-    rows = [_row(key, tenant, cell) for key, (tenant, cell) in cells.items()]
     if is_postgres(session):
-        inserted = await session.execute(_INSERT_ROLLUPS_PG, _pg_arrays(rows))
+        inserted = await session.execute(_INSERT_ROLLUPS_PG, _pg_arrays(cells))
     else:
+        rows = [_row(key, tenant, cell) for key, (tenant, cell) in cells.items()]
         inserted = await session.execute(
             upsert(session, rollups)
             .on_conflict_do_nothing(
@@ -430,10 +448,10 @@ async def _locked_cells(session: AsyncSession, keys: Sequence[CellKey]) -> dict[
 async def _write_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]) -> None:
     if not cells:
         return
-    rows = [_row(key, tenant, cell) for key, (tenant, cell) in cells.items()]
     if is_postgres(session):
-        await session.execute(_UPDATE_ROLLUPS_PG, _pg_arrays(rows))
+        await session.execute(_UPDATE_ROLLUPS_PG, _pg_arrays(cells))
         return
+    rows = [_row(key, tenant, cell) for key, (tenant, cell) in cells.items()]
     connection = await session.connection()
     await connection.execute(
         update(rollups)
@@ -482,11 +500,28 @@ _ROLLUP_ARRAYS = {
 _ROLLUP_JSON = ("phase_sums", "phase_counts")
 
 
-def _pg_arrays(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    arrays = {name: [row[name] for row in rows] for name in _ROLLUP_ARRAYS}
-    for name in _ROLLUP_JSON:
-        arrays[name] = [json.dumps(value) for value in arrays[name]]
-    return arrays
+def _pg_arrays(cells: dict[CellKey, tuple[str, Cell]]) -> dict[str, list[Any]]:
+    """The cells as one array per column (`_ROLLUP_ARRAYS`), filled straight from the cells:
+    no row dict per cell on the way."""
+    keys = list(cells)
+    tenants, values = zip(*cells.values(), strict=True) if cells else ((), ())
+    return {
+        "monitor_id": [k[0] for k in keys],
+        "region": [k[1] for k in keys],
+        "resolution": [k[2] for k in keys],
+        "bucket_start": [k[3] for k in keys],
+        "tenant": list(tenants),
+        "up": [c.up for c in values],
+        "degraded": [c.degraded for c in values],
+        "down": [c.down for c in values],
+        "latency_count": [c.latency_count for c in values],
+        "latency_min": [c.latency_min for c in values],
+        "latency_max": [c.latency_max for c in values],
+        "latency_sum": [c.latency_sum for c in values],
+        "phase_sums": [json.dumps(c.phase_sums) for c in values],
+        "phase_counts": [json.dumps(c.phase_counts) for c in values],
+        "histogram": [c.histogram.to_bytes() for c in values],
+    }
 
 
 def _batch(names: Iterable[str]) -> str:
