@@ -4,7 +4,7 @@ point from the cell gives."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -14,7 +14,6 @@ from pydantic_core import to_json
 from pingtower.common.events import Outcome
 from pingtower.statistics.domain.cell_figures import figures
 from pingtower.statistics.domain.histogram import Histogram
-from pingtower.statistics.domain.rollups import Cell
 from pingtower.statistics.domain.series import (
     QUANTILES,
     Rendered,
@@ -24,35 +23,12 @@ from pingtower.statistics.domain.series import (
     points,
     points_json,
 )
-
-AT = datetime(2026, 11, 10, 8, tzinfo=UTC)
-HOUR = timedelta(hours=1)
-outcomes = st.sampled_from(list(Outcome))
-latency = st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e5, allow_nan=False))
-phases = st.dictionaries(
-    st.sampled_from(["dns", "connect", "tls", "first_byte"]),
-    st.floats(min_value=0.0, max_value=1e4, allow_nan=False),
-    max_size=4,
-)
-results = st.lists(st.tuples(outcomes, latency, phases), max_size=30)
+from tests.unit.statistics.cells import AT, HOUR, Found, cell_of, results
+from tests.unit.statistics.cells import stored as stored_cell
 
 
-def stored(found: list[tuple[Outcome, float | None, dict[str, float]]]) -> StoredCell:
-    cell = Cell()
-    for outcome, latency_ms, phases_ms in found:
-        cell.add_result(outcome, latency_ms, phases_ms)
-    return StoredCell(
-        cell.up,
-        cell.degraded,
-        cell.down,
-        cell.latency_count,
-        cell.latency_min,
-        cell.latency_max,
-        cell.latency_sum,
-        dict(cell.phase_sums),
-        dict(cell.phase_counts),
-        cell.histogram.to_bytes(),
-    )
+def stored(found: Found) -> StoredCell:
+    return stored_cell(cell_of(found))
 
 
 @given(st.lists(results, max_size=8))
