@@ -43,6 +43,18 @@ class EncodingError(ValueError):
     """Bytes that are not a histogram in the stored form."""
 
 
+def _read_header(data: bytes) -> tuple[int, int, int, int]:
+    """A stored form's zero count, sum of its other counts, key of its first bucket and number
+    of buckets; EncodingError when its size or format is not the stored form."""
+    size = len(data) - _HEADER.size
+    if size < 0 or size % _COUNT_SIZE:
+        raise EncodingError(f"histogram of {len(data)} bytes")
+    version, zero, total, offset = _HEADER.unpack_from(data)
+    if version != FORMAT:
+        raise EncodingError(f"histogram format {version}")
+    return zero, total, offset, size // _COUNT_SIZE
+
+
 class Histogram:
     __slots__ = ("counts", "offset", "zero")
 
@@ -158,21 +170,15 @@ class Histogram:
         bisections a point rather than an unpack, a sum and an object each."""
         _check_quantiles(qs)
         header = _HEADER.size
-        unpack = _HEADER.unpack_from
         payloads: list[bytes] = []
         spans: list[tuple[int, int, int]] = []  # zero count, key of the first bucket, buckets
         for data in items:
             if not data:
                 spans.append((0, 0, 0))
                 continue
-            size = len(data) - header
-            if size < 0 or size % _COUNT_SIZE:
-                raise EncodingError(f"histogram of {len(data)} bytes")
-            version, zero, _, offset = unpack(data)
-            if version != FORMAT:
-                raise EncodingError(f"histogram format {version}")
+            zero, _, offset, n = _read_header(data)
             payloads.append(data[header:])
-            spans.append((zero, offset, size // _COUNT_SIZE))
+            spans.append((zero, offset, n))
         counts = b"".join(payloads)
         # running[j]: the counts before the j-th bucket of all the stored forms together
         running = list(
@@ -212,17 +218,11 @@ class Histogram:
         mask = (1 << _FIELD_BITS) - 1
         for i, data in enumerate(items):
             if data:
-                size = len(data) - header
-                if size < 0 or size % _COUNT_SIZE:
-                    raise EncodingError(f"histogram of {len(data)} bytes")
-                version, part_zero, part_total, offset = _HEADER.unpack_from(data)
-                if version != FORMAT:
-                    raise EncodingError(f"histogram format {version}")
+                part_zero, part_total, offset, n = _read_header(data)
                 zero += part_zero
                 counts = int.from_bytes(data[header:], "little")
                 if counts:
                     total += part_total
-                    n = size // _COUNT_SIZE
                     if not summed:
                         summed, lo, hi = counts, offset, offset + n
                     elif offset >= lo:
@@ -264,22 +264,15 @@ class Histogram:
         # key of summed's lowest field, and one past its highest
         lo = hi = 0
         header = _HEADER.size
-        unpack = _HEADER.unpack_from
         # One pass, each part added as it is read: the overview merges ~20 parts for each of
         # a thousand monitors, so every step per part counts.
         for data in items:
             if not data:
                 continue
-            size = len(data) - header
-            if size < 0 or size % _COUNT_SIZE:
-                raise EncodingError(f"histogram of {len(data)} bytes")
-            version, part_zero, part_total, offset = unpack(data)
-            if version != FORMAT:
-                raise EncodingError(f"histogram format {version}")
+            part_zero, part_total, offset, n = _read_header(data)
             zero += part_zero
-            if not size:
+            if not n:
                 continue
-            n = size // _COUNT_SIZE
             total += part_total
             parts.append((offset, n, data))
             counts = int.from_bytes(data[header:], "little")
