@@ -9,7 +9,9 @@ workspace globex.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +27,7 @@ from pingtower.common.events import (
     MonitorDeleted,
     MonitorStatusChanged,
     Outcome,
+    SloBurnRateExceeded,
     Status,
 )
 from pingtower.common.messaging.bus import BatchHandler
@@ -178,3 +181,27 @@ async def get(stats: Harness, path: str, **params: Any) -> Any:
 async def count(stats: Harness, table: Any) -> int:
     async with stats.service.sessions() as session:
         return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def capture_slo_events(stats: Harness, name: str) -> list[Envelope]:
+    """The `slo.*` events the service publishes, gathered as they come."""
+    received: list[Envelope] = []
+
+    async def capture(batch: Sequence[Envelope]) -> None:
+        received.extend(batch)
+
+    stats.bus.subscribe(name, ["slo.#"], capture)
+    return received
+
+
+async def the_one_burn_event(received: list[Envelope]) -> SloBurnRateExceeded:
+    """The single burn-rate event gathered, once the outbox relay has published it."""
+    for _ in range(100):  # bounded: the relay polls every 50 ms
+        if received:
+            break
+        await asyncio.sleep(0.05)
+    (envelope,) = received
+    assert envelope.tenant == TENANT
+    event = envelope.parse()
+    assert isinstance(event, SloBurnRateExceeded)
+    return event

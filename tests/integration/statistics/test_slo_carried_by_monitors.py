@@ -4,9 +4,7 @@ and refuses to change it, and its burn rate is evaluated like any other SLO's.""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,21 +15,22 @@ from pingtower.common.events import (
     MonitorCreated,
     MonitorDeleted,
     MonitorUpdated,
-    SloBurnRateExceeded,
     SloSetting,
 )
 from pingtower.statistics.store.monitor_slos import monitor_slo_id
 from pingtower.statistics.store.tables import slos
-from tests.integration.statistics.conftest import TENANT, Harness
+from tests.integration.statistics.conftest import Harness
 from tests.integration.statistics.story import (
     NOV9,
     NOV10,
     SHOP,
     H,
     M,
+    capture_slo_events,
     count,
     everything,
     feed,
+    the_one_burn_event,
     wrap,
 )
 
@@ -154,12 +153,7 @@ async def test_the_slo_api_refuses_to_change_a_monitors_slo_and_names_the_monito
 
 
 async def test_a_monitors_slo_burns_and_emits_slo_burn_rate_exceeded(stats: Harness) -> None:
-    received: list[Envelope] = []
-
-    async def capture(batch: Sequence[Envelope]) -> None:
-        received.extend(batch)
-
-    stats.bus.subscribe("test.monitor-slo", ["slo.#"], capture)
+    received = capture_slo_events(stats, "test.monitor-slo")
     with_slo = definition(
         MonitorUpdated, NOV9 + M, name="shop", slo=SloSetting(objective=0.99), monitor_id=SHOP
     )
@@ -173,13 +167,6 @@ async def test_a_monitors_slo_burns_and_emits_slo_burn_rate_exceeded(stats: Harn
 
     assert await stats.service.evaluate_slos() == 1
     assert await stats.service.evaluate_slos() == 0
-    for _ in range(100):  # bounded: the relay polls every 50 ms
-        if received:
-            break
-        await asyncio.sleep(0.05)
-    (envelope,) = received
-    assert envelope.tenant == TENANT
-    event = envelope.parse()
-    assert isinstance(event, SloBurnRateExceeded)
+    event = await the_one_burn_event(received)
     assert (event.slo_id, event.monitor_id, event.objective) == (monitor_slo_id(SHOP), SHOP, 0.99)
     assert event.burn_rate_long == pytest.approx(100 / 3)

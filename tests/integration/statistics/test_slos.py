@@ -3,33 +3,26 @@ slo.burn_rate_exceeded per episode published through the outbox."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-
 import pytest
 
-from pingtower.common.events import Envelope, SloBurnRateExceeded
-from tests.integration.statistics.conftest import TENANT, Harness
+from tests.integration.statistics.conftest import Harness
 from tests.integration.statistics.story import (
     FOREIGN,
     NOV10,
     SHOP,
     H,
     M,
+    capture_slo_events,
     everything,
     feed,
+    the_one_burn_event,
 )
 
 SLOS = "/api/v1/stats/slos"
 
 
 async def test_an_outage_spends_the_budget_and_emits_one_burn_rate_event(stats: Harness) -> None:
-    received: list[Envelope] = []
-
-    async def capture(batch: Sequence[Envelope]) -> None:
-        received.extend(batch)
-
-    stats.bus.subscribe("test.slo", ["slo.#"], capture)
+    received = capture_slo_events(stats, "test.slo")
     await feed(stats, everything())
     stats.clock.now = NOV10 + 3 * H + 20 * M  # 20 minutes into the second outage
 
@@ -48,14 +41,7 @@ async def test_an_outage_spends_the_budget_and_emits_one_burn_rate_event(stats: 
 
     assert await stats.service.evaluate_slos() == 1
     assert await stats.service.evaluate_slos() == 0  # same episode: once
-    for _ in range(100):  # bounded: the relay polls every 50 ms
-        if received:
-            break
-        await asyncio.sleep(0.05)
-    (envelope,) = received
-    assert envelope.tenant == TENANT
-    event = envelope.parse()
-    assert isinstance(event, SloBurnRateExceeded)
+    event = await the_one_burn_event(received)
     assert str(event.slo_id) == slo["slo_id"]
     assert (event.long_window_seconds, event.short_window_seconds) == (3600, 300)
     assert event.burn_rate_long == pytest.approx(100 / 3)
