@@ -201,7 +201,11 @@ async def _apply_definitions(
                 index_elements=["monitor_id"], set_=values, where=and_(newer, same_tenant)
             ).returning(monitors.c.monitor_id)
         )
-        if applied.first() is not None:
+        # A monitor.created that applies is the monitor's first definition here (any later one
+        # would have won), so without an objective there is no SLO row to remove: a bulk import
+        # of monitors without SLOs spends no statement on them.
+        first_without_slo = isinstance(event, MonitorCreated) and event.slo is None
+        if applied.first() is not None and not first_without_slo:
             snapshot = event if isinstance(event, MonitorSnapshot) else None
             await sync_monitor_slo(
                 session,
