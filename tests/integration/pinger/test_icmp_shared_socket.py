@@ -32,7 +32,10 @@ from pingtower.pinger.checks.icmp_socket import (
     shared_echo_socket,
 )
 
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+# Unprivileged for ICMP is without CAP_NET_RAW: dropped from the bounding set, so that the
+# Python it starts never has it. The process stays root for files, as the checkout may be
+# readable by root only (a clone below a 0700 temporary folder).
+WITHOUT_NET_RAW = ["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw"]
 
 
 def as_root() -> bool:
@@ -107,11 +110,11 @@ async def test_echoes_in_flight_are_bounded_and_every_one_is_answered() -> None:
 
 def run_in_namespace(sysctls: list[str], script: str, *, unprivileged: bool) -> dict[str, Any]:
     """Runs `script` (Python; prints one JSON line) in a fresh network namespace with its
-    loopback up and the given sysctls set, optionally as nobody."""
+    loopback up and the given sysctls set, optionally without CAP_NET_RAW."""
     if shutil.which("unshare") is None or shutil.which("setpriv") is None:
         pytest.skip("needs util-linux's unshare and setpriv")
     setup = " && ".join(["ip link set lo up", *(f"sysctl -qw '{s}'" for s in sysctls)])
-    python = [*NOBODY, sys.executable] if unprivileged else [sys.executable]
+    python = [*WITHOUT_NET_RAW, sys.executable] if unprivileged else [sys.executable]
     command = " ".join([*python, "-c", _quote(textwrap.dedent(script))])
     completed = subprocess.run(
         ["unshare", "-n", "sh", "-c", f"{setup} && exec {command}"],
