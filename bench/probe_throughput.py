@@ -334,7 +334,10 @@ async def main_async(args: argparse.Namespace) -> None:
             await bare_tcp("127.0.0.1", nginx.port, seconds, concurrency),
         ]
         await asyncio.sleep(pause)
-        tcp.append(await probe_checks("tcp", f"127.0.0.1:{nginx.port}", seconds, concurrency))
+        tcp_target = f"127.0.0.1:{nginx.port}"
+        tcp.append(await probe_checks("tcp", tcp_target, seconds, concurrency))
+        await asyncio.sleep(pause)
+        tcp.append(await check_alone("tcp", tcp_target, seconds, concurrency))
         print_table(
             f"TCP connect, {concurrency} concurrent (ratio to wrk's HTTP rate above)", tcp, wrk.rate
         )

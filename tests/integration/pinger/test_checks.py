@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import select
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +18,7 @@ import pytest
 
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
+from pingtower.pinger.checks.http_client import HttpClient, Request, _waits
 from tests.e2e.harness import free_port
 from tests.integration.pinger.servers import HttpTarget, http_target, tcp_server
 
@@ -327,3 +331,160 @@ async def test_http_check_leaves_no_time_wait_socket_when_the_server_keeps_the_c
             result = await check(context, "http", f"http://127.0.0.1:{port}/", keyword="ok")
             assert result.outcome == Outcome.UP, result.error_message
         await assert_no_sockets_left(port, clients, 3)
+
+
+@asynccontextmanager
+async def full_accept_queue(reply: bytes) -> AsyncIterator[tuple[int, asyncio.Event]]:
+    """A listener on 127.0.0.1 whose accept queue (backlog 0) holds one unaccepted connection,
+    so the kernel drops the next SYN and a client's connect stays in progress. Setting the
+    yielded event accepts the queued connection; from then on every connection is accepted,
+    sent `reply` and kept open until its client closes it."""
+    loop = asyncio.get_running_loop()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    listener.setblocking(False)
+    filler = socket.create_connection(listener.getsockname(), timeout=2)
+    release = asyncio.Event()
+    connections: list[socket.socket] = []
+
+    async def serve() -> None:
+        await release.wait()
+        while True:
+            connection, _ = await loop.sock_accept(listener)
+            connections.append(connection)
+            if reply:
+                await loop.sock_sendall(connection, reply)
+
+    server = asyncio.create_task(serve())
+    try:
+        yield listener.getsockname()[1], release
+    finally:
+        server.cancel()
+        for sock in (listener, filler, *connections):
+            sock.close()
+
+
+async def syn_sent_towards(port: int) -> None:
+    """Returns once a socket of this host is connecting (SYN_SENT, 02) to `port`."""
+    deadline = time.monotonic() + 5
+    while "02" not in sockets_towards_port(port):
+        assert time.monotonic() < deadline, "no connect in progress"
+        await asyncio.sleep(0.01)
+
+
+def sockets_towards_port(port: int) -> list[str]:
+    states = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        remote, state = line.split()[2:4]
+        if int(remote.rsplit(":", 1)[1], 16) == port:
+            states.append(state)
+    return states
+
+
+@pytest.mark.parametrize(
+    ("check_type", "reply"),
+    [("tcp", b""), ("http", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+)
+async def test_a_connect_still_in_progress_is_awaited_until_the_timeout(
+    context: CheckContext, check_type: str, reply: bytes
+) -> None:
+    async with full_accept_queue(reply) as (port, _release):
+        target = f"127.0.0.1:{port}" if check_type == "tcp" else f"http://127.0.0.1:{port}/"
+        result = await check(context, check_type, target, timeout=0.3)
+    assert result.outcome == Outcome.DOWN
+    assert result.error_kind == "timeout"
+    assert result.latency_ms is not None
+    assert result.latency_ms < 2000
+
+
+@pytest.mark.parametrize(
+    ("check_type", "reply"),
+    [("tcp", b""), ("http", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+)
+async def test_a_connect_that_completes_later_is_timed_from_its_start(
+    context: CheckContext, check_type: str, reply: bytes
+) -> None:
+    # The dropped SYN is sent again after about a second, once the queue has room.
+    async with full_accept_queue(reply) as (port, release):
+        target = f"127.0.0.1:{port}" if check_type == "tcp" else f"http://127.0.0.1:{port}/"
+        running = asyncio.create_task(check(context, check_type, target, timeout=10))
+        await syn_sent_towards(port)
+        assert not running.done()
+        release.set()
+        result = await running
+    assert result.outcome == Outcome.UP, result.error_message
+    assert result.phases_ms["connect"] > 200
+
+
+def large_post(url: str, body: bytes) -> Request:
+    return Request(
+        method="POST",
+        url=url,
+        headers={},
+        body=body,
+        max_body=1024,
+        verify_tls=True,
+        follow_redirects=False,
+        max_redirects=0,
+    )
+
+
+# Larger than a loopback socket's send buffer (4 MiB here) and its peer's receive buffer, so
+# the client sends the rest as the server reads.
+LARGE_BODY = bytes(range(256)) * (64 * 1024)  # 16 MiB
+
+
+async def test_a_request_larger_than_the_socket_takes_at_once_is_sent_whole() -> None:
+    async def digest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        answer = hashlib.sha256(await reader.readexactly(length)).hexdigest().encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(digest, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = HttpClient(allow_private=True)
+        deadline = asyncio.get_running_loop().time() + 30
+        response = await client.request(
+            large_post(f"http://127.0.0.1:{port}/", LARGE_BODY), deadline
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert response.status == 200
+    assert response.body == hashlib.sha256(LARGE_BODY).hexdigest().encode()
+
+
+async def test_concurrent_http_checks_each_get_their_own_answer_or_timeout(
+    context: CheckContext, target: HttpTarget
+) -> None:
+    fast = [check(context, "http", f"{target.url}/ok", timeout=5) for _ in range(20)]
+    slow = [check(context, "http", f"{target.url}/slow?seconds=5", timeout=0.3) for _ in range(5)]
+    results = await asyncio.gather(*fast, *slow)
+    assert [r.outcome for r in results[:20]] == [Outcome.UP] * 20
+    assert [r.error_kind for r in results[20:]] == ["timeout"] * 5
+    assert all(r.latency_ms is not None and 300 <= r.latency_ms < 2000 for r in results[20:])
+
+
+async def test_without_epoll_the_loops_own_callbacks_serve_the_http_check(
+    context: CheckContext, target: HttpTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on a platform without epoll: this test's event loop gets its waits without it.
+    monkeypatch.delattr(select, "epoll")
+    assert _waits(asyncio.get_running_loop()).epoll is None
+    fast = [check(context, "http", f"{target.url}/ok", timeout=5) for _ in range(10)]
+    slow = [check(context, "http", f"{target.url}/slow?seconds=5", timeout=0.3) for _ in range(3)]
+    results = await asyncio.gather(*fast, *slow)
+    assert [r.outcome for r in results[:10]] == [Outcome.UP] * 10
+    assert [r.error_kind for r in results[10:]] == ["timeout"] * 3
+    async with full_accept_queue(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") as (port, go):
+        running = asyncio.create_task(
+            check(context, "http", f"http://127.0.0.1:{port}/", timeout=10)
+        )
+        await syn_sent_towards(port)
+        go.set()
+        assert (await running).outcome == Outcome.UP

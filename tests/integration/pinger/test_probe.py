@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
-from pingtower.common.events import Envelope, utcnow
+from pingtower.common.events import CheckJob, Envelope, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
 from pingtower.pinger.probe.probe import JOBS_EXPIRED, Probe, target_host
@@ -118,3 +119,32 @@ def test_target_host_is_the_politeness_key() -> None:
     assert target_host("http", "https://Example.com:8443/path") == "example.com"
     assert target_host("tcp", "db.example.com:5432") == "db.example.com"
     assert target_host("tcp", "[::1]:22") == "::1"
+
+
+async def test_each_check_is_counted_by_type_and_outcome_and_timed(target: HttpTarget) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    probe = Probe(InProcessBus(), Settings(allow_private_targets=True))
+    up = {"type": "http", "outcome": "up"}
+    down = {"type": "http", "outcome": "down"}
+    before = (
+        sample("pingtower_pinger_checks_total", **up),
+        sample("pingtower_pinger_checks_total", **down),
+        sample("pingtower_pinger_check_seconds_count", type="http"),
+        sample("pingtower_pinger_check_seconds_bucket", type="http", le="+Inf"),
+    )
+    await probe.start()
+    try:
+        for path in ("/ok", "/ok", "/status/500"):
+            await probe.run(make_job(f"{target.url}{path}").parse_as(CheckJob))
+    finally:
+        await probe.stop()
+    after = (
+        sample("pingtower_pinger_checks_total", **up),
+        sample("pingtower_pinger_checks_total", **down),
+        sample("pingtower_pinger_check_seconds_count", type="http"),
+        sample("pingtower_pinger_check_seconds_bucket", type="http", le="+Inf"),
+    )
+    assert [b - a for a, b in zip(before, after, strict=True)] == [2, 1, 3, 3]
+    assert sample("pingtower_pinger_check_seconds_sum", type="http") > 0

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pingtower.pinger.checks.http_client import HttpClient, Response, _target, header_problem
+from pingtower.pinger.checks.http_client import (
+    HttpClient,
+    Response,
+    _target,
+    header_fields,
+    header_problem,
+)
 
 
 def head(url: str, method: str = "GET", body: bytes | None = None, **headers: str) -> bytes:
@@ -47,7 +53,28 @@ def test_ordinary_headers_pass() -> None:
 
 def test_the_charset_comes_from_the_content_type() -> None:
     def response(content_type: str) -> Response:
-        return Response(200, [(b"Content-Type", content_type.encode())], b"", False, None)
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n\r\n".encode()
+        return Response(200, head, b"", False, None)
 
     assert response('text/html; charset="ISO-8859-1"').charset == "ISO-8859-1"
     assert response("application/json").charset is None
+
+
+def test_header_fields_are_read_from_the_head_as_received_when_first_needed() -> None:
+    head = (
+        b"HTTP/1.1 302 Found\r\nLocation: /next\r\nSet-Cookie: a=1\r\n"
+        b"set-cookie: b=2\r\nContent-Length: 10\r\n\r\npart of th"
+    )
+    response = Response(302, head, b"", False, None)
+    assert response.raw_headers == [
+        (b"Location", b"/next"),
+        (b"Set-Cookie", b"a=1"),
+        (b"set-cookie", b"b=2"),
+        (b"Content-Length", b"10"),
+    ]
+    assert response.headers["location"] == "/next"
+    assert response.headers["set-cookie"] == "a=1, b=2"
+
+
+def test_header_fields_of_a_head_cut_short_are_those_before_the_cut() -> None:
+    assert header_fields(b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n") == [(b"A", b"1")]

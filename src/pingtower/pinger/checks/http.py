@@ -99,9 +99,11 @@ class HttpCheck(Check):
     async def run(self, job: CheckJob, context: CheckContext) -> CheckResult:
         prepared = _prepared(job.settings)
         started = time.perf_counter()
+        # The client keeps the deadline itself (one loop timer serves many checks' deadlines,
+        # cheaper than asyncio.timeout around each) and raises TimeoutError once it has passed.
+        deadline = asyncio.get_running_loop().time() + job.timeout_seconds
         try:
-            async with asyncio.timeout(job.timeout_seconds):
-                result = await _request(job.target, prepared, context)
+            result = await _request(job.target, prepared, context, deadline)
         except TimeoutError:
             result = CheckResult.failed("timeout", f"no answer within {job.timeout_seconds:g} s")
         except EgressDeniedError as exc:
@@ -170,7 +172,9 @@ def _accepts(accepted: tuple[tuple[int, int], ...], status: int) -> bool:
     return False
 
 
-async def _request(url: str, prepared: _Prepared, context: CheckContext) -> CheckResult:
+async def _request(
+    url: str, prepared: _Prepared, context: CheckContext, deadline: float
+) -> CheckResult:
     settings = prepared.settings
     client = HttpClient(
         allow_private=context.allow_private,
@@ -187,7 +191,8 @@ async def _request(url: str, prepared: _Prepared, context: CheckContext) -> Chec
             verify_tls=settings.verify_tls,
             follow_redirects=settings.follow_redirects,
             max_redirects=settings.max_redirects,
-        )
+        ),
+        deadline,
     )
     status = response.status
     body = response.body

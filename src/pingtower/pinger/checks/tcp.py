@@ -2,17 +2,23 @@
 
 The name is resolved here and every address is put through the egress policy before connecting
 (an address as target needs no resolver). The socket is closed with a reset (SO_LINGER 0) so
-thousands of checks leave no TIME_WAIT behind. The connection is a bare asyncio protocol, not
-streams: a StreamReader and StreamWriter per check cost more CPU than the connect itself. What a
-monitor's settings and target imply is worked out once, not per check (`_prepared`, `_endpoint`).
+thousands of checks leave no TIME_WAIT behind. The connection is a bare non-blocking socket, no
+transport or streams (a StreamReader and StreamWriter per check cost more CPU than the connect
+itself; uvloop's create_connection with its transport still cost as much): a connect the kernel
+has finished by the time `connect` returns (loopback and LAN, usually) is seen with one
+`getpeername` and never waits on the loop, and only a check that waits (for the handshake, a
+reply or DNS) sets a timer for its deadline. What a monitor's settings and target imply is worked
+out once, not per check (`_prepared`, `_endpoint`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import ipaddress
+import os
 import re
 import socket
 import struct
@@ -40,6 +46,8 @@ class TcpSettings(BaseModel):
 
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
+# A socket created non-blocking: one system call fewer than setblocking(False) (Linux only).
+_STREAM = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 # Distinct settings and targets kept worked out; beyond these, the least recently used are
 # worked out again on their next check.
 SETTINGS_CACHED = 4096
@@ -67,10 +75,10 @@ class TcpCheck(Check):
         prepared = _prepare(pydantic_core.to_json(job.settings, inf_nan_mode="constants"))
         host, port, literal = _endpoint(job.target)
         started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + job.timeout_seconds
         phases: dict[str, float] = {}
         try:
-            async with asyncio.timeout(job.timeout_seconds):
-                result = await _probe(host, port, literal, prepared, context, phases, started)
+            result = await _probe(host, port, literal, prepared, context, phases, started, deadline)
         except TimeoutError:
             result = CheckResult.failed("timeout", f"no answer within {job.timeout_seconds:g} s")
         except EgressDeniedError as exc:
@@ -117,22 +125,13 @@ def _endpoint(target: str) -> tuple[str, int, tuple[int, str] | None]:
     return host, port, (family, str(address))
 
 
-async def _addresses(
-    host: str, port: int, literal: tuple[int, str] | None, context: CheckContext
-) -> list[tuple[int, str]]:
-    """The addresses to try in order, each allowed by the egress policy (EgressDeniedError
-    otherwise), or socket.gaierror."""
-    if literal is not None:
-        addresses = [literal]
-    else:
+async def _resolve(host: str, port: int, deadline: float) -> list[tuple[int, str]]:
+    """The host's addresses in the resolver's order, or socket.gaierror."""
+    async with asyncio.timeout_at(deadline):
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys((int(info[0]), str(info[4][0])) for info in infos))
-        if not addresses:
-            raise socket.gaierror(socket.EAI_NONAME, f"{host} has no address")
-    for _family, address in addresses:
-        check_address(
-            address, allow_private=context.allow_private, allow_networks=context.allow_networks
-        )
+    addresses = list(dict.fromkeys((int(info[0]), str(info[4][0])) for info in infos))
+    if not addresses:
+        raise socket.gaierror(socket.EAI_NONAME, f"{host} has no address")
     return addresses
 
 
@@ -144,85 +143,109 @@ async def _probe(
     context: CheckContext,
     phases: dict[str, float],
     started: float,
+    deadline: float,
 ) -> CheckResult:
-    addresses = await _addresses(host, port, literal, context)
+    """Connects to each address in turn until one accepts, then sends and expects on it. A
+    check that needs no wait (an address as target, a handshake the kernel has finished, no
+    reply expected) runs through without a suspension, future or timer."""
+    addresses = [literal] if literal is not None else await _resolve(host, port, deadline)
+    for _family, address in addresses:
+        # EgressDeniedError propagates: the check reports it as "blocked".
+        check_address(
+            address, allow_private=context.allow_private, allow_networks=context.allow_networks
+        )
     resolved = time.perf_counter()
     phases["dns"] = round((resolved - started) * 1000, 3)
-    loop = asyncio.get_running_loop()
-    settings = prepared.settings
-    protocol = _ReplyProtocol(loop, prepared.pattern, settings.max_reply_bytes)
     error: OSError | None = None
-    for _family, address in addresses:
+    for family, address in addresses:
+        sock = socket.socket(family, _STREAM)
         try:
-            await loop.create_connection(lambda: protocol, address, port)
-            break
-        except OSError as exc:
-            error = error or exc
-    else:
-        assert error is not None  # there is at least one address
-        raise error
-    transport = protocol.transport
-    assert transport is not None
+            try:
+                if not _connect(sock, address, port):
+                    await _connected(sock, deadline)
+            except OSError as exc:
+                error = error or exc
+                continue
+            phases["connect"] = round((time.perf_counter() - resolved) * 1000, 3)
+            try:
+                if prepared.send is None and prepared.pattern is None:
+                    return CheckResult(Outcome.UP)
+                return await _converse(sock, prepared, deadline)
+            finally:
+                # We close first: without a reset our side would wait in TIME_WAIT.
+                with contextlib.suppress(OSError):  # the peer's reset came first
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        finally:
+            sock.close()
+    assert error is not None  # there is at least one address
+    raise error
+
+
+def _connect(sock: socket.socket, address: str, port: int) -> bool:
+    """Starts connecting the non-blocking `sock`: True if the connection is already made,
+    False if it is in progress; OSError if it failed at once."""
+    if _STREAM == socket.SOCK_STREAM:  # no SOCK_NONBLOCK on this platform
+        sock.setblocking(False)
+    error = sock.connect_ex((address, port))
+    if error == 0:
+        return True
+    if error != errno.EINPROGRESS:
+        raise OSError(error, os.strerror(error))
     try:
-        phases["connect"] = round((time.perf_counter() - resolved) * 1000, 3)
-        if prepared.send is not None:
-            transport.write(prepared.send)
-        if prepared.pattern is None:
-            return CheckResult(Outcome.UP)
-        if await protocol.done:
-            return CheckResult(Outcome.UP, size_bytes=len(protocol.reply))
-        reply = bytes(protocol.reply)
-        return CheckResult.failed(
-            "assertion",
-            f"reply {reply[:80]!r} does not match {settings.expect!r}",
-            size_bytes=len(reply),
-        )
+        sock.getpeername()  # succeeds once the handshake is over: often already, on a LAN
+    except OSError:
+        return False
+    return True
+
+
+async def _connected(sock: socket.socket, deadline: float) -> None:
+    """Waits for the connect in progress on `sock`; OSError if it fails."""
+    loop = asyncio.get_running_loop()
+    writable: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _settle, writable)
+    try:
+        async with asyncio.timeout_at(deadline):
+            await writable
     finally:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-        transport.abort()
+        loop.remove_writer(fd)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, os.strerror(error))
 
 
-class _ReplyProtocol(asyncio.Protocol):
-    """Collects the reply until the pattern matches (done: True), or the cap or the end of the
-    connection comes first (done: False); a connection reset fails `done` with its OSError."""
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
-    __slots__ = ("done", "max_bytes", "pattern", "reply", "transport")
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, pattern: re.Pattern[str] | None, max_bytes: int
-    ) -> None:
-        self.done: asyncio.Future[bool] = loop.create_future()
-        self.transport: asyncio.Transport | None = None
-        self.pattern = pattern
-        self.max_bytes = max_bytes
-        self.reply = bytearray()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        if self.done.done() or self.pattern is None:
-            return
-        self.reply += data[: self.max_bytes - len(self.reply)]
-        if self.pattern.search(self.reply.decode(errors="replace")):
-            self.done.set_result(True)
-        elif len(self.reply) >= self.max_bytes:
-            self.done.set_result(False)
-
-    def eof_received(self) -> None:
-        self._end(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._end(exc)
-
-    def _end(self, exc: Exception | None) -> None:
-        if self.done.done() or self.pattern is None:
-            return  # without a pattern nobody awaits `done`: an exception would go unretrieved
-        if isinstance(exc, OSError):
-            self.done.set_exception(exc)
-        else:
-            self.done.set_result(False)
+async def _converse(sock: socket.socket, prepared: _Prepared, deadline: float) -> CheckResult:
+    """Sends the settings' text, if any, and reads the reply until the pattern matches, the
+    cap is reached or the server closes; a reset raises its OSError."""
+    loop = asyncio.get_running_loop()
+    if prepared.send is not None:
+        try:
+            sent = sock.send(prepared.send)  # a short text goes out in one call
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent < len(prepared.send) and prepared.pattern is not None:
+            async with asyncio.timeout_at(deadline):
+                await loop.sock_sendall(sock, prepared.send[sent:])
+    pattern = prepared.pattern
+    if pattern is None:
+        return CheckResult(Outcome.UP)
+    cap = prepared.settings.max_reply_bytes
+    reply = bytearray()
+    async with asyncio.timeout_at(deadline):
+        while len(reply) < cap:
+            data = await loop.sock_recv(sock, cap - len(reply))
+            if not data:
+                break
+            reply += data
+            if pattern.search(reply.decode(errors="replace")):
+                return CheckResult(Outcome.UP, size_bytes=len(reply))
+    return CheckResult.failed(
+        "assertion",
+        f"reply {bytes(reply[:80])!r} does not match {prepared.settings.expect!r}",
+        size_bytes=len(reply),
+    )
