@@ -57,7 +57,10 @@ class Envelope(BaseModel):
         tenant: str,
         occurred_at: datetime | None = None,
         id: uuid.UUID | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> Envelope:
+        """`payload`: the event's JSON form if the caller has it already (it must equal
+        `event.model_dump(mode="json")`; the scheduler keeps most of a job's dumped)."""
         envelope = cls(
             id=id or uuid.uuid4(),
             type=event.TYPE,
@@ -65,7 +68,7 @@ class Envelope(BaseModel):
             occurred_at=occurred_at or utcnow(),
             producer=producer,
             tenant=tenant,
-            payload=event.model_dump(mode="json"),
+            payload=event.model_dump(mode="json") if payload is None else payload,
         )
         object.__setattr__(envelope, "_contract", event)  # the model is frozen
         return envelope

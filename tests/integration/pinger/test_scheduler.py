@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import update
 
 from pingtower.common.events import CheckJob, Envelope, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
 from pingtower.pinger.domain.schedule import next_run
-from pingtower.pinger.scheduler.scheduler import Scheduler
+from pingtower.pinger.scheduler.scheduler import TICK_SECONDS, Scheduler
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.tables import monitor_states, monitors
 from tests.integration.pinger.harness import eventually, insert_monitor
@@ -40,13 +41,15 @@ class Setup:
         self.clock = FakeClock()
         self.scheduler = Scheduler(self.db, self.bus, clock=self.clock)
 
-    def drain(self, region: str = "default") -> list[CheckJob]:
+    def drain_envelopes(self, region: str = "default") -> list[Envelope]:
         queue = self.bus._job_queue(region)
-        jobs = []
+        envelopes = []
         while not queue.empty():
-            envelope: Envelope = queue.get_nowait()
-            jobs.append(CheckJob.model_validate(envelope.payload))
-        return jobs
+            envelopes.append(queue.get_nowait())
+        return envelopes
+
+    def drain(self, region: str = "default") -> list[CheckJob]:
+        return [CheckJob.model_validate(e.payload) for e in self.drain_envelopes(region)]
 
     async def advance(self, seconds: float, step: float = 0.25) -> list[CheckJob]:
         end = self.clock.now + seconds
@@ -365,3 +368,77 @@ async def test_a_bulk_import_respreads_its_group_at_most_every_few_seconds(setup
     for monitor_id in old:
         mine = sorted(j.scheduled_at.timestamp() for j in jobs + last if j.monitor_id == monitor_id)
         assert all(10 - 1e-6 <= b - a <= 30 + 1e-6 for a, b in itertools.pairwise(mine)), mine
+
+
+def lateness_count() -> float:
+    return REGISTRY.get_sample_value("pingtower_pinger_schedule_lateness_seconds_count") or 0.0
+
+
+async def test_the_leader_wakes_once_a_tick_and_publishes_the_jobs_due_in_it_together(
+    setup: Setup,
+) -> None:
+    # 100 monitors every second: one due every 10 ms, so two or three in each 25 ms tick.
+    ids = [await insert_monitor(setup.db, interval_seconds=1) for _ in range(100)]
+    await setup.scheduler.load_all()
+    next_poll = setup.clock.now + 1_000
+    await setup.advance(1)  # every monitor's first run
+    start = setup.clock.now
+    observed = lateness_count()
+    ticks: list[tuple[float, list[Envelope]]] = []
+    while setup.clock.now < start + 3:
+        # What the leader's loop does: sleep until `wake_at`, publish what is due by then.
+        wake = setup.scheduler.wake_at(next_poll)
+        assert wake >= setup.clock.now + TICK_SECONDS - 1e-9
+        setup.clock.now = wake
+        await setup.scheduler.publish_due()
+        ticks.append((wake, setup.drain_envelopes()))
+
+    assert len(ticks) <= 3 / TICK_SECONDS + 1
+    assert all(len(envelopes) >= 2 for _, envelopes in ticks)
+    for woke, envelopes in ticks:
+        for envelope in envelopes:
+            late = woke - envelope.parse_as(CheckJob).scheduled_at.timestamp()
+            assert 0 <= late <= TICK_SECONDS + 1e-6
+    published = [envelope.parse_as(CheckJob) for _, envelopes in ticks for envelope in envelopes]
+    for monitor_id in ids:  # none missed, none doubled
+        mine = sorted(j.scheduled_at.timestamp() for j in published if j.monitor_id == monitor_id)
+        assert len(mine) in (3, 4)
+        assert all(b - a == pytest.approx(1) for a, b in itertools.pairwise(mine))
+    # Lateness is observed once per tick, not once per job.
+    assert lateness_count() - observed == len(ticks)
+
+
+async def test_a_quiet_schedule_wakes_right_when_its_next_job_is_due(setup: Setup) -> None:
+    await insert_monitor(setup.db, interval_seconds=60)
+    await setup.scheduler.load_all()
+    due = setup.scheduler.heap[0][0]
+    assert due > setup.clock.now + TICK_SECONDS  # one monitor a minute: nothing to batch
+
+    assert setup.scheduler.wake_at(next_poll=due + 10) == due
+    assert setup.scheduler.wake_at(next_poll=setup.clock.now + 0.5) == setup.clock.now + 0.5
+
+
+async def test_the_envelope_a_probe_gets_in_process_carries_the_jobs_contract(
+    setup: Setup,
+) -> None:
+    monitor_id = await insert_monitor(
+        setup.db,
+        interval_seconds=10,
+        settings={"expected_status": ["200-299"], "headers": {"X-Probe": "ü"}},
+        regions=["eu", "us"],
+    )
+    await setup.scheduler.load_all()
+    await setup.advance(20)
+
+    for region in ("eu", "us"):
+        envelopes = setup.drain_envelopes(region)
+        assert len(envelopes) == 2
+        for envelope in envelopes:
+            job = envelope.parse_as(CheckJob)
+            assert job is envelope.parse_as(CheckJob), "the scheduler's model, not validated again"
+            assert job == CheckJob.model_validate(envelope.payload)
+            assert (job.monitor_id, job.region, job.job_id) == (monitor_id, region, envelope.id)
+            assert job.settings == {"expected_status": ["200-299"], "headers": {"X-Probe": "ü"}}
+            assert job.deadline - job.scheduled_at == timedelta(seconds=10)
+            assert Envelope.from_bytes(envelope.to_bytes()) == envelope
+    assert len({e.id for r in ("eu", "us") for e in setup.drain_envelopes(r)}) == 0

@@ -5,10 +5,12 @@ lost, and they do not hold back the others."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
 
+from pingtower.common.events import CheckJob, Envelope
 from pingtower.common.messaging.rabbitmq import RabbitMQBus
 from pingtower.common.settings import Settings
 from pingtower.pinger.scheduler.scheduler import Scheduler
@@ -95,3 +97,47 @@ async def test_jobs_the_broker_does_not_take_are_retried_then_counted_and_the_re
     assert counted("pingtower_pinger_jobs_unpublished_total") - unpublished == 3
     assert counted("pingtower_pinger_jobs_published_total") - published == 2
     assert await broker.ready_count(bus.job_queue_name("us")) == 2
+
+
+async def test_a_job_reaches_the_broker_as_the_bytes_of_the_job_built_from_scratch(
+    broker: Broker, bus: RabbitMQBus, db: PingerDatabase
+) -> None:
+    clock = FakeClock()
+    scheduler = Scheduler(db, bus, clock=clock)
+    settings = {"expected_status": ["200-299"], "headers": {"X-Probe": "ü"}}
+    monitor_id = await insert_monitor(
+        db, interval_seconds=10, target="http://127.0.0.1:9/é", settings=settings
+    )
+    await scheduler.load_all()
+    clock.now += 20  # two runs: the second from the template the first one built
+    assert await scheduler.publish_due() == 1
+    clock.now += 15  # the next grid point is 5 to 15 s after a late run
+    assert await scheduler.publish_due() == 1
+
+    messages = await broker.take_all(bus.job_queue_name("default"))
+
+    assert len(messages) == 2
+    for message in messages:
+        received = Envelope.from_bytes(message.body)
+        job = received.parse_as(CheckJob)
+        # The job as the scheduler built it before templates: validated and dumped whole.
+        scratch = Envelope.wrap(
+            CheckJob(
+                job_id=job.job_id,
+                monitor_id=monitor_id,
+                check_type="http",
+                target="http://127.0.0.1:9/é",
+                settings=settings,
+                timeout_seconds=5.0,
+                scheduled_at=job.scheduled_at,
+                deadline=job.scheduled_at + timedelta(seconds=10),
+                region="default",
+            ),
+            producer="pinger.scheduler",
+            tenant="acme",
+            occurred_at=job.scheduled_at,
+            id=received.id,
+        )
+        assert message.body == scratch.to_bytes()
+        assert message.message_id == str(received.id)
+    assert messages[0].body != messages[1].body

@@ -45,7 +45,7 @@ from pingtower.pinger.checks.base import get_check
 from pingtower.pinger.domain.monitor import InvalidSettingError
 from pingtower.pinger.domain.schedule import next_cron, next_run, offset_fraction, spread
 from pingtower.pinger.scheduler.heartbeats import HeartbeatWatcher
-from pingtower.pinger.scheduler.jobs import job_envelope
+from pingtower.pinger.scheduler.jobs import JobTemplate
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.tables import monitor_states, monitors
 
@@ -58,7 +58,7 @@ JOBS_UNPUBLISHED = Counter(
 )
 LATENESS = Histogram(
     "pingtower_pinger_schedule_lateness_seconds",
-    "How late a job was published after its scheduled time",
+    "How late each tick published its most overdue job after that job's scheduled time",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 IS_LEADER = Gauge("pingtower_pinger_scheduler_leader", "1 while this process is the leader")
@@ -70,6 +70,13 @@ RECONCILE_CHUNK = 500
 # Jobs handed to the bus at once: a tick's due jobs go out together (the bus bounds how many
 # await their confirmation at a time); a huge tick is cut so its first jobs leave early.
 PUBLISH_BATCH = 5000
+# The scheduler wakes at most once per tick and publishes together the jobs due by then. Woken
+# for each due monitor, it woke 200 times a second at 200 checks a second, each time for one
+# job. 25 ms adds at most 25 ms (12 on average) to a check's lateness, far under what users
+# notice or the 1 s target, and caps the wake-ups at 40 a second at any number of monitors (at
+# 50,000 every 30 s, 42 jobs a tick); a longer tick saves little more and makes the probe's
+# bursts larger.
+TICK_SECONDS = 0.025
 RESPREAD_SECONDS = 10.0
 # What a schedule entry is built from (whole rows also decoded every monitor's tags and SLO).
 SCHEDULE_COLUMNS = (
@@ -94,15 +101,11 @@ RECONCILED = Counter(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     id: uuid.UUID
-    tenant: str
-    type: str
-    target: str
-    settings: dict[str, Any]
-    timeout_seconds: float
-    regions: list[str]
+    # The monitor's job in each of its regions, made again only when its row changes.
+    jobs: tuple[JobTemplate, ...]
     interval: int
     retry_interval: int
     updated_at: datetime
@@ -255,12 +258,16 @@ class Scheduler(Component):
                     await lock_conn.execute(text("SELECT 1"))
                     await lock_conn.commit()
                 next_heartbeat = now + self.leader_retry_seconds
-            wake = next_poll
-            if self.heap:
-                wake = min(wake, self.heap[0][0])
-            await asyncio.sleep(max(0.0, wake - self.clock()))
+            await asyncio.sleep(max(0.0, self.wake_at(next_poll) - self.clock()))
 
     # --- the schedule -----------------------------------------------------------------------
+
+    def wake_at(self, next_poll: float) -> float:
+        """When the leader wakes next, having just published: for the next poll, or for the
+        next due job but not before a tick has passed (the jobs due meanwhile go with it)."""
+        if not self.heap:
+            return next_poll
+        return min(next_poll, max(self.heap[0][0], self.clock() + TICK_SECONDS))
 
     def _push(self, entry: Entry) -> None:
         """Queue the entry's next run: the grid point nearest one interval after its last run
@@ -334,31 +341,23 @@ class Scheduler(Component):
         """Publish every job due by now; returns how many monitors were due."""
         now = self.clock()
         count = 0
+        oldest: float | None = None
         jobs: list[tuple[Envelope, str]] = []
         while self.heap and self.heap[0][0] <= now:
             due, _seq, monitor_id, generation = heapq.heappop(self.heap)
             entry = self.entries.get(monitor_id)
             if entry is None or entry.generation != generation:
                 continue  # removed or rescheduled since it was pushed
+            if oldest is None:
+                oldest = due
             scheduled_at = datetime.fromtimestamp(due, UTC)
             window = float(entry.effective_interval)
             if entry.cron is not None and not entry.pending:
                 # Stale once the next run is due, and never later than the interval allows.
                 window = min(window, next_cron(entry.cron, entry.timezone, due) - due)
-            for region in entry.regions:
-                job = job_envelope(
-                    monitor_id=entry.id,
-                    tenant=entry.tenant,
-                    check_type=entry.type,
-                    target=entry.target,
-                    settings=entry.settings,
-                    timeout_seconds=entry.timeout_seconds,
-                    region=region,
-                    scheduled_at=scheduled_at,
-                    interval_seconds=window,
-                )
-                jobs.append((job, region))
-            LATENESS.observe(max(0.0, now - due))
+            deadline = scheduled_at + timedelta(seconds=window)
+            for template in entry.jobs:
+                jobs.append((template.envelope(scheduled_at, deadline), template.region))
             # From `now`, not `due`: after a stall, missed runs are skipped, not fired in a burst.
             entry.last_due = max(due, now)
             self._push(entry)
@@ -368,6 +367,9 @@ class Scheduler(Component):
                 jobs = []
         if jobs:
             await self._publish(jobs)
+        if oldest is not None:
+            # Once per tick: its most overdue job is the one popped first.
+            LATENESS.observe(max(0.0, now - oldest))
         return count
 
     async def _publish(self, jobs: list[tuple[Envelope, str]]) -> None:
@@ -396,12 +398,18 @@ class Scheduler(Component):
             return
         entry = Entry(
             id=row.id,
-            tenant=row.tenant,
-            type=row.type,
-            target=row.target,
-            settings=row.settings,
-            timeout_seconds=row.timeout_seconds,
-            regions=list(row.regions),
+            jobs=tuple(
+                JobTemplate(
+                    monitor_id=row.id,
+                    tenant=row.tenant,
+                    check_type=row.type,
+                    target=row.target,
+                    settings=row.settings,
+                    timeout_seconds=row.timeout_seconds,
+                    region=region,
+                )
+                for region in row.regions
+            ),
             interval=row.interval_seconds,
             retry_interval=row.retry_interval_seconds,
             updated_at=row.updated_at,
