@@ -4,16 +4,22 @@ and on PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import Outcome
+from pingtower.pinger.evaluator.plain_rows import insert_rows, update_rows
 from pingtower.pinger.store.tables import check_results, monitor_states
 from tests.integration.pinger.harness import insert_monitor, outbox_events
-from tests.integration.pinger.test_evaluator import Replica, completed
+from tests.integration.pinger.test_evaluator import T0, Replica, completed
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -86,3 +92,155 @@ async def test_a_child_in_the_same_batch_as_its_failing_parent_links_to_its_inci
         if e.type == "incident.opened"
     }
     assert opened[str(child)]["parent_incident_id"] == opened[str(parent)]["incident_id"]
+
+
+@contextmanager
+def statements(replica: Replica) -> Iterator[list[str]]:
+    """The SQL statements the replica's engine runs meanwhile."""
+    seen: list[str] = []
+
+    def keep(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    engine = replica.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+
+
+async def test_a_batch_takes_as_many_statements_for_many_results_as_for_one(
+    replica: Replica,
+) -> None:
+    monitor_ids = [await insert_monitor(replica.db) for _ in range(20)]
+    await replica.deliver([completed(m, 0, Outcome.UP) for m in monitor_ids])
+
+    with statements(replica) as for_one:
+        await replica.deliver([completed(monitor_ids[0], 1, Outcome.UP)])
+    with statements(replica) as for_many:
+        await replica.deliver([completed(m, 1, Outcome.UP) for m in monitor_ids[1:]])
+
+    assert len(for_many) == len(for_one)
+    assert await stored(replica) == 2 * len(monitor_ids)
+
+
+async def test_a_monitor_that_stays_up_writes_only_the_columns_that_changed(
+    replica: Replica,
+) -> None:
+    monitor_id = await insert_monitor(replica.db)
+    await replica.deliver([completed(monitor_id, 0, Outcome.UP)])
+
+    with statements(replica) as seen:
+        await replica.deliver([completed(monitor_id, 1, Outcome.UP)])
+
+    (written,) = [s for s in seen if s.startswith("UPDATE monitor_states")]
+    assigned = set(re.findall(r"(\w+)\s*=", written.split(" WHERE ")[0].split(" SET ")[1]))
+    assert assigned == {"consecutive_successes", "last_scheduled_at", "last_result_id"}
+    state = (await states(replica))[monitor_id]
+    assert state.status == "up"  # type: ignore[attr-defined]
+    assert state.consecutive_successes == 2  # type: ignore[attr-defined]
+    assert state.last_scheduled_at == T0 + timedelta(seconds=1)  # type: ignore[attr-defined]
+    assert state.last_result_id == (await last_result_ids(replica))[monitor_id]  # type: ignore[attr-defined]
+
+
+async def test_results_are_numbered_after_the_last_stored_in_the_order_applied(
+    replica: Replica,
+) -> None:
+    monitor_id = await insert_monitor(replica.db)
+    await replica.deliver([completed(monitor_id, 0, Outcome.UP)])
+    # Delivered out of order: stored (and numbered) in schedule order.
+    await replica.deliver([completed(monitor_id, s, Outcome.UP) for s in (3, 1, 2)])
+    async with replica.db.sessions() as session:
+        rows = (
+            await session.execute(
+                select(check_results.c.id, check_results.c.scheduled_at).order_by(
+                    check_results.c.id
+                )
+            )
+        ).all()
+    assert [row.scheduled_at for row in rows] == [T0 + timedelta(seconds=s) for s in range(4)]
+    assert len({row.id for row in rows}) == 4
+
+
+async def stored(replica: Replica) -> int:
+    async with replica.db.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(check_results)) or 0)
+
+
+def result_row(**overrides: Any) -> dict[str, Any]:
+    return {
+        "check_id": uuid.uuid4(),
+        "monitor_id": uuid.uuid4(),
+        "tenant": "acme",
+        "region": "eu",
+        # Not UTC, and without microseconds: both must be stored as SQLAlchemy stores them.
+        "scheduled_at": datetime(2026, 11, 29, 13, 0, tzinfo=timezone(timedelta(hours=5))),
+        "started_at": T0,
+        "finished_at": T0 + timedelta(microseconds=1),
+        "outcome": "down",
+        "latency_ms": 12.5,
+        "error_kind": "http",
+        "error_message": "500 Internal Server Error",
+        "status_code": 500,
+        "size_bytes": None,
+        "phases_ms": {"connect": 0.5, "ttfb": 2.25},
+        "cert_expires_at": None,
+        **overrides,
+    }
+
+
+async def raw_rows(session: AsyncSession, table: str, order_by: str) -> list[tuple[Any, ...]]:
+    connection = await session.connection()
+    found = await connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order_by}")
+    return [tuple(row) for row in found]
+
+
+async def test_plain_rows_store_exactly_what_sqlalchemy_stores(sqlite_url: str) -> None:
+    one = Replica(sqlite_url)
+    await one.db.prepare()
+    try:
+        values = result_row()
+        columns = tuple(values)
+        async with one.db.sessions() as session, session.begin():
+            await session.execute(insert(check_results), [{"id": 1, **values}])
+            await insert_rows(session, check_results, ("id", *columns), [(2, *values.values())])
+            first, second = await raw_rows(session, "check_results", "id")
+        assert first[1:] == second[1:]
+
+        changed = {
+            "status": "down",
+            "since": T0,
+            "incident_id": uuid.uuid4(),
+            "incident_started_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+            "round_outcomes": None,
+            "last_result_id": 7,
+        }
+        by_sqlalchemy = await insert_monitor(one.db, name="a")
+        by_plain_rows = await insert_monitor(one.db, name="b")
+        async with one.db.sessions() as session, session.begin():
+            await session.execute(
+                update(monitor_states)
+                .where(monitor_states.c.monitor_id == by_sqlalchemy)
+                .values(**changed)
+            )
+            await update_rows(
+                session,
+                monitor_states,
+                tuple(changed),
+                "monitor_id",
+                [(*changed.values(), by_plain_rows)],
+            )
+            rows = {row[0]: row for row in await raw_rows(session, "monitor_states", "tenant")}
+        expected = dict(zip(monitor_states.c.keys(), rows[by_sqlalchemy.hex], strict=True))
+        found = dict(zip(monitor_states.c.keys(), rows[by_plain_rows.hex], strict=True))
+        for name in ("monitor_id", "changed_at"):  # set apart from this test's values
+            del expected[name], found[name]
+        assert found == expected
+
+        naive = result_row(started_at=datetime(2026, 11, 29, 13, 0))
+        async with one.db.sessions() as session:
+            with pytest.raises(ValueError, match="naive"):
+                await insert_rows(session, check_results, columns, [tuple(naive.values())])
+    finally:
+        await one.db.engine.dispose()

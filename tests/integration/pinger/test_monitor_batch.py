@@ -104,7 +104,11 @@ async def test_an_invalid_item_refuses_the_whole_batch_and_writes_nothing(api: A
     # The outbox relays in order: once a later batch's event is out, a refused one would be too.
     assert (await api.batch(http("Later"))).status_code == 201
     await eventually(lambda: "Later" in api.created_names())
-    assert api.created_names() == {"Later"}
+    # Only the refused names: the module's tests share one PostgreSQL database, and an earlier
+    # test's event relayed but not yet marked sent when its app stopped is relayed again here
+    # (at least once, by design).
+    refused = {"Fine", "Bad scheme", "Too often", "Metadata", "Orphan"}
+    assert not refused & api.created_names()
 
 
 async def test_a_malformed_item_is_named_by_its_place_in_the_batch(api: Api) -> None:

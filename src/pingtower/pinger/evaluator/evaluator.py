@@ -17,6 +17,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -37,10 +38,15 @@ from pingtower.pinger.domain.status import (
     majority,
     round_verdict,
 )
+from pingtower.pinger.evaluator.plain_rows import insert_rows, update_rows
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.maintenance import TenantWindows, covering, tenant_windows
 from pingtower.pinger.store.states import (
+    MonitorColumns,
+    StateColumns,
     add_decision_events,
+    changed_columns,
+    changes_by_columns,
     decision_values,
     load_states_with_monitors,
     state_from_row,
@@ -59,9 +65,28 @@ RESULTS_STALE = Counter(
     "Check results stored but not applied: older than the last one applied",
 )
 TOMBSTONE_RETENTION = timedelta(days=1)
+_NO_INCIDENT = uuid.UUID(int=0)  # given to the status machine for a result that opens none
+# check_results' columns as the evaluator writes them (its id aside).
+_RESULT_COLUMNS = (
+    "check_id",
+    "monitor_id",
+    "tenant",
+    "region",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "latency_ms",
+    "error_kind",
+    "error_message",
+    "status_code",
+    "size_bytes",
+    "phases_ms",
+    "cert_expires_at",
+)
 
 
-def _depth_in(monitors_: dict[uuid.UUID, Any], monitor_id: uuid.UUID) -> int:
+def _depth_in(monitors_: dict[uuid.UUID, MonitorColumns], monitor_id: uuid.UUID) -> int:
     """How many of the monitor's ancestors are among `monitors_` (bounded: no cycle hangs)."""
     depth = 0
     parent = monitors_[monitor_id].parent_id if monitor_id in monitors_ else None
@@ -69,6 +94,21 @@ def _depth_in(monitors_: dict[uuid.UUID, Any], monitor_id: uuid.UUID) -> int:
         depth += 1
         parent = monitors_[parent].parent_id
     return depth
+
+
+@lru_cache(maxsize=64)
+def _confirmation(failures_before_down: int, successes_before_up: int) -> Confirmation:
+    """Shared by the monitors with the same counts (a value object, validated once)."""
+    return Confirmation(failures_before_down, successes_before_up)
+
+
+async def _write_states(session: AsyncSession, changes: dict[uuid.UUID, dict[str, Any]]) -> None:
+    """The changed state rows, with plain values on SQLite (`plain_rows`)."""
+    if session.get_bind().dialect.name != "sqlite":
+        await update_states(session, changes)
+        return
+    for columns, rows in changes_by_columns(changes).items():
+        await update_rows(session, monitor_states, columns, "monitor_id", rows)
 
 
 class Evaluator(Component):
@@ -119,14 +159,14 @@ class Evaluator(Component):
         # One lock order for every replica: no deadlock between two batches.
         monitor_ids = sorted(by_monitor, key=str)
         loaded = await load_states_with_monitors(session, monitor_ids)
-        known = {monitor_id: monitor for monitor_id, (_, monitor) in loaded.items()}
-        accepted: list[tuple[Any, Any, list[CheckCompleted]]] = []
+        known = {monitor_id: monitor for monitor_id, (_, monitor) in loaded.states.items()}
+        accepted: list[tuple[MonitorColumns, StateColumns, list[CheckCompleted]]] = []
         to_store: list[tuple[str, CheckCompleted]] = []
         # Parents before their children: a child failing with its parent in one batch is
         # linked to the parent's incident whatever their ids. (The rows are locked already.)
         for monitor_id in sorted(monitor_ids, key=lambda m: _depth_in(known, m)):
-            state_row, monitor = loaded.get(monitor_id, (None, None))
-            if state_row is None or monitor is None or monitor.deleted_at is not None:
+            state_row, monitor = loaded.states.get(monitor_id, (None, None))
+            if state_row is None or monitor is None or monitor.deleted:
                 log.info(
                     "result for an unknown or deleted monitor dropped", monitor_id=str(monitor_id)
                 )
@@ -141,32 +181,33 @@ class Evaluator(Component):
                 kept.append(result)
             to_store.extend((monitor.tenant, result) for result in kept)
             accepted.append((monitor, state_row, kept))
-        result_ids = iter(await self._store(session, to_store))
+        result_ids = iter(await self._store(session, to_store, loaded.last_result_id))
         windows: dict[str, TenantWindows] = {}  # read once per batch and workspace
+        for tenant in sorted(loaded.tenants_with_windows):
+            windows[tenant] = await tenant_windows(session, tenant)
         changes: dict[uuid.UUID, dict[str, Any]] = {}
         for monitor, state_row, kept in accepted:
             stored = [(result, next(result_ids)) for result in kept]
             await self._apply_monitor(session, monitor, state_row, stored, windows, changes)
-        await update_states(session, changes)
+        await _write_states(session, changes)
 
     async def _apply_monitor(
         self,
         session: AsyncSession,
-        monitor: Any,
-        state_row: Any,
+        monitor: MonitorColumns,
+        state_row: StateColumns,
         items: list[tuple[CheckCompleted, int]],
-        windows_cache: dict[str, TenantWindows],
+        tenant_windows_: dict[str, TenantWindows],
         changes: dict[uuid.UUID, dict[str, Any]],
     ) -> None:
-        """Run one monitor's results through its status machine; the state row's new columns
-        go to `changes` (written for the whole batch at once), its events to the outbox."""
+        """Run one monitor's results through its status machine; the state row's changed
+        columns go to `changes` (written for the whole batch at once), its events to the
+        outbox."""
         monitor_id: uuid.UUID = monitor.id
         tenant: str = monitor.tenant
-        confirmation = Confirmation(monitor.failures_before_down, monitor.successes_before_up)
-        if tenant not in windows_cache:
-            windows_cache[tenant] = await tenant_windows(session, tenant)
-        windows = covering(windows_cache[tenant], monitor_id)
-        regions = max(len(monitor.regions), 1)
+        confirmation = _confirmation(monitor.failures_before_down, monitor.successes_before_up)
+        windows = covering(tenant_windows_[tenant], monitor_id) if tenant in tenant_windows_ else []
+        regions = max(monitor.region_count, 1)
         quorum = monitor.failure_quorum or majority(regions)
         state = state_from_row(state_row)
         decided = state_row.last_scheduled_at
@@ -175,6 +216,7 @@ class Evaluator(Component):
             region: Outcome(value) for region, value in (state_row.round_outcomes or {}).items()
         }
         pending: dict[str, Any] = {}  # later values of one column overwrite earlier ones
+        applied = 0
         for result, result_id in items:
             at = result.scheduled_at
             if (decided is not None and at <= decided) or (round_at is not None and at < round_at):
@@ -202,13 +244,14 @@ class Evaluator(Component):
                 state,
                 observation,
                 confirmation,
-                incident_id=uuid.uuid4(),
+                # Only a failure can open an incident; a fresh id costs a read of urandom.
+                incident_id=uuid.uuid4() if verdict == Outcome.DOWN else _NO_INCIDENT,
                 in_maintenance=in_maintenance(windows, at),
             )
             parent_incident = None
             if decision.opened is not None and monitor.parent_id is not None:
                 # The parent may be in this batch: its state row must be written first.
-                await update_states(session, changes)
+                await _write_states(session, changes)
                 changes.clear()
                 parent_incident = await self._open_incident_of(session, monitor.parent_id)
             pending.update(
@@ -218,22 +261,25 @@ class Evaluator(Component):
                 round_scheduled_at=None,
                 round_outcomes=None,
             )
-            await add_decision_events(
-                session,
-                self.db.outbox,
-                tenant=tenant,
-                monitor_id=monitor_id,
-                decision=decision,
-                check_id=result.check_id,
-                error_kind=result.error_kind,
-                error_message=result.error_message,
-                region=result.region,
-                parent_incident_id=parent_incident,
-            )
+            if decision.transition or decision.opened or decision.resolved:
+                await add_decision_events(
+                    session,
+                    self.db.outbox,
+                    tenant=tenant,
+                    monitor_id=monitor_id,
+                    decision=decision,
+                    check_id=result.check_id,
+                    error_kind=result.error_kind,
+                    error_message=result.error_message,
+                    region=result.region,
+                    parent_incident_id=parent_incident,
+                )
             state, decided, round_at, outcomes = decision.state, at, None, {}
-            RESULTS_APPLIED.inc()
-        if pending:
-            changes[monitor_id] = pending
+            applied += 1
+        RESULTS_APPLIED.inc(applied)
+        changed = changed_columns(state_row, pending)
+        if changed:
+            changes[monitor_id] = changed
 
     async def _open_incident_of(
         self, session: AsyncSession, monitor_id: uuid.UUID
@@ -249,33 +295,54 @@ class Evaluator(Component):
         return found if isinstance(found, uuid.UUID) else None
 
     async def _store(
-        self, session: AsyncSession, results: Sequence[tuple[str, CheckCompleted]]
+        self,
+        session: AsyncSession,
+        results: Sequence[tuple[str, CheckCompleted]],
+        last_id: int | None,
     ) -> list[int]:
-        """Insert the results in one executemany; their ids, in the order given."""
+        """Insert the results in one executemany; their ids, in the order given.
+
+        On SQLite the ids are given here, following `last_id` (read under the transaction's
+        write lock, which no other writer can take meanwhile): SQLite may return the rows of
+        a multi-row INSERT ... RETURNING in any order, so SQLAlchemy, asked to sort them, sent
+        one INSERT per result, a trip to SQLite's thread each, which was most of the
+        evaluator's cost. PostgreSQL numbers them from its sequence, sorted by SQLAlchemy in
+        one statement per batch."""
         if not results:
             return []
+        rows = [
+            (
+                result.check_id,
+                result.monitor_id,
+                tenant,
+                result.region,
+                result.scheduled_at,
+                result.started_at,
+                result.finished_at,
+                result.outcome.value,
+                result.latency_ms,
+                result.error_kind,
+                result.error_message,
+                result.status_code,
+                result.size_bytes,
+                result.phases_ms,
+                result.cert_expires_at,
+            )
+            for tenant, result in results
+        ]
+        if session.get_bind().dialect.name == "sqlite":
+            first = (last_id or 0) + 1
+            ids = range(first, first + len(rows))
+            await insert_rows(
+                session,
+                check_results,
+                ("id", *_RESULT_COLUMNS),
+                [(id_, *row) for id_, row in zip(ids, rows, strict=True)],
+            )
+            return list(ids)
         inserted = await session.execute(
             insert(check_results).returning(check_results.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "check_id": result.check_id,
-                    "monitor_id": result.monitor_id,
-                    "tenant": tenant,
-                    "region": result.region,
-                    "scheduled_at": result.scheduled_at,
-                    "started_at": result.started_at,
-                    "finished_at": result.finished_at,
-                    "outcome": result.outcome.value,
-                    "latency_ms": result.latency_ms,
-                    "error_kind": result.error_kind,
-                    "error_message": result.error_message,
-                    "status_code": result.status_code,
-                    "size_bytes": result.size_bytes,
-                    "phases_ms": result.phases_ms,
-                    "cert_expires_at": result.cert_expires_at,
-                }
-                for tenant, result in results
-            ],
+            [dict(zip(_RESULT_COLUMNS, row, strict=True)) for row in rows],
         )
         return [int(found) for found in inserted.scalars()]
 

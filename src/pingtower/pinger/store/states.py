@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import (
@@ -24,7 +26,12 @@ from pingtower.common.events import (
 )
 from pingtower.common.messaging.outbox import Outbox
 from pingtower.pinger.domain.status import Decision, MonitorState, OpenIncident
-from pingtower.pinger.store.tables import monitor_states, monitors
+from pingtower.pinger.store.tables import (
+    check_results,
+    maintenance_windows,
+    monitor_states,
+    monitors,
+)
 
 
 def initial_state_row(monitor_id: uuid.UUID, tenant: str, *, paused: bool) -> dict[str, Any]:
@@ -83,16 +90,24 @@ async def load_states(
     return {row.monitor_id: row for row in (await session.execute(query)).all()}
 
 
-# The monitor's columns the evaluator needs beside its state row, read in the same query.
-_MONITOR_COLUMNS = (
-    "tenant",
-    "regions",
-    "failure_quorum",
-    "failures_before_down",
-    "successes_before_up",
-    "parent_id",
-    "deleted_at",
-)
+@dataclass(slots=True)
+class StateColumns:
+    """What the evaluator reads of a monitor's state row (the columns it may write, and no
+    others: each column read is a value converted per row)."""
+
+    monitor_id: uuid.UUID
+    status: str
+    since: datetime | None
+    consecutive_failures: int
+    consecutive_successes: int
+    incident_id: uuid.UUID | None
+    incident_started_at: datetime | None
+    incident_cause: str | None
+    incident_first_error: str | None
+    last_scheduled_at: datetime | None
+    round_scheduled_at: datetime | None
+    round_outcomes: dict[str, str] | None
+    last_result_id: int | None
 
 
 class MonitorColumns(NamedTuple):
@@ -100,39 +115,90 @@ class MonitorColumns(NamedTuple):
 
     id: uuid.UUID
     tenant: str
-    regions: list[str]
+    region_count: int  # of its regions (the list itself is not needed)
     failure_quorum: int | None
     failures_before_down: int
     successes_before_up: int
     parent_id: uuid.UUID | None
-    deleted_at: datetime | None
+    deleted: bool  # a tombstone (its time is not needed)
+
+
+_STATE_COLUMNS = tuple(field.name for field in fields(StateColumns))
+# Read beside each state row. The region count and the tombstone flag are computed in the
+# query: an integer and a boolean are cheaper to read than a JSON list and a time.
+_MONITOR_SELECTED = (
+    monitors.c.tenant,
+    func.json_array_length(monitors.c.regions),
+    monitors.c.failure_quorum,
+    monitors.c.failures_before_down,
+    monitors.c.successes_before_up,
+    monitors.c.parent_id,
+    monitors.c.deleted_at.is_not(None),
+)
+
+
+@dataclass(slots=True)
+class LoadedStates:
+    """What `load_states_with_monitors` read for a batch."""
+
+    # Per monitor: its state row and its definition's columns.
+    states: dict[uuid.UUID, tuple[StateColumns, MonitorColumns]]
+    # The workspaces among them with at least one maintenance window (most have none, and
+    # reading windows is a statement per workspace).
+    tenants_with_windows: set[str]
+    # SQLite only: the largest id in check_results, read under the transaction's write lock,
+    # so the caller may number the results it stores itself (`None` also if there is none).
+    last_result_id: int | None
+
+
+@lru_cache(maxsize=2)
+def _states_with_monitors_query(*, sqlite: bool) -> Select[Any]:
+    """Built once: building a statement and its IN list anew cost a tenth of each load."""
+    has_windows = (
+        exists()
+        .where(maintenance_windows.c.tenant == monitors.c.tenant)
+        .correlate(monitors)
+        .label("has_windows")
+    )
+    columns: list[Any] = [
+        *(monitor_states.c[name] for name in _STATE_COLUMNS),
+        *_MONITOR_SELECTED,
+        has_windows,
+    ]
+    if sqlite:
+        # Evaluated once per statement (it is not correlated), from the end of the id index.
+        columns.append(select(func.max(check_results.c.id)).scalar_subquery())
+    query = (
+        select(*columns)
+        .join(monitors, monitors.c.id == monitor_states.c.monitor_id)
+        .where(monitor_states.c.monitor_id.in_(bindparam("ids", expanding=True)))
+        .order_by(monitor_states.c.monitor_id)
+    )
+    return query if sqlite else query.with_for_update(of=monitor_states)
 
 
 async def load_states_with_monitors(
     session: AsyncSession, monitor_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, tuple[Any, Any]]:
-    """Per monitor, its state row (locked like `load_states`) and its definition's columns
-    (`monitor_tenant`, `monitor_regions`, ... and `monitor_id`), in one query instead of two:
-    a statement costs the embedded evaluator more than the rows it reads. Only state rows
-    are locked; a monitor without a state row is left out."""
-    query = (
-        select(
-            monitor_states,
-            *(monitors.c[name].label(f"monitor_{name}") for name in _MONITOR_COLUMNS),
-        )
-        .join(monitors, monitors.c.id == monitor_states.c.monitor_id)
-        .where(monitor_states.c.monitor_id.in_(monitor_ids))
-        .order_by(monitor_states.c.monitor_id)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(of=monitor_states)
-    found: dict[uuid.UUID, tuple[Any, Any]] = {}
-    for row in (await session.execute(query)).all():
-        definition = MonitorColumns(
-            row.monitor_id, *(getattr(row, f"monitor_{name}") for name in _MONITOR_COLUMNS)
-        )
-        found[row.monitor_id] = (row, definition)
-    return found
+) -> LoadedStates:
+    """Per monitor, its state row (locked like `load_states`) and its definition's columns,
+    in one query: a statement costs the embedded evaluator more than the rows it reads. The
+    same query says which workspaces have maintenance windows and, on SQLite, the last result
+    id. Only state rows are locked; a monitor without a state row is left out."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    query = _states_with_monitors_query(sqlite=sqlite)
+    loaded = LoadedStates({}, set(), None)
+    states = len(_STATE_COLUMNS)
+    definitions = states + len(_MONITOR_SELECTED)
+    for row in (await session.execute(query, {"ids": monitor_ids})).all():
+        values = tuple(row)
+        state = StateColumns(*values[:states])
+        monitor = MonitorColumns(state.monitor_id, *values[states:definitions])
+        loaded.states[state.monitor_id] = (state, monitor)
+        if values[definitions]:
+            loaded.tenants_with_windows.add(monitor.tenant)
+        if sqlite:
+            loaded.last_result_id = values[definitions + 1]
+    return loaded
 
 
 def decision_values(decision: Decision) -> dict[str, Any]:
@@ -155,16 +221,33 @@ def decision_values(decision: Decision) -> dict[str, Any]:
     return values
 
 
+def changed_columns(row: StateColumns, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Of a state row's new `values`, those that differ from the row as read (a column not
+    read, `changed_at`, counts as changed). A monitor that stays UP changes two or three
+    columns, and each column left out is a value less to convert and write."""
+    return {
+        name: value
+        for name, value in values.items()
+        if name not in _STATE_COLUMNS or getattr(row, name) != value
+    }
+
+
+def changes_by_columns(
+    changes: Mapping[uuid.UUID, dict[str, Any]],
+) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+    """Changed state rows grouped by the columns they change: per group, each row's values
+    in the order of the columns, then its monitor id (one executemany per group)."""
+    by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
+    for monitor_id, values in changes.items():
+        columns = tuple(sorted(values))
+        by_columns[columns].append((*(values[name] for name in columns), monitor_id))
+    return by_columns
+
+
 async def update_states(session: AsyncSession, changes: Mapping[uuid.UUID, dict[str, Any]]) -> None:
     """Write many state rows' changed columns: one executemany per set of columns, instead of
     one statement built, cache-keyed and compiled per monitor (the evaluator's hot path)."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    for monitor_id, values in changes.items():
-        columns = tuple(sorted(values))
-        by_columns[columns].append(
-            {"b_monitor_id": monitor_id, **{f"b_{name}": values[name] for name in columns}}
-        )
-    for columns, rows in by_columns.items():
+    for columns, rows in changes_by_columns(changes).items():
         statement = (
             update(monitor_states)
             .where(
@@ -178,7 +261,8 @@ async def update_states(session: AsyncSession, changes: Mapping[uuid.UUID, dict[
                 }
             )
         )
-        await session.execute(statement, rows)
+        names = [f"b_{name}" for name in columns] + ["b_monitor_id"]
+        await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
 
 
 async def commit_decision(

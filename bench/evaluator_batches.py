@@ -1,0 +1,146 @@
+"""The evaluator's consumer alone: CPU per check result through the real `pinger.evaluator`
+handler (inbox claim + `Evaluator.apply`, one transaction per batch, as the bus runs it), on
+SQLite and optionally on PostgreSQL.
+
+    .venv/bin/python -m bench.evaluator_batches [--monitors 3000] [--batch 60] \
+        [--batches 150] [--postgres URL] [--no-sqlite]
+
+N HTTP monitors with their state rows are inserted, each gets a first result (UNKNOWN -> UP,
+not measured), then `--batches` batches of `--batch` results (one per monitor, each a round
+later than its last, all UP: the steady state of `bench.schedule_keeping`) are applied. The
+envelopes are made beforehand by `Envelope.wrap`, as the in-process bus hands them over.
+"CPU" is the process's CPU time (every thread: the loop's and aiosqlite's, user + system)
+per result; "loop thread" the event loop's thread alone. On PostgreSQL the server's own CPU is
+not counted. Compare code versions by running a copy of the old sources with `PYTHONPATH`
+(bench/README.md, performance round 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench._database import throwaway_database
+from pingtower.common.events import CheckCompleted, Envelope, Outcome, utcnow
+from pingtower.common.messaging.inprocess import InProcessBus
+from pingtower.common.settings import Settings
+from pingtower.pinger.evaluator.evaluator import Evaluator
+from pingtower.pinger.store.database import PingerDatabase
+from pingtower.pinger.store.states import initial_state_row
+from pingtower.pinger.store.tables import monitor_states, monitors
+
+START = utcnow().replace(microsecond=0)
+
+
+def result(monitor_id: uuid.UUID, round_: int) -> Envelope:
+    at = START + timedelta(seconds=20 * round_)
+    completed = CheckCompleted(
+        check_id=uuid.uuid4(),
+        monitor_id=monitor_id,
+        region="default",
+        scheduled_at=at,
+        started_at=at,
+        finished_at=at + timedelta(milliseconds=3),
+        outcome=Outcome.UP,
+        latency_ms=3.0,
+        status_code=200,
+        size_bytes=612,
+        phases_ms={"connect": 0.2, "ttfb": 1.1, "total": 3.0},
+    )
+    return Envelope.wrap(completed, producer="pinger.probe", tenant="bench")
+
+
+async def measure(url: str, monitor_count: int, batch: int, batches: int) -> str:
+    settings = Settings(pinger_database_url=url)
+    db = PingerDatabase(settings, InProcessBus())
+    await db.prepare()
+    try:
+        evaluator = Evaluator(db, InProcessBus(), settings)
+        handle = evaluator.inbox.handler(db.sessions, evaluator.apply)
+        now = utcnow()
+        ids = [uuid.uuid4() for _ in range(monitor_count)]
+        definitions: list[dict[str, Any]] = [
+            {
+                "id": monitor_id,
+                "tenant": "bench",
+                "name": f"bench {n}",
+                "type": "http",
+                "target": "http://127.0.0.1/",
+                "settings": {},
+                "tags": [],
+                "interval_seconds": 20,
+                "cron": None,
+                "timezone": "UTC",
+                "timeout_seconds": 5.0,
+                "regions": ["default"],
+                "failures_before_down": 2,
+                "successes_before_up": 1,
+                "retry_interval_seconds": 20,
+                "parent_id": None,
+                "paused": False,
+                "public": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n, monitor_id in enumerate(ids)
+        ]
+        async with db.sessions() as session, session.begin():
+            await session.execute(monitors.insert(), definitions)
+            await session.execute(
+                monitor_states.insert(),
+                [initial_state_row(m, "bench", paused=False) for m in ids],
+            )
+        for start in range(0, monitor_count, batch):
+            await handle([result(m, 0) for m in ids[start : start + batch]])
+        per_round = monitor_count // batch
+        work = [
+            [result(ids[(n % per_round) * batch + k], 1 + n // per_round) for k in range(batch)]
+            for n in range(batches)
+        ]
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu, loop_cpu = time.process_time(), time.thread_time()
+        for envelopes in work:
+            await handle(envelopes)
+        loop_cpu = time.thread_time() - loop_cpu
+        cpu = time.process_time() - cpu
+        system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - usage.ru_stime
+        results = batch * batches
+        per = 1e6 / results  # microseconds per result
+        return (
+            f"{url.split(':')[0]:<20} {results:>7,} results, per result: CPU {cpu * per:6.1f} us,"
+            f" loop thread {loop_cpu * per:6.1f} us, system {system * per:5.1f} us"
+        )
+    finally:
+        await db.engine.dispose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--monitors", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=60, help="results per batch")
+    parser.add_argument("--batches", type=int, default=150)
+    parser.add_argument("--postgres", default=os.environ.get("PINGTOWER_TEST_POSTGRES_URL"))
+    parser.add_argument("--no-sqlite", action="store_true")
+    args = parser.parse_args()
+    if args.monitors < args.batch:
+        parser.error("--monitors must be at least --batch")
+    print(f"load average {os.getloadavg()[0]:.2f} (the machine may be shared)")
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as folder:
+            url = f"sqlite+aiosqlite:///{Path(folder) / 'pinger.sqlite3'}"
+            print(await measure(url, args.monitors, args.batch, args.batches))
+    if args.postgres:
+        async with throwaway_database(args.postgres, "pt_bench_evaluator") as url:
+            print(await measure(url, args.monitors, args.batch, args.batches))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
