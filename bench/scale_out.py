@@ -10,7 +10,9 @@ runs `pingtower serve evaluator` and `serve probe` (and, with --feed scheduler, 
 scheduler`) as processes. A probe's rate is read from its /metrics
 (pingtower_pinger_checks_total) over the measured window; then a second probe joins and the
 window is measured again. Target (issue 3): the second probe adds at least 0.8 of the first
-one's throughput.
+one's throughput. Each window also shows the probes' CPU per check and, when the broker runs on
+this machine (a `beam.smp` process), RabbitMQ's CPU per check: it is shared, so other clients'
+traffic during the window counts too.
 
 The probes must be the bottleneck for the ratio to mean anything. With --feed queue (the
 default) the job queue is filled beforehand with jobs for the monitors (deadlines an hour away),
@@ -179,6 +181,23 @@ def counter(process: Process, name: str) -> float:
     )
 
 
+def broker_pid() -> int | None:
+    """RabbitMQ's Erlang VM on this machine, if there is one (and only one)."""
+    found = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _command_name(entry) == "beam.smp"
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _command_name(entry: Path) -> str | None:
+    try:
+        return (entry / "comm").read_text().strip()
+    except OSError:  # gone meanwhile, or not ours to read
+        return None
+
+
 @dataclass
 class Window:
     probes: int
@@ -190,6 +209,17 @@ class Window:
     unpublished_rate: float | None  # ... jobs the broker did not take, after a retry
     lateness_s: float | None  # ... and its mean lateness in the window
     ran_dry: bool = False  # with the queue feeding: the queue emptied during the window
+    broker_share: float | None = None  # RabbitMQ's CPU (of a core), if it runs here
+
+    @property
+    def probe_ms_per_check(self) -> float:
+        return 1000 * sum(self.cpu_shares) / self.rate if self.rate else float("nan")
+
+    @property
+    def broker_ms_per_check(self) -> float | None:
+        if self.broker_share is None or not self.rate:
+            return None
+        return 1000 * self.broker_share / self.rate
 
 
 def measure(scheduler: Process | None, probes: list[Process], seconds: float) -> Window:
@@ -207,9 +237,14 @@ def measure(scheduler: Process | None, probes: list[Process], seconds: float) ->
     checks = [counter(p, "pingtower_pinger_checks_total") for p in probes]
     expired = [counter(p, "pingtower_pinger_jobs_expired_total") for p in probes]
     cpu = [process_cpu_seconds(p.popen.pid) for p in probes]
+    broker = broker_pid()
+    broker_cpu = process_cpu_seconds(broker) if broker is not None else 0.0
     started = time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - started
+    broker_share = (
+        (process_cpu_seconds(broker) - broker_cpu) / elapsed if broker is not None else None
+    )
     per_probe = [
         (counter(p, "pingtower_pinger_checks_total") - before) / elapsed
         for p, before in zip(probes, checks, strict=True)
@@ -234,6 +269,7 @@ def measure(scheduler: Process | None, probes: list[Process], seconds: float) ->
         published / elapsed if scheduler is not None else None,
         unpublished / elapsed if scheduler is not None else None,
         late_sum / late_count if scheduler is not None and late_count else None,
+        broker_share=broker_share,
     )
 
 
@@ -328,8 +364,8 @@ def report(args: argparse.Namespace, one: Window, two: Window, log_dir: Path) ->
     )
     header = (
         f"{'probes':>6} {'checks/s':>9} {'per probe':>14} {'expired/s':>10} "
-        f"{'probe CPU (of a core)':>22} {'published/s':>12} {'unpublished/s':>14} "
-        f"{'lateness':>9}"
+        f"{'probe CPU (of a core)':>22} {'probe ms/check':>15} {'broker CPU':>11} "
+        f"{'broker ms/check':>16} {'published/s':>12} {'unpublished/s':>14} {'lateness':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -340,10 +376,13 @@ def report(args: argparse.Namespace, one: Window, two: Window, log_dir: Path) ->
         lost = f"{window.unpublished_rate:.0f}" if window.unpublished_rate is not None else "-"
         late = f"{window.lateness_s:.2f} s" if window.lateness_s is not None else "-"
         dry = "  (queue ran dry: a lower bound)" if window.ran_dry else ""
+        broker = f"{window.broker_share:.0%}" if window.broker_share is not None else "-"
+        broker_ms = window.broker_ms_per_check
+        per_check = f"{broker_ms:.2f}" if broker_ms is not None else "-"
         print(
             f"{window.probes:>6} {window.rate:>9.0f} {per_probe:>14} "
-            f"{window.expired_rate:>10.0f} {shares:>22} {published:>12} {lost:>14} "
-            f"{late:>9}{dry}"
+            f"{window.expired_rate:>10.0f} {shares:>22} {window.probe_ms_per_check:>15.2f} "
+            f"{broker:>11} {per_check:>16} {published:>12} {lost:>14} {late:>9}{dry}"
         )
     added = (two.rate - one.rate) / one.rate if one.rate else float("nan")
     print(

@@ -15,6 +15,7 @@ import aio_pika
 import pytest
 
 from pingtower.common.events import CheckJob, Envelope, utcnow
+from pingtower.common.messaging import rabbitmq
 from pingtower.common.messaging.coalescing import CoalescingWriter
 from pingtower.common.messaging.rabbitmq import PublishFailedError, RabbitMQBus
 from tests.integration.common.broker import Broker
@@ -166,6 +167,42 @@ async def test_publish_returns_once_the_broker_holds_every_message(broker: Broke
 
     # No waiting: a confirmed message is already in its durable queue.
     assert await broker.ready_count(publisher.queue_name("audit")) == 25
+
+
+async def test_events_published_together_arrive_whole_and_in_order_beside_jobs(
+    broker: Broker,
+) -> None:
+    # A batch of events is sent as one frame sequence with its own delivery tags; jobs
+    # published at the same time on the same channel must not take the batch's confirmations.
+    consumer_bus = broker.bus()
+    consumer_bus.subscribe("audit", ["audit.#"], Received())
+    await consumer_bus.start()
+    await consumer_bus.close()  # nobody consumes: messages stay in the queue
+    publisher = broker.bus()
+    await publisher.start()
+    large = "x" * 300_000  # more than one AMQP frame (frame_max is 128 KiB by default)
+    batches = [
+        [event("audit.entry", n=n, text=large if n % 50 == 7 else "") for n in range(b, b + 100)]
+        for b in range(0, 300, 100)
+    ]
+    jobs = [(job("eu", deadline_in=timedelta(seconds=30)), "eu") for _ in range(60)]
+
+    unpublished, *_ = await asyncio.gather(
+        publisher.publish_jobs(jobs), *(publisher.publish(batch) for batch in batches)
+    )
+
+    assert unpublished == []
+    assert await broker.ready_count(publisher.job_queue_name("eu")) == 60
+    taken = await broker.take_all(publisher.queue_name("audit"))
+    received = [Envelope.from_bytes(message.body) for message in taken]
+    # Each batch whole and in its order (concurrent calls may queue in either order).
+    ids = [e.id for e in received]
+    chunks = [ids[i : i + 100] for i in range(0, 300, 100)]
+    assert sorted(chunks) == sorted([e.id for e in batch] for batch in batches)
+    assert all(
+        len(e.payload["text"]) == (300_000 if e.payload["n"] % 50 == 7 else 0) for e in received
+    )
+    assert [m.message_id for m in taken] == [str(e.id) for e in received]
 
 
 async def test_publish_raises_when_the_broker_refuses(broker: Broker) -> None:
@@ -343,6 +380,71 @@ async def test_failed_job_is_returned_and_run_again(broker: Broker) -> None:
     await asyncio.sleep(0.1)
     assert attempts[flaky.id] == 2  # acknowledged after the second, successful run
     assert await broker.ready_count(bus.job_queue_name("eu")) == 0
+
+
+async def test_jobs_finished_behind_a_running_one_are_acknowledged_and_it_is_not(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Acks go out together (multiple=True where the finished deliveries are contiguous): a job
+    # still running below finished ones must hold neither them nor itself be acknowledged.
+    monkeypatch.setattr(rabbitmq, "CLOSE_GRACE_SECONDS", 0.2)  # then the stuck job is cancelled
+    probe_bus, scheduler = broker.bus(), broker.bus()
+    runs: Counter[uuid.UUID] = Counter()
+    stuck = job("eu", deadline_in=timedelta(seconds=30))
+    others = [job("eu", deadline_in=timedelta(seconds=30)) for _ in range(12)]
+    never = asyncio.Event()
+
+    async def run(job_envelope: Envelope) -> None:
+        runs[job_envelope.id] += 1
+        if job_envelope.id == stuck.id:
+            await never.wait()  # a check that has not finished when the probe stops
+
+    # The prefetch (4) is below the 13 jobs: the others can only all run if the finished
+    # ones are acknowledged while the first delivery is still unacknowledged.
+    probe_bus.consume_jobs("eu", run, concurrency=4)
+    await scheduler.start()
+    assert await scheduler.publish_jobs([(stuck, "eu"), *((o, "eu") for o in others)]) == []
+    await probe_bus.start()
+
+    await eventually(lambda: all(runs[o.id] == 1 for o in others), what="the others ran")
+    assert runs[stuck.id] == 1
+    await probe_bus.close()
+
+    # Only the unfinished job went back to the queue; every finished one was acknowledged once.
+    returned = await broker.take_all(scheduler.job_queue_name("eu"))
+    assert [m.message_id for m in returned] == [str(stuck.id)]
+    assert set(runs.values()) == {1}
+
+
+async def test_an_event_batch_is_acknowledged_but_a_failed_message_below_it_is_returned(
+    broker: Broker,
+) -> None:
+    bus = broker.bus(delivery_limit=2)
+    handled = Received()
+
+    async def handler(batch: Sequence[Envelope]) -> None:
+        if any(envelope.payload.get("poison") for envelope in batch):
+            raise RuntimeError("cannot handle this one")
+        await handled(batch)
+
+    bus.subscribe("mixed", ["thing.#"], handler)
+    await bus.start()
+    poison = event("thing.bad", poison=True)
+    fine = [event("thing.good", n=n) for n in range(20)]
+
+    await bus.publish([poison, *fine])
+
+    await eventually(
+        lambda: _ready_is(broker, bus.dead_letter_queue, 1), what="poison dead-lettered"
+    )
+    await eventually(lambda: len(handled.envelopes) == 20, what="the good ones handled")
+    await bus.close()
+    # Each good one handled once and acknowledged (nothing came back), the poison returned
+    # on its own until its limit.
+    assert Counter(e.id for e in handled.envelopes) == Counter(e.id for e in fine)
+    assert await broker.ready_count(bus.queue_name("mixed")) == 0
+    dead = await broker.take_all(bus.dead_letter_queue)
+    assert [Envelope.from_bytes(message.body).id for message in dead] == [poison.id]
 
 
 async def test_close_lets_the_running_handler_finish_and_acknowledges_it(broker: Broker) -> None:

@@ -19,7 +19,9 @@ Publishing uses publisher confirms: ``publish`` returns when the broker has take
 for every message (persistent, on a durable queue), which is what lets the outbox mark rows
 sent. Consuming acknowledges a message only after its handler returned, that is after the
 consumer's transaction committed; a crash before that means a redelivery, which the consumer's
-inbox makes harmless.
+inbox makes harmless. The acks of the deliveries that finished in one event-loop iteration go out
+together, as one `multiple` ack where the finished ones are contiguous
+(`common/messaging/acknowledgements.py`).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import contextlib
 from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -44,6 +47,8 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from pingtower.common.events import Envelope, utcnow
+from pingtower.common.messaging.acknowledgements import AckLedger
+from pingtower.common.messaging.batch_publish import Outgoing, publish_together
 from pingtower.common.messaging.bus import (
     BatchHandler,
     Bus,
@@ -71,6 +76,7 @@ FAILED = Counter(
     ["consumer"],
 )
 
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 # How long a consumer waits for more already-delivered messages to fill a batch: enough to
 # gather a burst, too short to add visible latency.
 BATCH_LINGER_SECONDS = 0.005
@@ -79,10 +85,20 @@ CLOSE_GRACE_SECONDS = 10.0
 # Publishes awaiting their confirmation at once in publish_jobs: enough to hide the round trip,
 # few enough that a tick of 50,000 jobs does not hold 50,000 futures and frames in memory.
 MAX_JOBS_IN_FLIGHT = 1000
+# How long a delivery that finished above one still running waits to be covered by a multiple
+# ack before it is acknowledged on its own: short, since it holds a prefetch slot meanwhile.
+ACK_HOLD_SECONDS = 0.05
+# ... and how many such deliveries, as a share of the prefetch, may wait at once.
+ACK_HOLD_SHARE = 8
 
 
 class PublishFailedError(RuntimeError):
-    """The broker refused (nack) or could not route (return) a message."""
+    """The broker refused (nack) or could not route (return) a message, or the channel closed
+    before it confirmed it."""
+
+
+# A delivered message and the acks of the channel it came on.
+_Delivery = tuple[AbstractIncomingMessage, "_ChannelAcks | None"]
 
 
 @dataclass
@@ -92,11 +108,12 @@ class _Subscription:
     handler: BatchHandler
     max_batch: int
     broadcast: bool = False
-    buffer: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
+    buffer: asyncio.Queue[_Delivery] = field(default_factory=asyncio.Queue)
     queue: AbstractQueue | None = None
     consumer_tag: str | None = None
     worker: asyncio.Task[None] | None = None
     handling: bool = False
+    acks: _ChannelAcks | None = None
 
 
 @dataclass
@@ -108,9 +125,105 @@ class _JobConsumer:
     consumer_tag: str | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     consumed: Counter = field(init=False)  # its label resolved once, not per job
+    acks: _ChannelAcks | None = None
 
     def __post_init__(self) -> None:
         self.consumed = CONSUMED.labels(f"jobs.{self.region}")
+
+
+class _ChannelAcks:
+    """Sends the acks of one channel's deliveries: those that finished during an event-loop
+    iteration go out at its end, as few frames as the ledger allows."""
+
+    def __init__(
+        self, channel: aiormq.abc.AbstractChannel, *, prefetch: int, consumer: str
+    ) -> None:
+        self.channel = channel
+        self.consumer = consumer
+        self.ledger = AckLedger(hold_limit=prefetch // ACK_HOLD_SHARE)
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
+        self._hold_timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self._abandoned = False
+
+    @classmethod
+    def of(
+        cls,
+        current: _ChannelAcks | None,
+        message: AbstractIncomingMessage,
+        *,
+        prefetch: int,
+        consumer: str,
+    ) -> _ChannelAcks | None:
+        """The acks of the channel that delivered `message` (a new one after a reconnect:
+        tags start again from 1); None if that channel is already closed."""
+        try:
+            channel = message.channel
+        except aiormq.exceptions.ChannelInvalidStateError:
+            return None  # the broker has returned the message to its queue
+        if current is not None and current.channel is channel:
+            return current
+        if current is not None:
+            current.abandon()
+        return cls(channel, prefetch=prefetch, consumer=consumer)
+
+    def delivered(self, tag: int) -> None:
+        self.ledger.delivered(tag)
+
+    def settled(self, tag: int) -> None:
+        """Its nack or reject was sent on its own."""
+        self.ledger.settled(tag)
+        self._schedule()  # it may have been the one holding back the finished above it
+
+    def finished(self, tag: int) -> None:
+        self.ledger.finished(tag)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self, force: bool = False) -> None:
+        self._flush_scheduled = False
+        if self._abandoned:
+            return
+        if force:
+            self._hold_timer = None
+        acks = self.ledger.take(force=force)
+        if acks:
+            task = asyncio.create_task(self._send([(a.tag, a.multiple) for a in acks]))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        if self.ledger.held and self._hold_timer is None:
+            self._hold_timer = self._loop.call_later(ACK_HOLD_SECONDS, self._flush, True)
+
+    async def _send(self, acks: list[tuple[int, bool]]) -> None:
+        try:
+            last = len(acks) - 1
+            for index, (tag, multiple) in enumerate(acks):
+                # Queued for aiormq's writer; only the last waits for it to be written (all
+                # leave in one write: coalescing.py).
+                await self.channel.basic_ack(tag, multiple=multiple, wait=index == last)
+        except Exception as exc:
+            # The channel died (broker restart): the broker has returned these messages to
+            # their queue already.
+            log.warning("could not acknowledge", consumer=self.consumer, error=repr(exc))
+
+    async def drain(self) -> None:
+        """Send every ack still held and wait until they are written."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        self._flush(force=True)
+        await asyncio.gather(*self._sending, return_exceptions=True)
+
+    def abandon(self) -> None:
+        """Its channel is gone, and the unacknowledged deliveries with it."""
+        self._abandoned = True
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
 
 
 class RabbitMQBus(Bus):
@@ -231,6 +344,14 @@ class RabbitMQBus(Bus):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._delayed_nacks, return_exceptions=True)
+        for subscription in self._subscriptions:
+            if subscription.acks is not None:
+                await subscription.acks.drain()
+                subscription.acks = None
+        for job_consumer in self._job_consumers:
+            if job_consumer.acks is not None:
+                await job_consumer.acks.drain()
+                job_consumer.acks = None
         if self._connection is not None:
             await self._connection.close()
         self._connection = None
@@ -273,21 +394,31 @@ class RabbitMQBus(Bus):
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         if not envelopes:
             return
-        exchange = self._require(self._events)
-        # The publishes start in order and aiormq writes them under a FIFO lock, so the broker
-        # receives them in order; only the confirmations are awaited together.
-        results = await asyncio.gather(
-            *(
-                # Not mandatory: an event that no consumer binds (yet) is not an error.
-                exchange.publish(self._message(envelope), envelope.type, mandatory=False)
-                for envelope in envelopes
-            ),
-            return_exceptions=True,
-        )
+        exchange = self._require(self._events).name
+        # Encoded and sent as one batch whose confirmations are awaited together
+        # (batch_publish.py), in order. Not mandatory: an event that no consumer binds (yet)
+        # is not an error.
+        outgoing = [
+            Outgoing(
+                envelope.to_bytes(),
+                envelope.type,
+                aiormq.spec.Basic.Properties(
+                    content_type="application/json",
+                    delivery_mode=PERSISTENT,
+                    message_id=str(envelope.id),
+                    message_type=envelope.type,
+                ),
+            )
+            for envelope in envelopes
+        ]
+        try:
+            results = await publish_together(await self._publishing_channel(), exchange, outgoing)
+        except Exception as exc:  # closed or closing: the caller retries, as for a nack
+            raise PublishFailedError(f"{len(envelopes)} events not published: {exc!r}") from exc
         failures = [
             (envelope, result)
             for envelope, result in zip(envelopes, results, strict=True)
-            if isinstance(result, BaseException)
+            if result is not None
         ]
         PUBLISHED.labels("event").inc(len(envelopes) - len(failures))
         if failures:
@@ -296,6 +427,14 @@ class RabbitMQBus(Bus):
                 f"{len(failures)} of {len(envelopes)} events not confirmed "
                 f"(first: {envelope.type} {envelope.id}: {error!r})"
             ) from error
+
+    async def _publishing_channel(self) -> aiormq.Channel:
+        channel = self._require(self._publish_channel)
+        if channel.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError("the publishing channel is closed")
+        # While reconnecting this waits for the connection, as aio-pika's publish does; the
+        # concrete aiormq channel, as aio-pika's robust channel also takes it.
+        return cast(aiormq.Channel, await channel.get_underlay_channel())
 
     async def publish_job(self, job: Envelope, region: str) -> None:
         exchange = self._require(self._jobs)
@@ -395,7 +534,8 @@ class RabbitMQBus(Bus):
         subscription.buffer = asyncio.Queue()
         channel = await connection.channel()
         # Enough unacknowledged messages in hand to fill a batch.
-        await channel.set_qos(prefetch_count=max(self.prefetch, subscription.max_batch))
+        prefetch = max(self.prefetch, subscription.max_batch)
+        await channel.set_qos(prefetch_count=prefetch)
         events = await channel.declare_exchange(
             self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
@@ -417,7 +557,12 @@ class RabbitMQBus(Bus):
         )
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            subscription.buffer.put_nowait(message)
+            acks = subscription.acks = _ChannelAcks.of(
+                subscription.acks, message, prefetch=prefetch, consumer=subscription.consumer
+            )
+            if acks is not None:
+                acks.delivered(message.delivery_tag or 0)
+            subscription.buffer.put_nowait((message, acks))
 
         subscription.consumer_tag = await queue.consume(on_message, no_ack=False)
         log.info(
@@ -440,7 +585,7 @@ class RabbitMQBus(Bus):
             finally:
                 subscription.handling = False
 
-    async def _next_batch(self, subscription: _Subscription) -> list[AbstractIncomingMessage]:
+    async def _next_batch(self, subscription: _Subscription) -> list[_Delivery]:
         buffer = subscription.buffer
         messages = [await buffer.get()]
         loop = asyncio.get_running_loop()
@@ -458,35 +603,39 @@ class RabbitMQBus(Bus):
                 break
         return messages
 
-    async def _handle_batch(
-        self, subscription: _Subscription, messages: list[AbstractIncomingMessage]
-    ) -> None:
+    async def _handle_batch(self, subscription: _Subscription, deliveries: list[_Delivery]) -> None:
         consumer = subscription.consumer
-        pairs: list[tuple[Envelope, AbstractIncomingMessage]] = []
-        for message in messages:
+        pairs: list[tuple[Envelope, _Delivery]] = []
+        for delivery in deliveries:
+            message, acks = delivery
             if message.redelivered:
                 REDELIVERED.labels(consumer).inc()
-            envelope = await self._decode(consumer, message)
+            envelope = await self._decode(consumer, message, acks)
             if envelope is not None:
-                pairs.append((envelope, message))
+                pairs.append((envelope, delivery))
         if not pairs:
             return
         failed: list[AbstractIncomingMessage] = []
 
         async def on_failure(envelope: Envelope, exc: BaseException) -> None:
             # Identity, not equality: the same envelope may legitimately arrive twice.
-            message = next(m for e, m in pairs if e is envelope)
+            message, acks = next(d for e, d in pairs if e is envelope)
             failed.append(message)
-            self._return_later(consumer, envelope, message, exc)
+            self._return_later(consumer, envelope, message, acks, exc)
 
         await deliver_batch([envelope for envelope, _ in pairs], subscription.handler, on_failure)
-        for _envelope, message in pairs:
+        acknowledged = 0
+        for _envelope, (message, acks) in pairs:
             if any(message is f for f in failed):
                 continue
-            await self._settle(message.ack(), consumer)
-            CONSUMED.labels(consumer).inc()
+            if acks is not None:
+                acks.finished(message.delivery_tag or 0)
+            acknowledged += 1
+        CONSUMED.labels(consumer).inc(acknowledged)
 
-    async def _decode(self, consumer: str, message: AbstractIncomingMessage) -> Envelope | None:
+    async def _decode(
+        self, consumer: str, message: AbstractIncomingMessage, acks: _ChannelAcks | None
+    ) -> Envelope | None:
         try:
             return Envelope.from_bytes(message.body)
         except ValidationError as exc:
@@ -499,6 +648,8 @@ class RabbitMQBus(Bus):
                 error=str(exc).splitlines()[0],
             )
             await self._settle(message.reject(requeue=False), consumer)
+            if acks is not None:
+                acks.settled(message.delivery_tag or 0)
             return None
 
     def _return_later(
@@ -506,6 +657,7 @@ class RabbitMQBus(Bus):
         consumer: str,
         envelope: Envelope,
         message: AbstractIncomingMessage,
+        acks: _ChannelAcks | None,
         exc: BaseException,
     ) -> None:
         """Give a failed message back to the queue after a short back-off.
@@ -532,6 +684,8 @@ class RabbitMQBus(Bus):
                 await asyncio.sleep(delay)
             finally:
                 await self._settle(message.nack(requeue=True), consumer)
+                if acks is not None:
+                    acks.settled(message.delivery_tag or 0)
 
         task = asyncio.create_task(nack())
         self._delayed_nacks.add(task)
@@ -550,7 +704,8 @@ class RabbitMQBus(Bus):
         channel = await connection.channel()
         # The prefetch is the concurrency: the broker hands out no more jobs than run at once,
         # so the other probes of the region get the rest.
-        await channel.set_qos(prefetch_count=job_consumer.concurrency)
+        prefetch = job_consumer.concurrency
+        await channel.set_qos(prefetch_count=prefetch)
         jobs = await channel.declare_exchange(
             self.jobs_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
@@ -570,10 +725,15 @@ class RabbitMQBus(Bus):
             task = asyncio.current_task()
             if task is not None:
                 job_consumer.tasks.add(task)
+            acks = job_consumer.acks = _ChannelAcks.of(
+                job_consumer.acks, message, prefetch=prefetch, consumer=consumer
+            )
+            if acks is not None:
+                acks.delivered(message.delivery_tag or 0)
             try:
                 if message.redelivered:
                     redelivered.inc()
-                await self._run_job(job_consumer, consumer, message)
+                await self._run_job(job_consumer, consumer, message, acks)
             finally:
                 if task is not None:
                     job_consumer.tasks.discard(task)
@@ -582,9 +742,13 @@ class RabbitMQBus(Bus):
         log.info("consuming jobs", queue=queue.name, concurrency=job_consumer.concurrency)
 
     async def _run_job(
-        self, job_consumer: _JobConsumer, consumer: str, message: AbstractIncomingMessage
+        self,
+        job_consumer: _JobConsumer,
+        consumer: str,
+        message: AbstractIncomingMessage,
+        acks: _ChannelAcks | None,
     ) -> None:
-        job = await self._decode(consumer, message)
+        job = await self._decode(consumer, message, acks)
         if job is None:
             return
         try:
@@ -599,8 +763,11 @@ class RabbitMQBus(Bus):
                 error=repr(exc),
             )
             await self._settle(message.nack(requeue=True), consumer)
+            if acks is not None:
+                acks.settled(message.delivery_tag or 0)
             return
-        await self._settle(message.ack(), consumer)
+        if acks is not None:
+            acks.finished(message.delivery_tag or 0)
         job_consumer.consumed.inc()
 
     # --- helpers --------------------------------------------------------------------------
