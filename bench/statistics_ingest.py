@@ -4,11 +4,13 @@ seconds per 1,000 results, on PostgreSQL and on SQLite.
 
     PINGTOWER_TEST_POSTGRES_URL=postgresql+asyncpg://postgres:postgres@127.0.0.1:5432 \
         .venv/bin/python -m bench.statistics_ingest [--results 50000] [--monitors 1000] \
-        [--batch 500] [--postgres URL] [--no-sqlite]
+        [--batch 500] [--interval 60] [--postgres URL] [--no-sqlite]
 
-The results are generated beforehand (one check per monitor per minute, in time order, as a
-Pinger fleet sends them) and fed in batches of the consumer's size (StatisticsService's
-ingest_batch). On PostgreSQL (the distributed mode) each message arrives as bytes, decoded
+The results are generated beforehand (one check per monitor every `--interval` seconds, in
+time order, as a Pinger fleet sends them) and fed in batches of the consumer's size
+(StatisticsService's ingest_batch; `pingtower up`'s consumer sees ~40 to 120 at a time). With
+an interval under a minute most results are added to a minute cell already stored, as in the
+embedded mode. On PostgreSQL (the distributed mode) each message arrives as bytes, decoded
 and validated inside the timed part as a RabbitMQ consumer does; on SQLite (the embedded mode)
 as the in-process bus hands it over, already a contract. The PostgreSQL database is created
 for the run and dropped afterwards; the SQLite file lives in a temporary folder. "CPU s/1k" is
@@ -60,12 +62,13 @@ class Figures:
         )
 
 
-def envelopes(count: int, monitors: int) -> list[Envelope]:
+def envelopes(count: int, monitors: int, interval: float = 60.0) -> list[Envelope]:
+    """`count` results in time order, each monitor checked every `interval` seconds."""
     ids = [uuid.UUID(int=i + 1, version=4) for i in range(monitors)]
     found = []
     for i in range(count):
-        minute, m = divmod(i, monitors)
-        finished = START + timedelta(minutes=minute, seconds=m * 60 / monitors)
+        round_, m = divmod(i, monitors)
+        finished = START + timedelta(seconds=(round_ + m / monitors) * interval)
         outcome = Outcome.DOWN if i % 97 == 0 else Outcome.UP
         event = CheckCompleted(
             check_id=uuid.uuid4(),
@@ -124,11 +127,18 @@ async def main() -> None:
     parser.add_argument("--results", type=int, default=50_000)
     parser.add_argument("--monitors", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=500, help="the consumer's max_batch")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        help="seconds between two checks of a monitor (under 60: several results per minute "
+        "cell, merged into the stored cell as the embedded mode's small batches do)",
+    )
     parser.add_argument("--postgres", default=os.environ.get("PINGTOWER_TEST_POSTGRES_URL"))
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
 
-    every = envelopes(args.results, args.monitors)
+    every = envelopes(args.results, args.monitors, args.interval)
     batches = [every[i : i + args.batch] for i in range(0, len(every), args.batch)]
     figures = []
     if args.postgres:
@@ -138,7 +148,10 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             url = f"sqlite+aiosqlite:///{folder}/statistics.db"
             figures.append(await run("sqlite", url, batches, as_bytes=False))
-    print(f"{args.results} results over {args.monitors} monitors, batches of {args.batch}")
+    print(
+        f"{args.results} results over {args.monitors} monitors every {args.interval:g} s, "
+        f"batches of {args.batch}"
+    )
     print("| storage    | results |  results/s | CPU s/1k | ×5000 | compaction s |")
     print("|------------|---------|------------|----------|-------|--------------|")
     for figure in figures:

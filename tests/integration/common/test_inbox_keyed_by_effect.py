@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -65,7 +66,8 @@ async def test_keyed_types_skip_the_inbox_and_others_are_claimed_once(
     async def effect(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
         seen.append([envelope.id for envelope in envelopes])
 
-    handle = Inbox(inbox, consumer="things-projection").handler(
+    consumer = f"things-{uuid.uuid4().hex[:8]}"  # its own duplicates counter
+    handle = Inbox(inbox, consumer=consumer).handler(
         sessions, effect, keyed_by_effect=[ThingMeasured.TYPE]
     )
 
@@ -81,3 +83,8 @@ async def test_keyed_types_skip_the_inbox_and_others_are_claimed_once(
         claimed = await session.scalars(select(inbox.c.message_id))
         assert list(claimed) == [str(created.id)]
         assert await session.scalar(select(func.count()).select_from(inbox)) == 1
+    # Copies of claimed messages only: the keyed ones are never counted as duplicates
+    duplicates = REGISTRY.get_sample_value(
+        "pingtower_inbox_duplicates_total", {"consumer": consumer}
+    )
+    assert duplicates == 3

@@ -218,3 +218,12 @@ def test_running_sums_past_32_bits_and_of_nothing() -> None:
     assert Histogram.running_sums([]) == []
     with pytest.raises(EncodingError):
         Histogram.running_sums([b"\x01\x00"])
+
+
+@given(any_latencies, any_latencies)
+def test_adding_stored_forms_stores_the_merged_histogram(
+    left: list[float], right: list[float]
+) -> None:
+    a, b = histogram_of(left), histogram_of(right)
+    assert Histogram.add_stored(a.to_bytes(), b.to_bytes()) == a.merged(b).to_bytes()
+    assert Histogram.add_stored(None, b.to_bytes()) == b.to_bytes()

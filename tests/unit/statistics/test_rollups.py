@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pingtower.common.events import Outcome
+from pingtower.common.events import CheckCompleted, Outcome
 from pingtower.statistics.domain.rollups import (
     Cell,
     Resolution,
@@ -17,6 +18,8 @@ from pingtower.statistics.domain.rollups import (
     floor_to,
     merge_all,
     resolution_for_step,
+    summed_cells,
+    written_resolutions,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -118,3 +121,47 @@ def test_timeseries_step_reads_the_coarsest_resolution_that_tiles_it(
 def test_step_shorter_than_a_minute_is_refused() -> None:
     with pytest.raises(ValueError, match="minutes"):
         resolution_for_step(timedelta(seconds=30))
+
+
+MONITOR = uuid.UUID(int=5, version=4)
+
+
+def result_at(finished: datetime, region: str, latency: float) -> CheckCompleted:
+    return CheckCompleted(
+        check_id=uuid.uuid4(),
+        monitor_id=MONITOR,
+        region=region,
+        scheduled_at=finished,
+        started_at=finished,
+        finished_at=finished,
+        outcome=Outcome.UP,
+        latency_ms=latency,
+        phases_ms={"dns": 1.0},
+    )
+
+
+def test_results_are_summed_into_their_minute_cells_and_late_ones_into_every_resolution() -> None:
+    folded = T0 + timedelta(hours=2)
+    at = T0 + timedelta(hours=3, minutes=4)
+    late = T0 + timedelta(hours=1, minutes=30)
+    cells = summed_cells(
+        [
+            ("acme", result_at(at + timedelta(seconds=1), "eu", 10.0)),
+            ("acme", result_at(at + timedelta(seconds=59), "eu", 30.0)),
+            ("acme", result_at(at, "us", 20.0)),
+            ("acme", result_at(late, "eu", 40.0)),
+        ],
+        folded,
+    )
+    checks_per_cell = {
+        (MONITOR, "eu", "minute", at): 2,
+        (MONITOR, "us", "minute", at): 1,
+        (MONITOR, "eu", "minute", late): 1,
+        (MONITOR, "eu", "hour", T0 + timedelta(hours=1)): 1,
+        (MONITOR, "eu", "day", T0): 1,
+    }
+    assert {key: cell.checks for key, (_, cell) in cells.items()} == checks_per_cell
+    assert cells[(MONITOR, "eu", "minute", at)][1].latency_sum == 40.0
+    assert {tenant for tenant, _ in cells.values()} == {"acme"}
+    assert written_resolutions(late, folded) == (Resolution.DAY, Resolution.HOUR, Resolution.MINUTE)
+    assert written_resolutions(folded, folded) == (Resolution.MINUTE,)

@@ -3,7 +3,9 @@ so a redelivered message finds its id already there and changes nothing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any
 
 import structlog
 from prometheus_client import Counter
@@ -13,12 +15,14 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    TextClause,
     bindparam,
     delete,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.types import TypeEngine
 
 from pingtower.common.db import UtcDateTime
 from pingtower.common.events import Envelope, utcnow
@@ -48,16 +52,17 @@ class Inbox:
         self.table = table
         self.consumer = consumer
         self._duplicates = DUPLICATES.labels(consumer)
-        # PostgreSQL gets the batch's ids as one array: one statement prepared once per
-        # connection, where a VALUES list of every batch size is parsed and planned anew.
-        self._claim_pg = text(
-            f"INSERT INTO {table.name} (consumer, message_id, processed_at) "
-            "SELECT :consumer, claimed.id, :now FROM unnest(:ids) AS claimed(id) "
-            "ON CONFLICT DO NOTHING RETURNING message_id"
-        ).bindparams(
-            bindparam("consumer", type_=String()),
-            bindparam("now", type_=UtcDateTime()),
-            bindparam("ids", type_=postgresql.ARRAY(String())),
+        # The batch's ids go as one parameter, so the statement is the same whatever the batch
+        # size: PostgreSQL prepares it once per connection (a VALUES list of every batch size
+        # is parsed and planned anew), and SQLAlchemy builds and converts no parameter row per
+        # message (on SQLite that was most of a claim's cost: ~45 us a message, now ~10).
+        self._claim_pg = _claim_statement(
+            table, "claimed.id FROM unnest(:ids) AS claimed(id)", postgresql.ARRAY(String())
+        )
+        # SQLite reads them from a JSON array; `WHERE true` keeps its parser from taking the
+        # ON CONFLICT for the ON of a join.
+        self._claim_sqlite = _claim_statement(
+            table, "claimed.value FROM json_each(:ids) AS claimed WHERE true", String()
         )
 
     async def claim(self, session: AsyncSession, envelope: Envelope) -> bool:
@@ -73,26 +78,26 @@ class Inbox:
         unique: dict[str, Envelope] = {}
         for envelope in batch:
             unique.setdefault(str(envelope.id), envelope)
-        now = utcnow()
-        if session.get_bind().dialect.name == "postgresql":
-            result = await session.execute(
-                self._claim_pg, {"consumer": self.consumer, "now": now, "ids": list(unique)}
-            )
-        else:
-            result = await session.execute(
-                sqlite.insert(self.table)
-                .on_conflict_do_nothing()
-                .returning(self.table.c.message_id),
-                [
-                    {"consumer": self.consumer, "message_id": message_id, "processed_at": now}
-                    for message_id in unique
-                ],
-            )
+        claimed = await self._claim(session, unique, len(batch))
+        return [envelope for message_id, envelope in unique.items() if message_id in claimed]
+
+    async def _claim(
+        self, session: AsyncSession, unique: dict[str, Envelope], given: int
+    ) -> set[str]:
+        """The ids of `unique` (the batch's messages by id) not claimed before; `given`: how
+        many messages the batch held, copies included."""
+        ids: list[str] | str = list(unique)
+        statement = self._claim_pg
+        if session.get_bind().dialect.name != "postgresql":
+            statement, ids = self._claim_sqlite, json.dumps(ids)
+        result = await session.execute(
+            statement, {"consumer": self.consumer, "now": utcnow(), "ids": ids}
+        )
         claimed = set(result.scalars())
-        duplicates = len(batch) - len(claimed)
+        duplicates = given - len(claimed)
         if duplicates:
             self._duplicates.inc(duplicates)
-        return [envelope for message_id, envelope in unique.items() if message_id in claimed]
+        return claimed
 
     def handler(
         self,
@@ -110,20 +115,27 @@ class Inbox:
 
         async def handle(batch: Sequence[Envelope]) -> None:
             ids = [str(envelope.id) for envelope in batch]
+            # The messages to claim, by id (a message given twice, once)
+            unique: dict[str, Envelope] = {}
+            given = 0
+            for message_id, envelope in zip(ids, batch, strict=True):
+                if envelope.type not in by_effect:
+                    unique.setdefault(message_id, envelope)
+                    given += 1
             with structlog.contextvars.bound_contextvars(consumer=self.consumer, message_ids=ids):
                 async with sessions() as session, session.begin():
-                    claimed = [e for e in batch if e.type not in by_effect]
-                    if claimed:
-                        new = {e.id for e in await self.claim_batch(session, claimed)}
+                    if not unique:
+                        fresh = list(batch)
+                    else:
+                        new = await self._claim(session, unique, given)
+                        # In batch order; a message given twice goes once
                         fresh = []
-                        for envelope in batch:
+                        for message_id, envelope in zip(ids, batch, strict=True):
                             if envelope.type in by_effect:
                                 fresh.append(envelope)
-                            elif envelope.id in new:
-                                new.discard(envelope.id)  # a message given twice goes once
+                            elif message_id in new:
+                                new.discard(message_id)
                                 fresh.append(envelope)
-                    else:
-                        fresh = list(batch)
                     if fresh:
                         await effect(session, fresh)
 
@@ -138,3 +150,16 @@ class Inbox:
                 self.table.c.processed_at < utcnow() - timedelta(days=older_than_days),
             )
         )
+
+
+def _claim_statement(table: Table, ids: str, ids_type: TypeEngine[Any]) -> TextClause:
+    """INSERT the ids the parameter `ids` holds, returning those new; `ids`: the id column
+    and the FROM clause reading them from the parameter."""
+    return text(
+        f"INSERT INTO {table.name} (consumer, processed_at, message_id) "
+        f"SELECT :consumer, :now, {ids} ON CONFLICT DO NOTHING RETURNING message_id"
+    ).bindparams(
+        bindparam("consumer", type_=String()),
+        bindparam("now", type_=UtcDateTime()),
+        bindparam("ids", type_=ids_type),
+    )

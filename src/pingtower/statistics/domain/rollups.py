@@ -8,12 +8,13 @@ bucket and give the same cell as if they had come in order.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from pingtower.common.events import Outcome
+from pingtower.common.events import CheckCompleted, Outcome
 from pingtower.statistics.domain.histogram import Histogram
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -35,6 +36,14 @@ _LENGTHS = {
     Resolution.DAY: timedelta(days=1),
 }
 COARSEST_FIRST = (Resolution.DAY, Resolution.HOUR, Resolution.MINUTE)
+_MINUTE_ONLY = (Resolution.MINUTE,)
+
+
+def written_resolutions(finished_at: datetime, folded_until: datetime) -> tuple[Resolution, ...]:
+    """The cells ingest adds a result to: its minute cell (compaction folds it into its hour
+    and day cells later), and its hour and day cells too when compaction has already folded
+    past its minute (a late result)."""
+    return COARSEST_FIRST if finished_at < folded_until else _MINUTE_ONLY
 
 
 def floor_to(at: datetime, length: timedelta) -> datetime:
@@ -166,6 +175,30 @@ def _max(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     return a if b is None else max(a, b)
+
+
+CellKey = tuple[uuid.UUID, str, str, datetime]  # monitor, region, resolution, bucket start
+
+
+def summed_cells(
+    results: Iterable[tuple[str, CheckCompleted]], folded_until: datetime
+) -> dict[CellKey, tuple[str, Cell]]:
+    """Results (each with its workspace) summed per cell (`written_resolutions`)."""
+    cells: dict[CellKey, tuple[str, Cell]] = {}
+    for tenant, event in results:
+        finished = event.finished_at
+        for resolution in written_resolutions(finished, folded_until):
+            key = (
+                event.monitor_id,
+                event.region,
+                resolution.value,
+                floor_to(finished, _LENGTHS[resolution]),
+            )
+            found = cells.get(key)
+            if found is None:
+                found = cells[key] = (tenant, Cell())
+            found[1].add_result(event.outcome, event.latency_ms, event.phases_ms)
+    return cells
 
 
 def resolution_for_step(step: timedelta) -> Resolution:

@@ -6,6 +6,8 @@ lands once. Rollup cells of a batch are summed in memory first, then added to th
 (`merge_cells`: new cells inserted, existing ones read under a row lock, added and written
 back), so concurrent consumers and late results both add up correctly. Only minute cells are
 written for fresh results; compaction folds them into hour and day cells (store/compaction.py).
+On SQLite (the embedded mode) results and cells are written straight on the connection
+(store/sqlite_ingest.py), a batch of results of known monitors in one trip to its thread.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from sqlalchemy import (
     bindparam,
     select,
     text,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -44,13 +45,13 @@ from pingtower.common.events import (
     MonitorUpdated,
 )
 from pingtower.statistics.domain.histogram import Histogram
-from pingtower.statistics.domain.rollups import EPOCH, Cell, Resolution, floor_to
+from pingtower.statistics.domain.rollups import EPOCH, Cell, CellKey, summed_cells
+from pingtower.statistics.store import sqlite_ingest
 from pingtower.statistics.store.dialect import is_postgres, upsert
 from pingtower.statistics.store.monitor_slos import sync_monitor_slo
 from pingtower.statistics.store.tables import (
     incidents,
     monitors,
-    results,
     rollups,
     status_intervals,
     watermarks,
@@ -73,20 +74,36 @@ ROUTING_KEYS = (
     "monitor.deleted",
 )
 
-CellKey = tuple[uuid.UUID, str, str, datetime]  # monitor, region, resolution, bucket start
+__all__ = ["ROUTING_KEYS", "CellKey", "cell_from_row", "ingest", "merge_cells"]
 
 
 async def ingest(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
-    parsed: list[tuple[Envelope, Contract]] = [(e, e.parse()) for e in envelopes]
-    definitions = [(e, c) for e, c in parsed if isinstance(c, MonitorSnapshot | MonitorDeleted)]
+    # One pass sorts the batch (it runs per message, so each step per message counts)
+    definitions: list[tuple[Envelope, Contract]] = []
+    facts: list[tuple[Envelope, Contract]] = []
+    types: dict[str, int] = {}
+    for envelope in envelopes:
+        event = envelope.parse()
+        types[event.TYPE] = types.get(event.TYPE, 0) + 1
+        (definitions if isinstance(event, _DEFINITIONS) else facts).append((envelope, event))
     await _apply_definitions(session, definitions)
+    if (
+        facts
+        and not is_postgres(session)
+        and all(isinstance(c, CheckCompleted) for _, c in facts)
+        and await sqlite_ingest.store_results_of_known_monitors(session, _unique_results(facts))
+    ):
+        # The embedded mode's usual batch, in one trip to SQLite's thread
+        _count(types)
+        return
 
-    facts = [(e, c) for e, c in parsed if not isinstance(c, MonitorSnapshot | MonitorDeleted)]
     timeline = any(isinstance(c, MonitorStatusChanged) for _, c in facts)
     owners, folded = await _owners(
         session, {(e.tenant, _monitor_of(c)) for e, c in facts}, timeline
     )
-    accepted: list[tuple[Envelope, Contract]] = []
+    results: list[tuple[Envelope, Contract]] = []
+    changes: list[tuple[Envelope, Contract]] = []
+    incidents_: list[tuple[Envelope, Contract]] = []
     for envelope, event in facts:
         if owners[_monitor_of(event)] != envelope.tenant:
             log.warning(
@@ -94,21 +111,36 @@ async def ingest(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
                 message_id=str(envelope.id),
                 monitor_id=str(_monitor_of(event)),
             )
-            continue
-        accepted.append((envelope, event))
+        elif isinstance(event, CheckCompleted):
+            results.append((envelope, event))
+        elif isinstance(event, MonitorStatusChanged):
+            changes.append((envelope, event))
+        elif isinstance(event, IncidentOpened | IncidentResolved):
+            incidents_.append((envelope, event))
+    await _apply_results(session, results, folded)
+    await _apply_status_changes(session, changes)
+    await _apply_incidents(session, incidents_)
+    _count(types)
 
-    await _apply_results(
-        session, [(e, c) for e, c in accepted if isinstance(c, CheckCompleted)], folded
-    )
-    await _apply_status_changes(
-        session, [(e, c) for e, c in accepted if isinstance(c, MonitorStatusChanged)]
-    )
-    await _apply_incidents(
-        session,
-        [(e, c) for e, c in accepted if isinstance(c, IncidentOpened | IncidentResolved)],
-    )
-    for _envelope, event in parsed:
-        INGESTED.labels(event.TYPE).inc()
+
+_DEFINITIONS = (MonitorSnapshot, MonitorDeleted)
+
+
+def _count(types: dict[str, int]) -> None:
+    for type_, count in types.items():
+        INGESTED.labels(type_).inc(count)
+
+
+def _unique_results(
+    events: Iterable[tuple[Envelope, Contract]],
+) -> list[tuple[str, CheckCompleted]]:
+    """The results with their workspace, each once: a result is keyed by its check id and
+    finish time, and a copy in the same batch (a redelivery) must not reach the cells twice."""
+    by_check: dict[tuple[uuid.UUID, datetime], tuple[str, CheckCompleted]] = {}
+    for envelope, event in events:
+        assert isinstance(event, CheckCompleted)
+        by_check.setdefault((event.check_id, event.finished_at), (envelope.tenant, event))
+    return list(by_check.values())
 
 
 def _monitor_of(event: Contract) -> uuid.UUID:
@@ -132,21 +164,23 @@ async def _owners(
     for the whole transaction, so there it cannot move in between anyway."""
     if not pairs:
         return {}, None
-    ids = sorted({monitor_id for _, monitor_id in pairs})
+    ids: Collection[uuid.UUID] = {monitor_id for _, monitor_id in pairs}
+    query = select(monitors.c.monitor_id, monitors.c.tenant)
     if is_postgres(session):
+        ids = sorted(ids)  # every consumer locks them in the same order
         # One array parameter: one prepared statement whatever the batch's monitor count.
-        among = monitors.c.monitor_id == any_(bindparam("ids", ids, type_=ARRAY(Uuid())))
+        query = query.where(
+            monitors.c.monitor_id == any_(bindparam("ids", ids, type_=ARRAY(Uuid())))
+        )
+        if lock:
+            query = query.order_by(monitors.c.monitor_id).with_for_update()
+        rows = (await session.execute(query.add_columns(_WATERMARK_SHARED.label("folded")))).all()
+        found = {row.monitor_id: row.tenant for row in rows}
+        # No row, no watermark read (the subquery runs once per statement, if a row needs it)
+        folded = rows[0].folded if rows else await folded_until(session, lock="share")
+        folded = EPOCH if folded is None else folded
     else:
-        among = monitors.c.monitor_id.in_(ids)
-    query = select(monitors.c.monitor_id, monitors.c.tenant).where(among)
-    if lock and is_postgres(session):
-        query = query.order_by(monitors.c.monitor_id).with_for_update()
-    watermark = _WATERMARK_SHARED if is_postgres(session) else _WATERMARK
-    rows = (await session.execute(query.add_columns(watermark.label("folded")))).all()
-    found = {row.monitor_id: row.tenant for row in rows}
-    # No row, no watermark read (the subquery runs once per statement, if a row needs it)
-    folded = rows[0].folded if rows else await folded_until(session, lock="share")
-    folded = EPOCH if folded is None else folded
+        found, folded = await sqlite_ingest.owners(session, ids)
     missing = [m for m in ids if m not in found]
     if not missing:  # the usual case: one read, no write
         return found, folded
@@ -159,9 +193,12 @@ async def _owners(
     return {**found, **{row.monitor_id: row.tenant for row in again}}, folded
 
 
-_WATERMARK_QUERY = select(watermarks.c.folded_until).where(watermarks.c.name == WATERMARK_NAME)
-_WATERMARK = _WATERMARK_QUERY.scalar_subquery()
-_WATERMARK_SHARED = _WATERMARK_QUERY.with_for_update(read=True).scalar_subquery()
+_WATERMARK_SHARED = (
+    select(watermarks.c.folded_until)
+    .where(watermarks.c.name == WATERMARK_NAME)
+    .with_for_update(read=True)
+    .scalar_subquery()
+)
 
 
 async def _apply_definitions(
@@ -225,44 +262,20 @@ async def _apply_results(
     """`folded`: the compaction watermark if the caller has read it in this transaction."""
     if not events:
         return
-    by_check: dict[tuple[uuid.UUID, datetime], tuple[str, CheckCompleted]] = {}
-    for envelope, event in events:
-        assert isinstance(event, CheckCompleted)
-        by_check.setdefault((event.check_id, event.finished_at), (envelope.tenant, event))
-    if is_postgres(session):
-        inserted = await _insert_results_pg(session, by_check.values())
-    else:
-        # executemany: one cached statement, sent as multi-row INSERTs by the driver layer
-        inserted = await session.execute(
-            upsert(session, results)
-            .on_conflict_do_nothing(index_elements=["check_id", "finished_at"])
-            .returning(results.c.check_id, results.c.finished_at),
-            [
-                {
-                    "tenant": tenant,
-                    "check_id": e.check_id,
-                    "monitor_id": e.monitor_id,
-                    "region": e.region,
-                    "scheduled_at": e.scheduled_at,
-                    "started_at": e.started_at,
-                    "finished_at": e.finished_at,
-                    "outcome": e.outcome.value,
-                    "latency_ms": e.latency_ms,
-                    "error_kind": e.error_kind,
-                    "status_code": e.status_code,
-                    "phases": dict(e.phases_ms),
-                }
-                for tenant, e in by_check.values()
-            ],
-        )
-    fresh = [by_check[(row.check_id, row.finished_at)] for row in inserted]
-    if not fresh:
-        return
+    checks = _unique_results(events)
     if folded is None:
         # Held (FOR SHARE) until commit, so compaction cannot fold past these minute cells
         # unseen.
         folded = await folded_until(session, lock="share")
-    await merge_cells(session, _cells(fresh, folded))
+    if not is_postgres(session):
+        await sqlite_ingest.store_results(session, checks, folded)
+        return
+    inserted = await _insert_results_pg(session, checks)
+    by_check = {(e.check_id, e.finished_at): (tenant, e) for tenant, e in checks}
+    fresh = [by_check[(row.check_id, row.finished_at)] for row in inserted]
+    if not fresh:
+        return
+    await merge_cells(session, summed_cells(fresh, folded))
     await _update_last_checks(session, [e for _, e in fresh])
 
 
@@ -308,30 +321,6 @@ async def _insert_results_pg(
     )
 
 
-def _cells(
-    fresh: Iterable[tuple[str, CheckCompleted]], folded_until: datetime
-) -> dict[CellKey, tuple[str, Cell]]:
-    """The batch's results summed per cell: a minute cell each, plus its hour and day cells
-    when compaction has already folded past its minute (a late result)."""
-    cells: dict[CellKey, tuple[str, Cell]] = {}
-    minute = (Resolution.MINUTE,)
-    every = tuple(Resolution)
-    for tenant, event in fresh:
-        finished = event.finished_at
-        for resolution in every if finished < folded_until else minute:
-            key = (
-                event.monitor_id,
-                event.region,
-                resolution.value,
-                floor_to(finished, resolution.length),
-            )
-            found = cells.get(key)
-            if found is None:
-                found = cells[key] = (tenant, Cell())
-            found[1].add_result(event.outcome, event.latency_ms, event.phases_ms)
-    return cells
-
-
 def cell_from_row(row: Any, *, histogram: bool = True) -> Cell:
     """A stored rollup cell; without its histogram when the caller merges those in bulk."""
     return Cell(
@@ -349,27 +338,6 @@ def cell_from_row(row: Any, *, histogram: bool = True) -> Cell:
     )
 
 
-def _row(key: CellKey, tenant: str, cell: Cell) -> dict[str, Any]:
-    return {
-        "monitor_id": key[0],
-        "region": key[1],
-        "resolution": key[2],
-        "bucket_start": key[3],
-        "tenant": tenant,
-        "up": cell.up,
-        "degraded": cell.degraded,
-        "down": cell.down,
-        "latency_count": cell.latency_count,
-        "latency_min": cell.latency_min,
-        "latency_max": cell.latency_max,
-        "latency_sum": cell.latency_sum,
-        "phase_sums": cell.phase_sums,
-        "phase_counts": cell.phase_counts,
-        "histogram": cell.histogram.to_bytes(),
-    }
-
-
-r = rollups.c
 _MERGE_ROUNDS = 5
 
 
@@ -382,7 +350,13 @@ async def merge_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cel
     cannot add) and written back. An INSERT that meets another consumer's uncommitted row waits
     for its commit, so what is left after the INSERT exists and is committed; with one lock
     order throughout, consumers cannot deadlock, and the row lock means none loses an update.
-    A cell pruned between the two steps is inserted again in the next round."""
+    A cell pruned between the two steps is inserted again in the next round.
+
+    SQLite adds them in one upsert instead (store/sqlite_ingest.py): its one writer at a time
+    leaves no other transaction to wait for."""
+    if not is_postgres(session):
+        await sqlite_ingest.add_to_cells(session, cells)
+        return
     pending = {key: cells[key] for key in sorted(cells)}
     for _ in range(_MERGE_ROUNDS):
         inserted = await _insert_new_cells(session, pending)
@@ -408,65 +382,27 @@ def _key_of(row: Any) -> CellKey:
 async def _insert_new_cells(
     session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]
 ) -> set[CellKey]:
-    if is_postgres(session):
-        inserted = await session.execute(_INSERT_ROLLUPS_PG, _pg_arrays(cells))
-    else:
-        rows = [_row(key, tenant, cell) for key, (tenant, cell) in cells.items()]
-        inserted = await session.execute(
-            upsert(session, rollups)
-            .on_conflict_do_nothing(
-                index_elements=["monitor_id", "resolution", "bucket_start", "region"]
-            )
-            .returning(r.monitor_id, r.region, r.resolution, r.bucket_start),
-            rows,
-        )
+    inserted = await session.execute(_INSERT_ROLLUPS_PG, _pg_arrays(cells))
     return {_key_of(row) for row in inserted}
 
 
 async def _locked_cells(session: AsyncSession, keys: Sequence[CellKey]) -> dict[CellKey, Cell]:
-    """The stored cells of `keys` (those that exist), locked until commit on PostgreSQL."""
-    if is_postgres(session):
-        found = await session.execute(
-            _LOCK_ROLLUPS_PG,
-            {
-                "monitor_id": [k[0] for k in keys],
-                "region": [k[1] for k in keys],
-                "resolution": [k[2] for k in keys],
-                "bucket_start": [k[3] for k in keys],
-            },
-        )
-        return {_key_of(row): cell_from_row(row) for row in found}
-    stored: dict[CellKey, Cell] = {}
-    # SQLite has one writer at a time (BEGIN IMMEDIATE): no lock to take. Slices keep the
-    # statement within SQLite's bound on parameters.
-    for i in range(0, len(keys), 1000):
-        rows = await session.execute(
-            select(rollups).where(
-                tuple_(r.monitor_id, r.region, r.resolution, r.bucket_start).in_(keys[i : i + 1000])
-            )
-        )
-        stored.update({_key_of(row): cell_from_row(row) for row in rows})
-    return stored
+    """The stored cells of `keys` (those that exist), locked until commit."""
+    found = await session.execute(
+        _LOCK_ROLLUPS_PG,
+        {
+            "monitor_id": [k[0] for k in keys],
+            "region": [k[1] for k in keys],
+            "resolution": [k[2] for k in keys],
+            "bucket_start": [k[3] for k in keys],
+        },
+    )
+    return {_key_of(row): cell_from_row(row) for row in found}
 
 
 async def _write_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]) -> None:
-    if not cells:
-        return
-    if is_postgres(session):
+    if cells:
         await session.execute(_UPDATE_ROLLUPS_PG, _pg_arrays(cells))
-        return
-    rows = [_row(key, tenant, cell) for key, (tenant, cell) in cells.items()]
-    connection = await session.connection()
-    await connection.execute(
-        update(rollups)
-        .where(*(r[name] == bindparam(f"k_{name}") for name in _KEY_COLUMNS))
-        .values({name: bindparam(f"v_{name}") for name in _VALUE_COLUMNS}),
-        [
-            {f"k_{name}": row[name] for name in _KEY_COLUMNS}
-            | {f"v_{name}": row[name] for name in _VALUE_COLUMNS}
-            for row in rows
-        ],
-    )
 
 
 _KEY_COLUMNS = ("monitor_id", "region", "resolution", "bucket_start")
@@ -566,33 +502,6 @@ async def _update_last_checks(session: AsyncSession, fresh: Iterable[CheckComple
         if known is None or known.finished_at < event.finished_at:
             latest[event.monitor_id] = event
     ordered = sorted(latest.values(), key=lambda e: e.monitor_id)
-    m = monitors.c
-    if not is_postgres(session):
-        # SQLite cannot name the columns of a VALUES list; one prepared UPDATE per monitor
-        # costs little in-process.
-        connection = await session.connection()
-        await connection.execute(
-            update(monitors)
-            .where(
-                m.monitor_id == bindparam("k_monitor"),
-                m.last_check_at.is_(None) | (m.last_check_at < bindparam("k_finished")),
-            )
-            .values(
-                last_check_at=bindparam("k_finished"),
-                last_outcome=bindparam("k_outcome"),
-                last_latency_ms=bindparam("k_latency"),
-            ),
-            [
-                {
-                    "k_monitor": e.monitor_id,
-                    "k_finished": e.finished_at,
-                    "k_outcome": e.outcome.value,
-                    "k_latency": e.latency_ms,
-                }
-                for e in ordered
-            ],
-        )
-        return
     # One UPDATE from four arrays rather than one UPDATE per monitor; the condition keeps a
     # newer last check written by another consumer.
     await session.execute(
@@ -625,6 +534,11 @@ async def _apply_status_changes(
     one starts (or stays open)."""
     changes = [(e.tenant, c) for e, c in events if isinstance(c, MonitorStatusChanged)]
     changes.sort(key=lambda pair: (pair[1].changed_at, str(pair[1].monitor_id)))
+    if not is_postgres(session):
+        # The same steps in one trip to SQLite's thread: a bulk import's first status changes
+        # were four to five trips each
+        await sqlite_ingest.place_status_changes(session, changes)
+        return
     table = status_intervals
     for tenant, event in changes:
         m, at = event.monitor_id, event.changed_at
