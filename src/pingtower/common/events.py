@@ -9,10 +9,13 @@ its consumers can never disagree about a field; `docs/asyncapi.yaml` documents t
 from __future__ import annotations
 
 import builtins
+import itertools
+import os
 import uuid
+from collections.abc import Generator, Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +35,30 @@ class Contract(BaseModel):
 ContractT = TypeVar("ContractT", bound=Contract)
 
 
+# Event ids: a random prefix drawn once per process and a counter, shaped as a version-4 UUID
+# (version and variant bits set; 60 random bits, 62 counter bits), as the scheduler makes job
+# ids. An event id must be unique (consumers deduplicate on it), not unguessable, and `uuid4`
+# is a system call for 16 random bytes per event. Two processes collide only if they draw the
+# same prefix (2**-60 per pair); a process would need 2**62 events to wrap.
+_COUNTER_BITS = 62
+_COUNTER_MASK = (1 << _COUNTER_BITS) - 1
+_id_prefix = 0
+
+
+def _draw_id_prefix() -> None:
+    global _id_prefix  # the process's own: a forked child draws its own
+    _id_prefix = (uuid.uuid4().int >> _COUNTER_BITS) << _COUNTER_BITS
+
+
+_draw_id_prefix()
+os.register_at_fork(after_in_child=_draw_id_prefix)
+_id_counter = itertools.count()
+
+
+def new_event_id() -> uuid.UUID:
+    return uuid.UUID(int=_id_prefix | (next(_id_counter) & _COUNTER_MASK))
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     # The contract an envelope was wrapped from, so that in-process consumers get it back
@@ -40,12 +67,16 @@ class Envelope(BaseModel):
     # serialisation and copies see only the fields. Sharing is safe: contracts are frozen.
     __slots__ = ("_contract",)
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    id: uuid.UUID = Field(default_factory=new_event_id)
     type: str
     version: int = 1
     occurred_at: datetime = Field(default_factory=utcnow)
     producer: str
     tenant: str
+    # An envelope made by `wrap` without a payload dumps its contract only when something
+    # reads the payload (the attribute, a dump, bytes, equality, a copy): in-process consumers
+    # take the contract itself, and the JSON-mode dump was a third of a check result's way to
+    # its consumers in the embedded mode (bench/README.md, performance round 5).
     payload: dict[str, Any]
 
     @classmethod
@@ -60,18 +91,88 @@ class Envelope(BaseModel):
         payload: dict[str, Any] | None = None,
     ) -> Envelope:
         """`payload`: the event's JSON form if the caller has it already (it must equal
-        `event.model_dump(mode="json")`; the scheduler keeps most of a job's dumped)."""
-        envelope = cls(
-            id=id or uuid.uuid4(),
-            type=event.TYPE,
-            version=event.VERSION,
-            occurred_at=occurred_at or utcnow(),
-            producer=producer,
-            tenant=tenant,
-            payload=event.model_dump(mode="json") if payload is None else payload,
-        )
-        object.__setattr__(envelope, "_contract", event)  # the model is frozen
+        `event.model_dump(mode="json")`; the scheduler keeps most of a job's dumped). The
+        envelope keeps that dict: the caller must not change it afterwards."""
+        # Not validated: every value is typed, and the contract was validated when it was
+        # made; validating the envelope's fields again cost as much as dumping the contract.
+        fields: dict[str, Any] = {
+            "id": id or new_event_id(),
+            "type": event.TYPE,
+            "version": event.VERSION,
+            "occurred_at": occurred_at or utcnow(),
+            "producer": producer,
+            "tenant": tenant,
+        }
+        if payload is not None:
+            fields["payload"] = payload
+        envelope = cls.__new__(cls)
+        object.__setattr__(envelope, "__dict__", fields)  # the model is frozen
+        object.__setattr__(envelope, "__pydantic_fields_set__", set(_ENVELOPE_FIELDS))
+        object.__setattr__(envelope, "__pydantic_extra__", None)
+        object.__setattr__(envelope, "__pydantic_private__", None)
+        object.__setattr__(envelope, "_contract", event)
         return envelope
+
+    def _with_payload(self) -> None:
+        """Puts the payload in place, dumped from the contract, if it is not yet."""
+        fields = self.__dict__
+        if "payload" not in fields:
+            # Idempotent: two threads that both dump store equal dicts.
+            contract: Contract = object.__getattribute__(self, "_contract")
+            fields["payload"] = contract.model_dump(mode="json")
+
+    if not TYPE_CHECKING:  # BaseModel.__getattr__ exists only at run time
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "payload":
+                self._with_payload()
+                return self.__dict__["payload"]
+            return super().__getattr__(name)
+
+    # Everything of BaseModel's that reads the fields straight from `__dict__` sees a payload.
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Envelope):
+            other._with_payload()
+        self._with_payload()
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        # What pydantic's hash of a frozen model hashes (so, as before, a TypeError: the
+        # payload is a dict); defining __hash__ here replaces the one pydantic would make.
+        self._with_payload()
+        return hash(tuple(self.__dict__[name] for name in type(self).model_fields))
+
+    def __iter__(self) -> Generator[tuple[str, Any], None, None]:
+        self._with_payload()
+        return super().__iter__()
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        self._with_payload()
+        return super().__repr_args__()
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._with_payload()
+        return super().__getstate__()
+
+    def __copy__(self) -> Self:
+        self._with_payload()
+        return super().__copy__()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        self._with_payload()
+        return super().__deepcopy__(memo)
+
+    def model_copy(self, *args: Any, **kwargs: Any) -> Self:
+        self._with_payload()
+        return super().model_copy(*args, **kwargs)
+
+    def model_dump(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self._with_payload()
+        return super().model_dump(*args, **kwargs)
+
+    def model_dump_json(self, *args: Any, **kwargs: Any) -> str:
+        self._with_payload()
+        return super().model_dump_json(*args, **kwargs)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -96,6 +197,9 @@ class Envelope(BaseModel):
         if type(kept) is model:
             return kept
         return model.model_validate(self.payload)
+
+
+_ENVELOPE_FIELDS = frozenset(Envelope.model_fields)
 
 
 class UnknownEventError(ValueError):

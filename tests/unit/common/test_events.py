@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, get_args
 
@@ -23,6 +26,7 @@ from pingtower.common.events import (
     MonitorDeleted,
     Outcome,
     UnknownEventError,
+    new_event_id,
 )
 
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
@@ -254,3 +258,98 @@ def test_a_copy_with_another_payload_is_validated_not_given_the_old_contract() -
     parsed = copied.parse()
     assert isinstance(parsed, CheckCompleted)
     assert parsed.region == "us"
+
+
+def eager_twin(wrapped: Envelope) -> Envelope:
+    """The envelope built from fields, with the payload dumped up front."""
+    contract = wrapped.parse()
+    fields = {name: wrapped.__dict__[name] for name in Envelope.model_fields if name != "payload"}
+    return Envelope(**fields, payload=contract.model_dump(mode="json"))
+
+
+def test_a_wrapped_envelope_dumps_its_payload_only_when_something_reads_it() -> None:
+    event = completed_check()
+    wrapped = Envelope.wrap(event, producer="pinger", tenant="t")
+    assert "payload" not in wrapped.__dict__
+    assert wrapped.parse() is event  # in-process consumers need no payload
+    assert "payload" not in wrapped.__dict__
+    assert wrapped.payload == event.model_dump(mode="json")
+    assert wrapped.payload is wrapped.payload  # dumped once
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda e: e.to_bytes(),
+        lambda e: e.model_dump(),
+        lambda e: e.model_dump(mode="json"),
+        lambda e: e.model_dump_json(),
+        lambda e: repr(e),
+        lambda e: dict(e),
+        lambda e: copy.copy(e).model_dump(),
+        lambda e: copy.deepcopy(e).model_dump(),
+        lambda e: e.model_copy().model_dump(),
+        lambda e: pickle.loads(pickle.dumps(e)).model_dump(),
+    ],
+    ids=[
+        "bytes",
+        "dump",
+        "json dump",
+        "json",
+        "repr",
+        "dict",
+        "copy",
+        "deepcopy",
+        "model_copy",
+        "pickle",
+    ],
+)
+def test_every_way_of_reading_a_wrapped_envelope_sees_its_payload(
+    read: Callable[[Envelope], object],
+) -> None:
+    wrapped = Envelope.wrap(completed_check(), producer="pinger", tenant="t")
+    assert read(wrapped) == read(eager_twin(wrapped))
+
+
+@given(event=ANY_CONTRACT, tenant=st.text(min_size=1, max_size=20))
+def test_a_wrapped_envelope_equals_and_serialises_as_one_built_from_its_fields(
+    event: Contract, tenant: str
+) -> None:
+    wrapped = Envelope.wrap(event, producer="pinger", tenant=tenant)
+    twin = eager_twin(
+        Envelope.wrap(
+            event, producer="pinger", tenant=tenant, id=wrapped.id, occurred_at=wrapped.occurred_at
+        )
+    )
+    assert twin == wrapped  # the twin's side first: pydantic's own equality
+    assert (
+        Envelope.wrap(
+            event, producer="pinger", tenant=tenant, id=wrapped.id, occurred_at=wrapped.occurred_at
+        )
+        == twin
+    )
+    assert wrapped.to_bytes() == twin.to_bytes()
+    assert wrapped.model_fields_set == twin.model_fields_set
+
+
+def test_an_envelope_is_unhashable_as_before() -> None:
+    # Its payload is a dict: a dumped-on-demand payload must not make it hashable.
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(Envelope.wrap(completed_check(), producer="pinger", tenant="t"))
+
+
+def test_event_ids_are_distinct_version_4_uuids() -> None:
+    ids = [new_event_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert {found.version for found in ids} == {4}
+    assert {found.variant for found in ids} == {uuid.RFC_4122}
+    wrapped = Envelope.wrap(completed_check(), producer="pinger", tenant="t")
+    assert wrapped.id.version == 4
+
+
+def test_a_given_payload_is_kept_as_given() -> None:
+    event = completed_check()
+    payload = event.model_dump(mode="json")
+    wrapped = Envelope.wrap(event, producer="pinger", tenant="t", payload=payload)
+    assert wrapped.payload is payload
+    assert wrapped.to_bytes() == eager_twin(wrapped).to_bytes()

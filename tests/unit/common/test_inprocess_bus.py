@@ -388,3 +388,53 @@ async def test_consumers_get_the_published_envelope_and_its_contract_unvalidated
     assert first.received[0] is envelope
     assert second.received[0] is envelope
     assert first.received[0].parse() is deleted
+
+
+async def test_one_publish_to_several_consumers_returns_once_each_handled_each_event(
+    bus: InProcessBus,
+) -> None:
+    # One wait per publish call, not one per delivery: it must still cover every consumer's
+    # every message, a redelivered one included.
+    fast, other = Recorder(), Recorder()
+    gate = asyncio.Event()
+    failures = 0
+    slow: list[Envelope] = []
+
+    async def gated(batch: Sequence[Envelope]) -> None:
+        nonlocal failures
+        await gate.wait()
+        if failures < 2:  # the first batch, then its first message alone: redelivered
+            failures += 1
+            raise ConnectionError("database restarting")
+        slow.extend(batch)
+
+    for name, handler in (("evaluator", fast), ("statistics", other), ("notificator", gated)):
+        bus.subscribe(name, ["check.completed"], handler, max_batch=4)
+    published = [event("check.completed") for _ in range(10)]
+    await bus.start()
+    publishing = asyncio.create_task(bus.publish(published))
+    await eventually(lambda: len(fast.received) == 10 and len(other.received) == 10)
+    assert not publishing.done()
+    gate.set()
+    await asyncio.wait_for(publishing, 10)
+    assert sorted(e.id for e in slow) == sorted(e.id for e in published)
+    assert failures == 2
+    assert bus.dead_letters == []
+    assert all(bus.pending(name) == 0 for name in ("evaluator", "statistics", "notificator"))
+
+
+async def test_a_publish_returns_when_one_of_its_messages_was_dead_lettered(
+    bus: InProcessBus,
+) -> None:
+    # A dead-lettered message is settled (the broker took it): the publish succeeds.
+    poison, good = event("check.completed"), event("check.completed")
+
+    async def handler(batch: Sequence[Envelope]) -> None:
+        if any(e.id == poison.id for e in batch):
+            raise ValueError("bad payload")
+
+    bus.subscribe("statistics.checks", ["check.completed"], handler)
+    bus.subscribe("evaluator", ["check.completed"], Recorder())
+    await bus.start()
+    await asyncio.wait_for(bus.publish([poison, good]), 10)
+    assert bus.dead_letters == [poison]

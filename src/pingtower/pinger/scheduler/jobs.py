@@ -10,13 +10,11 @@ performance round 5).
 
 from __future__ import annotations
 
-import itertools
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pingtower.common.events import CheckJob, Envelope
+from pingtower.common.events import CheckJob, Envelope, new_event_id
 
 PRODUCER = "pinger.scheduler"
 # Stands in for the run's own values in a template; replaced in every job made from it.
@@ -24,28 +22,9 @@ _PLACEHOLDER_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _PLACEHOLDER_ID = uuid.UUID(int=0)
 _ALL_FIELDS = set(CheckJob.model_fields)
 
-# Job ids: a random prefix drawn once per process and a counter, shaped as a version-4 UUID
-# (version and variant bits set; 60 random bits, 62 counter bits). A job id must be unique, not
-# unguessable (it is no capability: results are read by monitor, under the tenant's access),
-# and `uuid4` is a system call for 16 random bytes per id. Two processes collide only if they
-# draw the same prefix (2**-60 per pair) and a process would need 2**62 jobs to wrap.
-_COUNTER_BITS = 62
-_COUNTER_MASK = (1 << _COUNTER_BITS) - 1
-_prefix = 0
-
-
-def _draw_prefix() -> None:
-    global _prefix  # the process's own: a forked child draws its own
-    _prefix = (uuid.uuid4().int >> _COUNTER_BITS) << _COUNTER_BITS
-
-
-_draw_prefix()
-os.register_at_fork(after_in_child=_draw_prefix)
-_counter = itertools.count()
-
-
-def new_job_id() -> uuid.UUID:
-    return uuid.UUID(int=_prefix | (next(_counter) & _COUNTER_MASK))
+# A job id is an event id (`new_event_id`: unique, not secret, no system call per id): a job
+# is one message, and its envelope carries the same id.
+new_job_id = new_event_id
 
 
 def json_time(moment: datetime) -> str:
