@@ -36,7 +36,6 @@ import re
 import select
 import socket
 import ssl
-import struct
 import time
 import weakref
 from collections.abc import Callable
@@ -47,13 +46,11 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httptools
 
 from pingtower.common.egress import Networks, check_address
+from pingtower.pinger.checks.stream_sockets import nonblocking_stream, reset_on_close
 
 USER_AGENT = b"PingTower-Check/1"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _URL_SAFE = "/%?=&;:@!$'()*+,~-._[]"
-_LINGER_RESET = struct.pack("ii", 1, 0)
-# A socket created non-blocking: one system call fewer than setblocking(False) (Linux only).
-_STREAM = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 _CONNECTING = frozenset({0, errno.EINPROGRESS})
 _NONE_GIVEN: frozenset[str] = frozenset()  # the header names of a request without headers
 # URLs whose parsed form is kept: a probe checks the same URLs over and over. A fleet with more
@@ -570,13 +567,10 @@ def _target(url: str) -> _Target:
 
 
 def _reset(transport: asyncio.BaseTransport) -> None:
-    """Makes the transport's close a reset (SO_LINGER 0): the check is over, and a normal close
-    would leave the socket in TIME_WAIT for a minute on our side whenever we close first."""
+    """Makes the transport's close a reset (`reset_on_close`)."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        # OSError: the peer's reset came first; nothing is left to linger.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        reset_on_close(sock)
 
 
 def _cert_expiry(transport: asyncio.BaseTransport) -> datetime | None:
@@ -679,11 +673,9 @@ class HttpClient:
         out = self._head(method, target, headers, body) + (body or b"")
         errors: list[str] = []
         for family, address in addresses:
-            sock = socket.socket(family, _STREAM)
+            sock = nonblocking_stream(family)
             exchange: _PlainExchange | None = None
             try:
-                if _STREAM == socket.SOCK_STREAM:  # no SOCK_NONBLOCK on this platform
-                    sock.setblocking(False)
                 error = sock.connect_ex((address, target.port))
                 if error not in _CONNECTING:
                     errors.append(f"{address}: {os.strerror(error)}")
@@ -699,9 +691,7 @@ class HttpClient:
                 if exchange is not None:
                     exchange.stop()
                     if exchange.connected is not None and not exchange.peer_closed:
-                        # We close first: without a reset our side would wait in TIME_WAIT.
-                        with contextlib.suppress(OSError):
-                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                        reset_on_close(sock)  # we close first
                 sock.close()
             finished = time.perf_counter()
             assert exchange.connected is not None  # the exchange ended without _ConnectError

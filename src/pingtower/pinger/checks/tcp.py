@@ -14,14 +14,12 @@ out once, not per check (`_prepared`, `_endpoint`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import functools
 import ipaddress
 import os
 import re
 import socket
-import struct
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pingtower.common.egress import EgressDeniedError, check_address
 from pingtower.common.events import CheckJob, Outcome
 from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, register
+from pingtower.pinger.checks.stream_sockets import nonblocking_stream, reset_on_close
 from pingtower.pinger.domain.monitor import InvalidSettingError, parse_host_port
 
 
@@ -45,9 +44,6 @@ class TcpSettings(BaseModel):
     max_reply_bytes: int = Field(4096, ge=1, le=65_536)
 
 
-_LINGER_RESET = struct.pack("ii", 1, 0)
-# A socket created non-blocking: one system call fewer than setblocking(False) (Linux only).
-_STREAM = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 # Distinct settings and targets kept worked out; beyond these, the least recently used are
 # worked out again on their next check.
 SETTINGS_CACHED = 4096
@@ -158,7 +154,7 @@ async def _probe(
     phases["dns"] = round((resolved - started) * 1000, 3)
     error: OSError | None = None
     for family, address in addresses:
-        sock = socket.socket(family, _STREAM)
+        sock = nonblocking_stream(family)
         try:
             try:
                 if not _connect(sock, address, port):
@@ -172,9 +168,7 @@ async def _probe(
                     return CheckResult(Outcome.UP)
                 return await _converse(sock, prepared, deadline)
             finally:
-                # We close first: without a reset our side would wait in TIME_WAIT.
-                with contextlib.suppress(OSError):  # the peer's reset came first
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                reset_on_close(sock)  # we close first
         finally:
             sock.close()
     assert error is not None  # there is at least one address
@@ -184,8 +178,6 @@ async def _probe(
 def _connect(sock: socket.socket, address: str, port: int) -> bool:
     """Starts connecting the non-blocking `sock`: True if the connection is already made,
     False if it is in progress; OSError if it failed at once."""
-    if _STREAM == socket.SOCK_STREAM:  # no SOCK_NONBLOCK on this platform
-        sock.setblocking(False)
     error = sock.connect_ex((address, port))
     if error == 0:
         return True
