@@ -8,6 +8,7 @@ change writes its `monitor.*` event through the outbox in the same transaction.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -47,7 +48,7 @@ from pingtower.pinger.domain.monitor import (
 from pingtower.pinger.domain.schedule import validate_cron
 from pingtower.pinger.domain.secrets import mask_secrets, merge_secrets
 from pingtower.pinger.domain.status import pause, resume
-from pingtower.pinger.scheduler.jobs import job_envelope
+from pingtower.pinger.scheduler.jobs import templates_of
 from pingtower.pinger.store import monitors as store
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.states import (
@@ -434,19 +435,10 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
             raise Problem(409, "Conflict", f"{row.type} monitors are not checked by probes")
         now = utcnow()
         job_ids = []
-        for region in row.regions:
-            envelope = job_envelope(
-                monitor_id=row.id,
-                tenant=row.tenant,
-                check_type=row.type,
-                target=row.target,
-                settings=row.settings,
-                timeout_seconds=row.timeout_seconds,
-                region=region,
-                scheduled_at=now,
-                interval_seconds=row.interval_seconds,
-            )
-            await bus.publish_job(envelope, region)
+        deadline = now + timedelta(seconds=row.interval_seconds)
+        for template in templates_of(row):
+            envelope = template.envelope(now, deadline)
+            await bus.publish_job(envelope, template.region)
             job_ids.append(envelope.payload["job_id"])
         return CheckQueued(job_ids=job_ids, regions=list(row.regions))
 

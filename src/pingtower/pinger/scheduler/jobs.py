@@ -119,6 +119,24 @@ class JobTemplate:
         )
 
 
+def templates_of(monitor: Any) -> tuple[JobTemplate, ...]:
+    """A monitor row's job templates, one per region (a row of the monitors table, or any
+    object with its `id`, `tenant`, `type`, `target`, `settings`, `timeout_seconds` and
+    `regions`)."""
+    return tuple(
+        JobTemplate(
+            monitor_id=monitor.id,
+            tenant=monitor.tenant,
+            check_type=monitor.type,
+            target=monitor.target,
+            settings=monitor.settings,
+            timeout_seconds=monitor.timeout_seconds,
+            region=region,
+        )
+        for region in monitor.regions
+    )
+
+
 def job_envelope(
     *,
     monitor_id: uuid.UUID,
@@ -131,7 +149,7 @@ def job_envelope(
     scheduled_at: datetime,
     interval_seconds: float,
 ) -> Envelope:
-    """One job on its own (a "check now"); the scheduler keeps a template per monitor."""
+    """One job on its own, from its fields; the scheduler keeps a template per monitor."""
     template = JobTemplate(
         monitor_id=monitor_id,
         tenant=tenant,

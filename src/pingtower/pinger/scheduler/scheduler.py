@@ -45,7 +45,7 @@ from pingtower.pinger.checks.base import get_check
 from pingtower.pinger.domain.monitor import InvalidSettingError
 from pingtower.pinger.domain.schedule import next_cron, next_run, offset_fraction, spread
 from pingtower.pinger.scheduler.heartbeats import HeartbeatWatcher
-from pingtower.pinger.scheduler.jobs import JobTemplate
+from pingtower.pinger.scheduler.jobs import JobTemplate, templates_of
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.tables import monitor_states, monitors
 
@@ -398,18 +398,7 @@ class Scheduler(Component):
             return
         entry = Entry(
             id=row.id,
-            jobs=tuple(
-                JobTemplate(
-                    monitor_id=row.id,
-                    tenant=row.tenant,
-                    check_type=row.type,
-                    target=row.target,
-                    settings=row.settings,
-                    timeout_seconds=row.timeout_seconds,
-                    region=region,
-                )
-                for region in row.regions
-            ),
+            jobs=templates_of(row),
             interval=row.interval_seconds,
             retry_interval=row.retry_interval_seconds,
             updated_at=row.updated_at,
