@@ -26,9 +26,9 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from bench._database import throwaway_database
+from bench._monitor_rows import http_monitor_row
 from pingtower.common.events import CheckCompleted, Envelope, Outcome, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
@@ -67,29 +67,15 @@ async def measure(url: str, monitor_count: int, batch: int, batches: int) -> str
         handle = evaluator.inbox.handler(db.sessions, evaluator.apply)
         now = utcnow()
         ids = [uuid.uuid4() for _ in range(monitor_count)]
-        definitions: list[dict[str, Any]] = [
-            {
-                "id": monitor_id,
-                "tenant": "bench",
-                "name": f"bench {n}",
-                "type": "http",
-                "target": "http://127.0.0.1/",
-                "settings": {},
-                "tags": [],
-                "interval_seconds": 20,
-                "cron": None,
-                "timezone": "UTC",
-                "timeout_seconds": 5.0,
-                "regions": ["default"],
-                "failures_before_down": 2,
-                "successes_before_up": 1,
-                "retry_interval_seconds": 20,
-                "parent_id": None,
-                "paused": False,
-                "public": False,
-                "created_at": now,
-                "updated_at": now,
-            }
+        definitions = [
+            http_monitor_row(
+                monitor_id,
+                n,
+                target="http://127.0.0.1/",
+                interval=20,
+                retry_interval=20,
+                stamp=now,
+            )
             for n, monitor_id in enumerate(ids)
         ]
         async with db.sessions() as session, session.begin():

@@ -36,11 +36,11 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 
 from bench._database import create_database, drop_database, server_url, unique_name
+from bench._monitor_rows import http_monitor_row
 from bench._runtime import process_cpu_seconds, stop_process, wait_ready
 from bench.local_nginx import LocalNginx, free_port
 
@@ -70,31 +70,18 @@ async def insert_monitors(
     from pingtower.pinger.store.tables import monitor_states, monitors
 
     now = utcnow()
-    rows: list[dict[str, Any]] = []
-    for index in range(count):
-        rows.append(
-            {
-                "id": uuid.uuid4(),
-                "tenant": "bench",
-                "name": f"bench-{index}",
-                "type": "http",
-                "target": target,
-                "settings": {},
-                "tags": [],
-                "interval_seconds": interval,
-                "cron": None,
-                "timezone": "UTC",
-                "timeout_seconds": min(5.0, float(interval)),
-                "regions": ["default"],
-                "failures_before_down": 2,
-                "successes_before_up": 1,
-                "retry_interval_seconds": interval,
-                "parent_id": None,
-                "paused": False,
-                "created_at": now,
-                "updated_at": now,
-            }
+    rows = [
+        http_monitor_row(
+            uuid.uuid4(),
+            index,
+            target=target,
+            interval=interval,
+            retry_interval=interval,
+            stamp=now,
+            timeout_seconds=min(5.0, float(interval)),
         )
+        for index in range(count)
+    ]
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as connection:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench._database import throwaway_database
+from bench._monitor_rows import http_monitor_row
 from bench._table import Row, print_rows
 from pingtower.common.events import Envelope, utcnow
 from pingtower.common.messaging.bus import Bus, UnpublishedJob
@@ -69,27 +70,16 @@ async def fill(db: PingerDatabase, count: int, interval: int, fresh: bool) -> No
             # Written over the past day, or all at once (a bulk import).
             stamp = now if fresh else now - timedelta(seconds=86_400 * (count - index) / count)
             rows.append(
-                {
-                    "id": monitor_id,
-                    "tenant": "bench",
-                    "name": f"bench-{index}",
-                    "type": "http",
-                    "target": f"http://127.0.0.1:9/{index}",
-                    "settings": {"expected_status": ["200-299"], "follow_redirects": True},
-                    "tags": ["bench"],
-                    "interval_seconds": interval,
-                    "cron": None,
-                    "timezone": "UTC",
-                    "timeout_seconds": 5.0,
-                    "regions": ["default"],
-                    "failures_before_down": 2,
-                    "successes_before_up": 1,
-                    "retry_interval_seconds": 10,
-                    "parent_id": None,
-                    "paused": False,
-                    "created_at": stamp,
-                    "updated_at": stamp,
-                }
+                http_monitor_row(
+                    monitor_id,
+                    index,
+                    target=f"http://127.0.0.1:9/{index}",
+                    interval=interval,
+                    retry_interval=10,
+                    stamp=stamp,
+                    settings={"expected_status": ["200-299"], "follow_redirects": True},
+                    tags=["bench"],
+                )
             )
             state = initial_state_row(monitor_id, "bench", paused=False)
             states.append({**state, "since": stamp, "changed_at": stamp})
