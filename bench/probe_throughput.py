@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import resource
 import shutil
@@ -24,7 +25,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from bench.local_nginx import LocalNginx
-from pingtower.common.events import CheckJob, Outcome, utcnow
+from pingtower.common.events import CheckCompleted, CheckJob, Envelope, Outcome, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
 from pingtower.pinger.checks.base import CheckContext, get_check
@@ -137,7 +138,7 @@ async def bare_aiohttp(url: str, seconds: float, concurrency: int) -> Row:
         return await closed_loop("bare aiohttp, fresh connections", seconds, concurrency, once)
 
 
-def job(check_type: str, target: str, **settings: Any) -> dict[str, Any]:
+def job(check_type: str, target: str, **settings: Any) -> CheckJob:
     """A job as the scheduler sends it: the settings as the API stores them (every field)."""
     now = utcnow()
     target, normalised = get_check(check_type).validate(target, settings)
@@ -149,32 +150,52 @@ def job(check_type: str, target: str, **settings: Any) -> dict[str, Any]:
         timeout_seconds=10,
         scheduled_at=now,
         deadline=now + timedelta(hours=1),
-    ).model_dump(mode="json")
+    )
+
+
+class _NoBus(InProcessBus):
+    """Takes the probe's results and does nothing with them: the rows measure the probe, not
+    the bus (bench.result_path and bench.bus_costs measure that)."""
+
+    published = 0
+    last: Envelope | None = None
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        self.published += len(envelopes)
+        self.last = envelopes[-1]
 
 
 async def probe_checks(
     check_type: str, target: str, seconds: float, concurrency: int, **check_settings: Any
 ) -> Row:
-    """The probe's path for one job minus the bus: parse the job, run the check, build the
-    check.completed event."""
-    settings = Settings(allow_private_targets=True, probe_concurrency=concurrency)
-    probe = Probe(InProcessBus(), settings)
-    payload = job(check_type, target, **check_settings)
-    last_error: list[str] = []
+    """The probe's path for a job minus the bus: `Probe.handle` of the job as the in-process
+    bus delivers it (the scheduler's contract, wrapped), with its gates, the check,
+    `check.completed` and its envelope, the metrics, and the publisher's batching and
+    confirmation. The embedded mode's path; a job from RabbitMQ is validated from its bytes
+    first (bench.scale_out). One target host, so the per-host limit is the concurrency."""
+    settings = Settings(
+        allow_private_targets=True,
+        probe_concurrency=concurrency,
+        probe_per_target_concurrency=concurrency,
+    )
+    bus = _NoBus()
+    probe = Probe(bus, settings)
+    envelope = Envelope.wrap(job(check_type, target, **check_settings), producer="b", tenant="b")
 
     async def once() -> bool:
-        completed = await probe.run(CheckJob.model_validate(payload))
-        if completed.outcome != Outcome.UP:
-            last_error[:] = [f"{completed.error_kind}: {completed.error_message}"]
-        return completed.outcome == Outcome.UP
+        published = bus.published
+        await probe.handle(envelope)
+        return bus.published > published  # the result went out (not dropped as expired)
 
     try:
         await probe.start()
         row = await closed_loop(f"probe {check_type} check", seconds, concurrency, once, MAX_ECHOES)
     finally:
         await probe.stop()
-    if last_error:
-        row.client += f" (last error {last_error[0][:60]})"
+    completed = bus.last.parse_as(CheckCompleted) if bus.last is not None else None
+    if completed is None or completed.outcome != Outcome.UP:
+        error = f"{completed.error_kind}: {completed.error_message}" if completed else "none"
+        row.client += f" (last result {error[:60]})"
     return row
 
 
@@ -206,7 +227,7 @@ async def check_alone(check_type: str, target: str, seconds: float, concurrency:
     the probe's job decoding, metrics and event."""
     check = get_check(check_type)
     context = CheckContext(allow_private=True)
-    parsed = CheckJob.model_validate(job(check_type, target))
+    parsed = job(check_type, target)
 
     async def once() -> bool:
         return (await check.run(parsed, context)).outcome == Outcome.UP
@@ -314,7 +335,9 @@ async def main_async(args: argparse.Namespace) -> None:
     seconds, concurrency = args.seconds, args.concurrency
     if args.icmp_only:
         await icmp_rows(seconds, concurrency)
-        print(f"\nloop: {type(asyncio.get_running_loop()).__module__}; cores: {_cores()}")
+        print(
+            f"\nloop: {type(asyncio.get_running_loop()).__module__}; cores: {_cores()}; {_load()}"
+        )
         return
     with LocalNginx(workers=args.nginx_workers) as nginx:
         pause = 1.0  # lets TIME_WAIT sockets of one client drain a little before the next
@@ -344,12 +367,15 @@ async def main_async(args: argparse.Namespace) -> None:
     if not args.no_icmp:
         await asyncio.sleep(pause)
         await icmp_rows(seconds, concurrency)
-    print(f"\nloop: {type(asyncio.get_running_loop()).__module__}; cores: {_cores()}")
+    print(f"\nloop: {type(asyncio.get_running_loop()).__module__}; cores: {_cores()}; {_load()}")
+
+
+def _load() -> str:
+    """The load average at the end, to read the figures by: the machine may be shared."""
+    return "load average " + " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

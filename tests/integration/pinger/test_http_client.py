@@ -19,6 +19,7 @@ from aiohttp import web
 
 from pingtower.common.events import CheckJob, Outcome, utcnow
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
+from pingtower.pinger.checks.http import _prepared, _request
 from pingtower.pinger.domain.monitor import InvalidSettingError
 
 
@@ -198,6 +199,20 @@ async def test_see_other_turns_a_post_into_a_get_without_body(
         context, f"{servers['http']}/see-other", method="POST", body="x", keyword="GET ''"
     )
     assert result.outcome == Outcome.UP, result.error_message
+
+
+async def test_a_monitors_checks_share_one_request_and_a_redirect_hop_is_its_own(
+    context: CheckContext, servers: dict[str, str]
+) -> None:
+    settings: dict[str, Any] = {"method": "POST", "body": "x", "keyword": "GET ''"}
+    for _ in range(2):  # the second check sends the first hop's bytes the first one kept
+        result = await check(context, f"{servers['http']}/see-other", **settings)
+        assert result.outcome == Outcome.UP, result.error_message
+    target, normalised = get_check("http").validate(f"{servers['http']}/see-other", settings)
+    first_hop = _request(target, _prepared(normalised)).first_hop
+    assert first_hop is not None
+    assert first_hop.startswith(b"POST /see-other HTTP/1.1\r\n")
+    assert first_hop.endswith(b"Content-Length: 1\r\n\r\nx")
 
 
 async def test_a_redirect_to_another_scheme_is_refused(

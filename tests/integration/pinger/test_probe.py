@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from pingtower.common.events import CheckJob, Envelope, utcnow
+from pingtower.common.events import CheckCompleted, CheckJob, Envelope, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
 from pingtower.pinger.probe.probe import JOBS_EXPIRED, Probe, target_host
@@ -65,6 +65,13 @@ async def test_probe_runs_a_job_and_publishes_check_completed(target: HttpTarget
     assert done.payload["monitor_id"] == job.payload["monitor_id"]
     assert done.payload["outcome"] == "up"
     assert done.payload["status_code"] == 200
+    # The end is the start plus the time the probe measured, which holds the check's latency;
+    # the event happened when the check was over.
+    completed = done.parse_as(CheckCompleted)
+    assert completed.latency_ms is not None
+    took = completed.finished_at - completed.started_at
+    assert took >= timedelta(milliseconds=completed.latency_ms) - timedelta(microseconds=1)
+    assert done.occurred_at == completed.finished_at
 
 
 async def test_a_job_past_its_deadline_is_dropped_and_counted(target: HttpTarget) -> None:

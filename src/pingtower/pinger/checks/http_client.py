@@ -15,7 +15,8 @@ keeps the caller's deadline itself, cheaper than `asyncio.timeout` around it. HT
 the loop's transport, for start_tls.
 
 What repeats from check to check is done once: a URL is parsed into its request line, Host
-header and address (if it is one) once per URL (`_target`, bounded). A connection the server
+header and address (if it is one) once per URL (`_target`, bounded), and a `Request` sent again
+keeps the bytes of its first hop (`Request.first_hop`). A connection the server
 has not closed by the time the response is in is closed with a reset (SO_LINGER 0), so the
 prober never holds sockets in TIME_WAIT, however many checks it runs; one whose close has
 already been read is closed normally (nothing is left waiting on our side, and setting the
@@ -46,7 +47,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httptools
 
 from pingtower.common.egress import Networks, check_address
-from pingtower.pinger.checks.stream_sockets import nonblocking_stream, reset_on_close
+from pingtower.pinger.checks.stream_sockets import bare_nonblocking_stream, reset_on_close
 
 USER_AGENT = b"PingTower-Check/1"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -102,14 +103,20 @@ class Response:
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3 µs per check
 class Request:
+    """What to request. May be shared between checks (a monitor's checks make the same
+    request): the client changes nothing but `first_hop`, and the caller must change nothing
+    once it has been sent."""
+
     method: str
     url: str
-    headers: dict[str, str]  # may be shared between checks: never changed here
+    headers: dict[str, str]
     body: bytes | None
     max_body: int
     verify_tls: bool
     follow_redirects: bool
     max_redirects: int
+    # The first hop's bytes (head and body), kept by the client when it first sends them.
+    first_hop: bytes | None = None
 
 
 class _HeaderFields:
@@ -362,7 +369,7 @@ class _PlainExchange(_ResponseReader):
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        sock: socket.socket,
+        sock: socket.SocketType,
         out: bytes,
         max_body: int,
         head: bool,
@@ -606,7 +613,7 @@ class HttpClient:
         headers = request.headers
         first_phases: dict[str, float] | None = None
         for hop in range(request.max_redirects + 1):
-            response = await self._one(method, url, headers, body, request, deadline)
+            response = await self._one(method, url, headers, body, request, deadline, hop)
             if first_phases is None:
                 first_phases = response.phases_ms
             location = (
@@ -649,6 +656,7 @@ class HttpClient:
         body: bytes | None,
         request: Request,
         deadline: float | None,
+        hop: int,
     ) -> Response:
         target = _target(url)
         started = time.perf_counter()
@@ -664,16 +672,21 @@ class HttpClient:
                 address, allow_private=self.allow_private, allow_networks=self.allow_networks
             )
         resolved = time.perf_counter()
+        if hop == 0:  # the request as given: its bytes are the same at every check
+            out = request.first_hop
+            if out is None:
+                out = request.first_hop = self._head(method, target, headers, body) + (body or b"")
+        else:
+            out = self._head(method, target, headers, body) + (body or b"")
         if target.secure:
             async with asyncio.timeout_at(deadline):
                 return await self._one_tls(
-                    method, target, headers, body, request, addresses, started, resolved
+                    target, out, method, request, addresses, started, resolved
                 )
         loop = asyncio.get_running_loop()
-        out = self._head(method, target, headers, body) + (body or b"")
         errors: list[str] = []
         for family, address in addresses:
-            sock = nonblocking_stream(family)
+            sock = bare_nonblocking_stream(family)
             exchange: _PlainExchange | None = None
             try:
                 error = sock.connect_ex((address, target.port))
@@ -713,10 +726,9 @@ class HttpClient:
 
     async def _one_tls(
         self,
-        method: str,
         target: _Target,
-        headers: dict[str, str],
-        body: bytes | None,
+        out: bytes,
+        method: str,
         request: Request,
         addresses: list[tuple[int, str]],
         started: float,
@@ -758,7 +770,7 @@ class HttpClient:
                 raise HttpClientError("tls", "TLS handshake failed")
             transport = protocol.transport = upgraded
             handshaken = time.perf_counter()
-            transport.write(self._head(method, target, headers, body) + (body or b""))
+            transport.write(out)
             await protocol.done
             finished = time.perf_counter()
             cert_expires_at = _cert_expiry(transport)
