@@ -1,15 +1,18 @@
 """CPU per message of the RabbitMQ bus itself: this process's and the broker's.
 
     set -a; . /tmp/testenv.vars; set +a
-    .venv/bin/python -m bench.bus_costs [--messages 10000]
+    .venv/bin/python -m bench.bus_costs [--messages 10000] [--batch 500]
 
 Three phases on a throwaway namespace of PINGTOWER_TEST_RABBITMQ_URL, each timed apart:
-publishing `check.completed` events in batches of 500 (what a probe does with its results),
-consuming check jobs with a handler that returns at once (a probe's job path without the check)
-and consuming events in batches (an evaluator's path without its handler). For each: messages
-per second, this process's CPU per message and, when the broker runs on this machine (a
-`beam.smp` process), the broker's CPU per message (shared: other clients' traffic counts too).
-Everything it declares is deleted at the end; load goes to the local broker only.
+publishing `check.completed` events in calls of `--batch` (what a probe does with its results:
+its calls hold the results finished in one event-loop iteration, often a few dozen), consuming
+check jobs with a handler that returns at once (a probe's job path without the check) and
+consuming events in batches (an evaluator's path without its handler). For each: events or
+jobs per second, this process's CPU per event or job and, when the broker runs on this machine
+(a `beam.smp` process), the broker's CPU per event or job (shared: other clients' traffic
+counts too). Events published in one call travel as few AMQP messages (packing.py): the
+figures are per event, not per AMQP message. Everything it declares is deleted at the end;
+load goes to the local broker only.
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ async def until(condition: Callable[[], bool], seconds: float = 300) -> None:
         await asyncio.sleep(0.01)
 
 
-async def run(url: str, messages: int) -> list[Phase]:
+async def run(url: str, messages: int, batch: int) -> list[Phase]:
     namespace = f"busbench{uuid.uuid4().hex[:8]}"
     broker = broker_pid()
     phases: list[Phase] = []
@@ -138,10 +141,11 @@ async def run(url: str, messages: int) -> list[Phase]:
         events = [result(i) for i in range(messages)]
 
         async def publish() -> None:
-            for start in range(0, messages, BATCH):
-                await publisher.publish(events[start : start + BATCH])
+            for start in range(0, messages, batch):
+                await publisher.publish(events[start : start + batch])
 
-        phases.append(await measured("publish events (500 a call)", messages, publish, broker))
+        name = f"publish events ({batch} a call)"
+        phases.append(await measured(name, messages, publish, broker))
         consumer.subscribe("bench.results", ["check.completed"], handle)
 
         async def consume_events() -> None:
@@ -181,15 +185,16 @@ async def delete_names(url: str, namespace: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=BATCH, help="events per publish call")
     args = parser.parse_args()
     url = os.environ.get("PINGTOWER_TEST_RABBITMQ_URL")
     if not url:
         sys.exit("needs PINGTOWER_TEST_RABBITMQ_URL")
     messages = min(max(args.messages, BATCH), MAX_MESSAGES)
-    phases = asyncio.run(run(url, messages))
+    phases = asyncio.run(run(url, messages, min(max(args.batch, 1), BATCH)))
     header = (
-        f"{'phase':<28} {'messages':>8} {'per second':>10} {'ms CPU / msg':>14} "
-        f"{'broker ms / msg':>16}"
+        f"{'phase':<28} {'count':>8} {'per second':>10} {'ms CPU / each':>14} "
+        f"{'broker ms / each':>16}"
     )
     print(header)
     print("-" * len(header))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from pingtower.common.messaging.packing import MAX_PACKED_EVENTS
 from pingtower.common.messaging.rabbitmq import RabbitMQBus
 
 
@@ -17,13 +18,19 @@ class Broker:
         self._channel: AbstractChannel | None = None
 
     def bus(
-        self, *, delivery_limit: int = 5, prefetch: int = 64, url: str | None = None
+        self,
+        *,
+        delivery_limit: int = 5,
+        prefetch: int = 64,
+        url: str | None = None,
+        max_packed_events: int = MAX_PACKED_EVENTS,
     ) -> RabbitMQBus:
         bus = RabbitMQBus(
             url or self.url,
             namespace=self.namespace,
             delivery_limit=delivery_limit,
             prefetch=prefetch,
+            max_packed_events=max_packed_events,
         )
         self.buses.append(bus)
         return bus

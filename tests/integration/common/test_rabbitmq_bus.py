@@ -17,6 +17,7 @@ import pytest
 from pingtower.common.events import CheckJob, Envelope, utcnow
 from pingtower.common.messaging import rabbitmq
 from pingtower.common.messaging.coalescing import CoalescingWriter
+from pingtower.common.messaging.packing import PACKED_CONTENT_TYPE, declared_count, unpack
 from pingtower.common.messaging.rabbitmq import PublishFailedError, RabbitMQBus
 from tests.integration.common.broker import Broker
 from tests.integration.common.tcp_proxy import TcpProxy
@@ -41,6 +42,17 @@ def job(region: str, *, deadline_in: timedelta) -> Envelope:
         region=region,
     )
     return Envelope.wrap(check, producer="scheduler", tenant="acme")
+
+
+def events_of(messages: Sequence[aio_pika.abc.AbstractIncomingMessage]) -> list[Envelope]:
+    """The envelopes of messages taken from a queue, packed or single, in order."""
+    envelopes: list[Envelope] = []
+    for message in messages:
+        if message.content_type == PACKED_CONTENT_TYPE:
+            envelopes.extend(unpack(message.body, declared_count(message.headers)))
+        else:
+            envelopes.append(Envelope.from_bytes(message.body))
+    return envelopes
 
 
 class Received:
@@ -95,7 +107,8 @@ async def test_two_buses_with_the_same_consumer_name_share_the_work(broker: Brok
     await second_bus.start()
 
     published = [event("work.item", n=n) for n in range(40)]
-    await first_bus.publish(published)
+    for envelope in published:  # each a message of its own: a packed message goes to one
+        await first_bus.publish([envelope])
 
     await eventually(lambda: len(first.envelopes) + len(second.envelopes) >= 40)
     await asyncio.sleep(0.1)
@@ -163,10 +176,12 @@ async def test_publish_returns_once_the_broker_holds_every_message(broker: Broke
     publisher = broker.bus()
     await publisher.start()
 
-    await publisher.publish([event("audit.entry", n=n) for n in range(25)])
+    published = [event("audit.entry", n=n) for n in range(25)]
+    await publisher.publish(published)
 
     # No waiting: a confirmed message is already in its durable queue.
-    assert await broker.ready_count(publisher.queue_name("audit")) == 25
+    taken = await broker.take_all(publisher.queue_name("audit"))
+    assert events_of(taken) == published
 
 
 async def test_events_published_together_arrive_whole_and_in_order_beside_jobs(
@@ -194,7 +209,7 @@ async def test_events_published_together_arrive_whole_and_in_order_beside_jobs(
     assert unpublished == []
     assert await broker.ready_count(publisher.job_queue_name("eu")) == 60
     taken = await broker.take_all(publisher.queue_name("audit"))
-    received = [Envelope.from_bytes(message.body) for message in taken]
+    received = events_of(taken)
     # Each batch whole and in its order (concurrent calls may queue in either order).
     ids = [e.id for e in received]
     chunks = [ids[i : i + 100] for i in range(0, 300, 100)]
@@ -202,7 +217,11 @@ async def test_events_published_together_arrive_whole_and_in_order_beside_jobs(
     assert all(
         len(e.payload["text"]) == (300_000 if e.payload["n"] % 50 == 7 else 0) for e in received
     )
-    assert [m.message_id for m in taken] == [str(e.id) for e in received]
+    # A message's id is its (first) event's.
+    assert {m.message_id for m in taken} <= {str(e.id) for e in received}
+    # The large events travel alone, the others packed between them.
+    assert sum(1 for m in taken if m.content_type != PACKED_CONTENT_TYPE) == 6
+    assert len(taken) == 15
 
 
 async def test_publish_raises_when_the_broker_refuses(broker: Broker) -> None:
@@ -505,6 +524,75 @@ async def test_bus_reconnects_and_keeps_consuming_after_the_connection_drops(
     finally:
         await bus.close()
         await proxy.close()
+
+
+async def test_probe_keeps_consuming_jobs_after_the_connection_drops(broker: Broker) -> None:
+    # Jobs are consumed on aiormq's channel directly, which aio-pika does not restore by
+    # itself after a reconnect.
+    target = urlsplit(broker.url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    await proxy.start()
+    through_proxy = target._replace(
+        netloc=f"{target.username}:{target.password}@127.0.0.1:{proxy.port}",
+        query="reconnect_interval=0.2",
+    )
+    probe_bus, scheduler = broker.bus(url=urlunsplit(through_proxy)), broker.bus()
+    ran: list[uuid.UUID] = []
+
+    async def run(job_envelope: Envelope) -> None:
+        ran.append(job_envelope.id)
+
+    probe_bus.consume_jobs("eu", run, concurrency=4)
+    try:
+        await probe_bus.start()
+        await scheduler.start()
+        before = job("eu", deadline_in=timedelta(seconds=30))
+        await scheduler.publish_job(before, "eu")
+        await eventually(lambda: ran == [before.id], what="the job before the drop ran")
+
+        proxy.cut()  # what a broker restart looks like from here
+
+        await eventually(lambda: _is_ready(probe_bus), what="reconnected")
+        after = job("eu", deadline_in=timedelta(seconds=30))
+        await scheduler.publish_job(after, "eu")
+        await eventually(lambda: after.id in ran, what="the job after the drop ran")
+        await probe_bus.close()
+        assert await broker.ready_count(scheduler.job_queue_name("eu")) == 0  # acknowledged
+    finally:
+        await probe_bus.close()
+        await proxy.close()
+
+
+async def test_probe_declares_its_job_queue_again_when_the_broker_deletes_it(
+    broker: Broker,
+) -> None:
+    probe_bus = broker.bus()
+    ran: list[uuid.UUID] = []
+
+    async def run(job_envelope: Envelope) -> None:
+        ran.append(job_envelope.id)
+
+    probe_bus.consume_jobs("eu", run, concurrency=4)
+    await probe_bus.start()
+    channel = await broker.channel()
+    await channel.queue_delete(probe_bus.job_queue_name("eu"))  # the consumer is cancelled
+
+    await eventually(
+        lambda: _exists(broker, probe_bus.job_queue_name("eu")), what="queue declared again"
+    )
+    scheduler = broker.bus()
+    await scheduler.start()
+    again = job("eu", deadline_in=timedelta(seconds=30))
+    await scheduler.publish_job(again, "eu")
+    await eventually(lambda: ran == [again.id], what="the job on the new queue ran")
+
+
+async def _exists(broker: Broker, queue: str) -> bool:
+    try:
+        await broker.ready_count(queue)
+    except aio_pika.exceptions.ChannelClosed:
+        return False
+    return True
 
 
 async def _publish_when_reconnected(bus: RabbitMQBus, envelope: Envelope) -> None:

@@ -15,20 +15,31 @@ Topology (every name starts with the namespace ``<ns>``, default ``pingtower``; 
   Undecodable messages are rejected straight to it. Expired jobs land there too, which is how
   an operator sees that a region's probes fall behind.
 
+Events that follow one another in a ``publish`` call with the same routing key travel as one
+AMQP message (``application/vnd.pingtower.events+json``, a JSON array of envelopes;
+``packing.py``); a lone event is one envelope as ``application/json``. A consumer unpacks such a
+message, hands its envelopes to the handler like any others, and acknowledges it once every one
+was handled. Envelopes of it that failed are published again alone to that consumer's queue,
+carrying the pack's deliveries so far, and the pack is then acknowledged; if that cannot be done,
+the pack is returned whole (the inbox skips the envelopes already handled). Consumers must read
+packed messages before any producer sends them: upgrade consumers first.
+
 Publishing uses publisher confirms: ``publish`` returns when the broker has taken responsibility
 for every message (persistent, on a durable queue), which is what lets the outbox mark rows
 sent. Consuming acknowledges a message only after its handler returned, that is after the
 consumer's transaction committed; a crash before that means a redelivery, which the consumer's
 inbox makes harmless. The acks of the deliveries that finished in one event-loop iteration go out
 together, as one `multiple` ack where the finished ones are contiguous
-(`common/messaging/acknowledgements.py`).
+(`common/messaging/acknowledgements.py`). Check jobs are consumed on aiormq's channel directly
+(no aio-pika message object and task per job); the bus registers that consumer again after a
+reconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -43,6 +54,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aiormq.abc import DeliveredMessage
 from prometheus_client import Counter
 from pydantic import ValidationError
 
@@ -57,6 +69,18 @@ from pingtower.common.messaging.bus import (
     deliver_batch,
 )
 from pingtower.common.messaging.coalescing import CoalescingRobustConnection
+from pingtower.common.messaging.packing import (
+    COUNT_HEADER,
+    MAX_PACKED_EVENTS,
+    PACKED_CONTENT_TYPE,
+    SINGLE_CONTENT_TYPE,
+    Pack,
+    UnpackError,
+    declared_count,
+    is_packed,
+    packs_of,
+    unpack,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -77,6 +101,10 @@ FAILED = Counter(
 )
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+# On an event taken out of a packed message and published again alone: the deliveries of the
+# pack so far (the queue counts only the new message's), and the queue it was returned to.
+EARLIER_DELIVERIES_HEADER = "x-pingtower-earlier-deliveries"
+RETURNED_TO_HEADER = "x-pingtower-returned-to"
 # How long a consumer waits for more already-delivered messages to fill a batch: enough to
 # gather a burst, too short to add visible latency.
 BATCH_LINGER_SECONDS = 0.005
@@ -162,6 +190,20 @@ class _ChannelAcks:
             channel = message.channel
         except aiormq.exceptions.ChannelInvalidStateError:
             return None  # the broker has returned the message to its queue
+        return cls.on(current, channel, prefetch=prefetch, consumer=consumer)
+
+    @classmethod
+    def on(
+        cls,
+        current: _ChannelAcks | None,
+        channel: aiormq.abc.AbstractChannel,
+        *,
+        prefetch: int,
+        consumer: str,
+    ) -> _ChannelAcks | None:
+        """The acks of `channel`; None if it is already closed."""
+        if channel.is_closed:
+            return None  # the broker has returned its deliveries to their queue
         if current is not None and current.channel is channel:
             return current
         if current is not None:
@@ -234,6 +276,7 @@ class RabbitMQBus(Bus):
         namespace: str = "pingtower",
         delivery_limit: int = 5,
         prefetch: int = 64,
+        max_packed_events: int = MAX_PACKED_EVENTS,
     ) -> None:
         self.url = url
         self.namespace = namespace
@@ -241,10 +284,14 @@ class RabbitMQBus(Bus):
             raise ValueError("delivery_limit must be at least 1")
         self.delivery_limit = delivery_limit
         self.prefetch = prefetch
+        # Events of one routing key sent in one message at most (1: each event alone, the
+        # framing of consumers older than packing.py).
+        self.max_packed_events = max(1, max_packed_events)
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
         self._jobs: AbstractExchange | None = None
+        self._dead_letters: AbstractExchange | None = None
         self._job_queues_declared: set[str] = set()
         self._subscriptions: list[_Subscription] = []
         self._job_consumers: list[_JobConsumer] = []
@@ -318,6 +365,7 @@ class RabbitMQBus(Bus):
         )
         dead_letters = await channel.declare_queue(self.dead_letter_queue, durable=True)
         await dead_letters.bind(dlx)
+        self._dead_letters = dlx
         self._started = True
         for subscription in self._subscriptions:
             await self._start_subscription(subscription)
@@ -358,6 +406,7 @@ class RabbitMQBus(Bus):
         self._publish_channel = None
         self._events = None
         self._jobs = None
+        self._dead_letters = None
         self._started = False
         log.info("bus closed", transport="rabbitmq", namespace=self.namespace)
 
@@ -395,37 +444,29 @@ class RabbitMQBus(Bus):
         if not envelopes:
             return
         exchange = self._require(self._events).name
-        # Encoded and sent as one batch whose confirmations are awaited together
+        # Consecutive events of one routing key travel as one message (packing.py); the
+        # messages are encoded and sent as one batch whose confirmations are awaited together
         # (batch_publish.py), in order. Not mandatory: an event that no consumer binds (yet)
         # is not an error.
-        outgoing = [
-            Outgoing(
-                envelope.to_bytes(),
-                envelope.type,
-                aiormq.spec.Basic.Properties(
-                    content_type="application/json",
-                    delivery_mode=PERSISTENT,
-                    message_id=str(envelope.id),
-                    message_type=envelope.type,
-                ),
-            )
-            for envelope in envelopes
-        ]
+        packs = packs_of(envelopes, max_events=self.max_packed_events)
+        outgoing = [Outgoing(pack.body(), pack.routing_key, _properties(pack)) for pack in packs]
         try:
             results = await publish_together(await self._publishing_channel(), exchange, outgoing)
         except Exception as exc:  # closed or closing: the caller retries, as for a nack
             raise PublishFailedError(f"{len(envelopes)} events not published: {exc!r}") from exc
         failures = [
-            (envelope, result)
-            for envelope, result in zip(envelopes, results, strict=True)
+            (pack, result)
+            for pack, result in zip(packs, results, strict=True)
             if result is not None
         ]
-        PUBLISHED.labels("event").inc(len(envelopes) - len(failures))
+        unconfirmed = sum(len(pack.envelopes) for pack, _ in failures)
+        PUBLISHED.labels("event").inc(len(envelopes) - unconfirmed)
         if failures:
-            envelope, error = failures[0]
+            pack, error = failures[0]
+            first = pack.envelopes[0]
             raise PublishFailedError(
-                f"{len(failures)} of {len(envelopes)} events not confirmed "
-                f"(first: {envelope.type} {envelope.id}: {error!r})"
+                f"{unconfirmed} of {len(envelopes)} events not confirmed "
+                f"(first: {first.type} {first.id}: {error!r})"
             ) from error
 
     async def _publishing_channel(self) -> aiormq.Channel:
@@ -491,14 +532,20 @@ class RabbitMQBus(Bus):
         await exchange.publish(self._message(job, expiration=expiration), region)
 
     @staticmethod
-    def _message(envelope: Envelope, *, expiration: timedelta | None = None) -> aio_pika.Message:
+    def _message(
+        envelope: Envelope,
+        *,
+        expiration: timedelta | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> aio_pika.Message:
         return aio_pika.Message(
             envelope.to_bytes(),
-            content_type="application/json",
+            content_type=SINGLE_CONTENT_TYPE,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=str(envelope.id),
             type=envelope.type,
             expiration=expiration,
+            headers=headers,
         )
 
     async def _declare_job_queue(self, region: str) -> None:
@@ -586,52 +633,83 @@ class RabbitMQBus(Bus):
                 subscription.handling = False
 
     async def _next_batch(self, subscription: _Subscription) -> list[_Delivery]:
+        """Deliveries holding up to `max_batch` events (a packed message counts its events)."""
         buffer = subscription.buffer
         messages = [await buffer.get()]
+        events = _events_in(messages[0][0])
         loop = asyncio.get_running_loop()
         linger_until = loop.time() + BATCH_LINGER_SECONDS
-        while len(messages) < subscription.max_batch:
+        while events < subscription.max_batch:
             if not buffer.empty():
                 messages.append(buffer.get_nowait())
-                continue
-            remaining = linger_until - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                messages.append(await asyncio.wait_for(buffer.get(), remaining))
-            except TimeoutError:
-                break
+            else:
+                remaining = linger_until - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    messages.append(await asyncio.wait_for(buffer.get(), remaining))
+                except TimeoutError:
+                    break
+            events += _events_in(messages[-1][0])
         return messages
 
     async def _handle_batch(self, subscription: _Subscription, deliveries: list[_Delivery]) -> None:
         consumer = subscription.consumer
-        pairs: list[tuple[Envelope, _Delivery]] = []
+        envelopes: list[Envelope] = []
+        decoded: list[_Delivery] = []  # the undecodable ones are settled already
+        # Which delivery each envelope came in, by identity: the same envelope may
+        # legitimately arrive twice, and a packed message brings several.
+        came_in: dict[int, _Delivery] = {}
         for delivery in deliveries:
             message, acks = delivery
             if message.redelivered:
                 REDELIVERED.labels(consumer).inc()
-            envelope = await self._decode(consumer, message, acks)
-            if envelope is not None:
-                pairs.append((envelope, delivery))
-        if not pairs:
+            unpacked = await self._decode_events(consumer, message, acks)
+            if unpacked:
+                decoded.append(delivery)
+            for envelope in unpacked:
+                envelopes.append(envelope)
+                came_in[id(envelope)] = delivery
+        if not envelopes:
             return
-        failed: list[AbstractIncomingMessage] = []
+        failed: dict[int, list[tuple[Envelope, BaseException]]] = {}
 
         async def on_failure(envelope: Envelope, exc: BaseException) -> None:
-            # Identity, not equality: the same envelope may legitimately arrive twice.
-            message, acks = next(d for e, d in pairs if e is envelope)
-            failed.append(message)
-            self._return_later(consumer, envelope, message, acks, exc)
+            message = came_in[id(envelope)][0]
+            failed.setdefault(id(message), []).append((envelope, exc))
 
-        await deliver_batch([envelope for envelope, _ in pairs], subscription.handler, on_failure)
+        # A packed message may hold more than the handler takes at once.
+        size = subscription.max_batch
+        for start in range(0, len(envelopes), size):
+            await deliver_batch(envelopes[start : start + size], subscription.handler, on_failure)
+        # Each delivery is settled once all of its envelopes were handled: acknowledged if
+        # none failed, else the failed ones go the way of a failed message.
         acknowledged = 0
-        for _envelope, (message, acks) in pairs:
-            if any(message is f for f in failed):
-                continue
-            if acks is not None:
-                acks.finished(message.delivery_tag or 0)
-            acknowledged += 1
+        for message, acks in decoded:
+            failures = failed.get(id(message))
+            if failures is None:
+                if acks is not None:
+                    acks.finished(message.delivery_tag or 0)
+                acknowledged += _events_in(message)
+            elif is_packed(message.content_type):
+                acknowledged += _events_in(message) - len(failures)
+                self._return_from_pack(subscription, message, acks, failures)
+            else:
+                envelope, exc = failures[0]
+                self._return_later(consumer, envelope, message, acks, exc)
         CONSUMED.labels(consumer).inc(acknowledged)
+
+    async def _decode_events(
+        self, consumer: str, message: AbstractIncomingMessage, acks: _ChannelAcks | None
+    ) -> list[Envelope]:
+        if not is_packed(message.content_type):
+            envelope = await self._decode(consumer, message, acks)
+            return [] if envelope is None else [envelope]
+        try:
+            return unpack(message.body, declared_count(message.headers))
+        except UnpackError as exc:
+            await self._reject_undecodable(consumer, message, acks, str(exc))
+            return []
 
     async def _decode(
         self, consumer: str, message: AbstractIncomingMessage, acks: _ChannelAcks | None
@@ -639,18 +717,47 @@ class RabbitMQBus(Bus):
         try:
             return Envelope.from_bytes(message.body)
         except ValidationError as exc:
-            FAILED.labels(consumer).inc()
-            log.error(
-                "undecodable message dead-lettered",
-                consumer=consumer,
-                message_id=message.message_id,
-                routing_key=message.routing_key,
-                error=str(exc).splitlines()[0],
-            )
-            await self._settle(message.reject(requeue=False), consumer)
-            if acks is not None:
-                acks.settled(message.delivery_tag or 0)
+            await self._reject_undecodable(consumer, message, acks, str(exc).splitlines()[0])
             return None
+
+    async def _reject_undecodable(
+        self,
+        consumer: str,
+        message: AbstractIncomingMessage,
+        acks: _ChannelAcks | None,
+        error: str,
+    ) -> None:
+        await self._dead_letter_undecodable(
+            consumer,
+            message.message_id,
+            message.routing_key,
+            message.reject(requeue=False),
+            message.delivery_tag or 0,
+            acks,
+            error,
+        )
+
+    async def _dead_letter_undecodable(
+        self,
+        consumer: str,
+        message_id: str | None,
+        routing_key: str | None,
+        rejecting: Awaitable[Any],
+        tag: int,
+        acks: _ChannelAcks | None,
+        error: str,
+    ) -> None:
+        FAILED.labels(consumer).inc()
+        log.error(
+            "undecodable message dead-lettered",
+            consumer=consumer,
+            message_id=message_id,
+            routing_key=routing_key,
+            error=error,
+        )
+        await self._settle(rejecting, consumer)
+        if acks is not None:
+            acks.settled(tag)
 
     def _return_later(
         self,
@@ -667,7 +774,7 @@ class RabbitMQBus(Bus):
         limit in a few milliseconds.
         """
         FAILED.labels(consumer).inc()
-        deliveries = _delivery_count(message)
+        deliveries = _delivery_count(message.headers)
         log.warning(
             "handler failed; message returned to the queue",
             consumer=consumer,
@@ -678,16 +785,95 @@ class RabbitMQBus(Bus):
             error=repr(exc),
         )
         delay = min(0.05 * 2**deliveries, 2.0)
+        # A message taken out of a pack carries the pack's deliveries, which the queue's own
+        # count does not know: at the limit it is dead-lettered here rather than returned.
+        requeue = (
+            _earlier_pack_deliveries(message.headers) == 0 or deliveries + 1 < self.delivery_limit
+        )
 
         async def nack() -> None:
             try:
                 await asyncio.sleep(delay)
             finally:
-                await self._settle(message.nack(requeue=True), consumer)
+                await self._settle(message.nack(requeue=requeue), consumer)
                 if acks is not None:
                     acks.settled(message.delivery_tag or 0)
 
-        task = asyncio.create_task(nack())
+        self._track(asyncio.create_task(nack()))
+
+    def _return_from_pack(
+        self,
+        subscription: _Subscription,
+        message: AbstractIncomingMessage,
+        acks: _ChannelAcks | None,
+        failures: list[tuple[Envelope, BaseException]],
+    ) -> None:
+        """What `_return_later` does for a single message, for the failed envelopes of a packed
+        message whose other envelopes were handled.
+
+        After the same back-off, each failed envelope is published alone to this consumer's
+        queue (only: through the default exchange, by queue name), carrying the pack's
+        deliveries so far in a header that the delivery limit counts; one that has reached the
+        limit goes to the dead-letter exchange instead. Once the broker confirmed them all, the
+        pack is acknowledged. If that fails (the channel closed, the bus is closing), the pack
+        is returned whole: its handled envelopes come again, and the inbox skips them.
+        """
+        consumer = subscription.consumer
+        FAILED.labels(consumer).inc(len(failures))
+        deliveries = _delivery_count(message.headers)
+        for envelope, exc in failures:
+            log.warning(
+                "handler failed; event of a packed message returned to the queue alone",
+                consumer=consumer,
+                message_id=str(envelope.id),
+                type=envelope.type,
+                delivery=deliveries + 1,
+                delivery_limit=self.delivery_limit,
+                error=repr(exc),
+            )
+        delay = min(0.05 * 2**deliveries, 2.0)
+        queue = subscription.queue.name if subscription.queue else self.queue_name(consumer)
+        tag = message.delivery_tag or 0
+
+        async def settle() -> None:
+            try:
+                await asyncio.sleep(delay)
+                await self._republish(queue, [e for e, _ in failures], deliveries + 1)
+            except BaseException as exc:
+                await self._settle(message.nack(requeue=True), consumer)
+                if acks is not None:
+                    acks.settled(tag)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: the bus is closing
+                log.warning(
+                    "could not return the failed events alone; packed message returned whole",
+                    consumer=consumer,
+                    error=repr(exc),
+                )
+                return
+            if acks is not None:
+                acks.finished(tag)
+
+        self._track(asyncio.create_task(settle()))
+
+    async def _republish(self, queue: str, envelopes: list[Envelope], deliveries: int) -> None:
+        """Publish `envelopes`, each alone, back to `queue`, or to the dead-letter exchange if
+        `deliveries` reached the limit; returns once the broker confirmed every one."""
+        channel = self._require(self._publish_channel)
+        if deliveries >= self.delivery_limit:
+            exchange, routing_key = self._require(self._dead_letters), ""
+        else:
+            exchange, routing_key = channel.default_exchange, queue
+        headers: dict[str, Any] = {EARLIER_DELIVERIES_HEADER: deliveries, RETURNED_TO_HEADER: queue}
+        # Mandatory: a queue deleted meanwhile is an error, not a silent loss.
+        await asyncio.gather(
+            *(
+                exchange.publish(self._message(e, headers=headers), routing_key, mandatory=True)
+                for e in envelopes
+            )
+        )
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._delayed_nacks.add(task)
         task.add_done_callback(self._delayed_nacks.discard)
 
@@ -719,37 +905,79 @@ class RabbitMQBus(Bus):
         consumer = f"jobs.{job_consumer.region}"
         redelivered = REDELIVERED.labels(consumer)  # resolved once, not per job
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            # aio-pika already runs each delivery in a task of its own: the job runs here
-            # rather than in one more task per job. Tracked so that close() waits for it.
+        async def on_delivery(message: DeliveredMessage) -> None:
+            # aiormq runs each delivery in a task of its own: the job runs here rather than
+            # in one more task per job. Tracked so that close() waits for it.
             task = asyncio.current_task()
             if task is not None:
                 job_consumer.tasks.add(task)
-            acks = job_consumer.acks = _ChannelAcks.of(
-                job_consumer.acks, message, prefetch=prefetch, consumer=consumer
+            delivery = cast(aiormq.spec.Basic.Deliver, message.delivery)
+            tag = delivery.delivery_tag or 0
+            acks = job_consumer.acks = _ChannelAcks.on(
+                job_consumer.acks, message.channel, prefetch=prefetch, consumer=consumer
             )
             if acks is not None:
-                acks.delivered(message.delivery_tag or 0)
+                acks.delivered(tag)
             try:
-                if message.redelivered:
+                if delivery.redelivered:
                     redelivered.inc()
-                await self._run_job(job_consumer, consumer, message, acks)
+                await self._run_job(job_consumer, consumer, message, tag, acks)
             finally:
                 if task is not None:
                     job_consumer.tasks.discard(task)
 
-        job_consumer.consumer_tag = await queue.consume(on_message, no_ack=False)
+        async def consume(_channel: object = None) -> None:
+            # Straight on aiormq's channel: aio-pika's consumer made an IncomingMessage and one
+            # more task for every delivery, about a third of the job consumer's CPU per job
+            # (bench/README.md, round 6). aio-pika restores the channel, its qos and the queue
+            # after a reconnect, but only the consumers it made itself: this one is made again
+            # from the channel's reopen callback, on the new underlying channel.
+            if self._closing:
+                return
+            underlay = await channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(on_cancel)
+            consume_ok = await underlay.basic_consume(queue.name, on_delivery, no_ack=False)
+            job_consumer.consumer_tag = consume_ok.consumer_tag
+
+        def on_cancel(frame: aiormq.spec.Basic.Cancel) -> None:
+            # The broker cancelled the consumer (its queue was deleted): aio-pika recovers its
+            # own consumers from that by reconnecting; this one declares its queue again.
+            if frame.consumer_tag == job_consumer.consumer_tag and not self._closing:
+                self._spawn_start(resume())
+
+        async def resume() -> None:
+            try:
+                await queue.declare()
+                await queue.bind(jobs, job_consumer.region)
+                await consume()
+            except Exception as exc:
+                log.error("could not consume jobs again", queue=queue.name, error=repr(exc))
+
+        await consume()
+        channel.reopen_callbacks.add(consume)
         log.info("consuming jobs", queue=queue.name, concurrency=job_consumer.concurrency)
 
     async def _run_job(
         self,
         job_consumer: _JobConsumer,
         consumer: str,
-        message: AbstractIncomingMessage,
+        message: DeliveredMessage,
+        tag: int,
         acks: _ChannelAcks | None,
     ) -> None:
-        job = await self._decode(consumer, message, acks)
-        if job is None:
+        channel = message.channel
+        try:
+            job = Envelope.from_bytes(message.body)
+        except ValidationError as exc:
+            await self._dead_letter_undecodable(
+                consumer,
+                message.header.properties.message_id,
+                message.routing_key,
+                channel.basic_reject(tag, requeue=False),
+                tag,
+                acks,
+                str(exc).splitlines()[0],
+            )
             return
         try:
             await job_consumer.handler(job)
@@ -759,15 +987,15 @@ class RabbitMQBus(Bus):
                 "check job failed; returned to the queue",
                 job_id=str(job.id),
                 region=job_consumer.region,
-                delivery=_delivery_count(message) + 1,
+                delivery=_delivery_count(message.header.properties.headers) + 1,
                 error=repr(exc),
             )
-            await self._settle(message.nack(requeue=True), consumer)
+            await self._settle(channel.basic_nack(tag, requeue=True), consumer)
             if acks is not None:
-                acks.settled(message.delivery_tag or 0)
+                acks.settled(tag)
             return
         if acks is not None:
-            acks.finished(message.delivery_tag or 0)
+            acks.finished(tag)
         job_consumer.consumed.inc()
 
     # --- helpers --------------------------------------------------------------------------
@@ -801,7 +1029,36 @@ class RabbitMQBus(Bus):
         return value
 
 
-def _delivery_count(message: AbstractIncomingMessage) -> int:
-    """Earlier deliveries of this message, as counted by the quorum queue."""
-    count = (message.headers or {}).get("x-delivery-count", 0)
-    return count if isinstance(count, int) else 0
+def _properties(pack: Pack) -> aiormq.spec.Basic.Properties:
+    if not pack.packed:
+        envelope = pack.envelopes[0]
+        return aiormq.spec.Basic.Properties(
+            content_type=SINGLE_CONTENT_TYPE,
+            delivery_mode=PERSISTENT,
+            message_id=str(envelope.id),
+            message_type=envelope.type,
+        )
+    return aiormq.spec.Basic.Properties(
+        content_type=PACKED_CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        # The first event's id: what a log line or the dead-letter queue shows for the pack.
+        message_id=str(pack.envelopes[0].id),
+        message_type=pack.routing_key,
+        headers={COUNT_HEADER: len(pack.envelopes)},
+    )
+
+
+def _events_in(message: AbstractIncomingMessage) -> int:
+    return declared_count(message.headers) if is_packed(message.content_type) else 1
+
+
+def _earlier_pack_deliveries(headers: Mapping[str, Any] | None) -> int:
+    earlier = (headers or {}).get(EARLIER_DELIVERIES_HEADER, 0)
+    return earlier if isinstance(earlier, int) else 0
+
+
+def _delivery_count(headers: Mapping[str, Any] | None) -> int:
+    """Earlier deliveries of a message (from its headers): as counted by the quorum queue,
+    plus those of the packed message it was taken out of (see `_return_from_pack`)."""
+    count = (headers or {}).get("x-delivery-count", 0)
+    return (count if isinstance(count, int) else 0) + _earlier_pack_deliveries(headers)
