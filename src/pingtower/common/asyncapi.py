@@ -8,6 +8,12 @@ from typing import Any
 
 from pingtower import __version__
 from pingtower.common.events import CONTRACTS, CheckJob, Envelope
+from pingtower.common.messaging.packing import (
+    COUNT_HEADER,
+    MAX_PACKED_BYTES,
+    MAX_PACKED_EVENTS,
+    PACKED_CONTENT_TYPE,
+)
 
 # Who produces and who consumes each event type: the topology as built.
 PRODUCERS: dict[str, str] = {
@@ -26,7 +32,7 @@ CONSUMERS: dict[str, list[str]] = {
     "monitor.created": ["notificator.events", "statistics.ingest"],
     "monitor.updated": ["notificator.events", "statistics.ingest"],
     "monitor.deleted": ["notificator.events", "statistics.ingest"],
-    "check.completed": ["pinger.evaluator", "statistics.ingest"],
+    "check.completed": ["pinger.evaluator", "statistics.ingest", "notificator.events"],
     "monitor.status_changed": ["notificator.events", "statistics.ingest"],
     "incident.opened": ["notificator.events", "statistics.ingest"],
     "incident.resolved": ["notificator.events", "statistics.ingest"],
@@ -64,7 +70,10 @@ def document(namespace: str = "pingtower") -> dict[str, Any]:
                     "name": event_type,
                     "title": f"{event_type} v{version}",
                     "contentType": "application/json",
-                    "description": "An Envelope whose `payload` is the schema below.",
+                    "description": (
+                        "An Envelope whose `payload` is the schema below; several of them may "
+                        f"come packed in one message of content type {PACKED_CONTENT_TYPE}."
+                    ),
                     "payload": {
                         "allOf": [
                             {"$ref": "#/components/schemas/Envelope"},
@@ -107,7 +116,12 @@ def document(namespace: str = "pingtower") -> dict[str, Any]:
                 f"Every message is an Envelope on the durable topic exchange {namespace}.events, "
                 "routed by its type. Each consumer has a durable quorum queue with a delivery "
                 f"limit and the dead-letter exchange {namespace}.dlx "
-                f"(queue {namespace}.dead-letters)."
+                f"(queue {namespace}.dead-letters). Events published together with the same "
+                f"routing key may travel packed: one message of content type "
+                f"{PACKED_CONTENT_TYPE} whose body is a JSON array of up to "
+                f"{MAX_PACKED_EVENTS} Envelopes ({MAX_PACKED_BYTES // 1024} KiB at most) and "
+                f"whose header {COUNT_HEADER} gives their number; a consumer handles each "
+                "Envelope of it as if it had come alone. Upgrade consumers before producers."
             ),
         },
         "defaultContentType": "application/json",
