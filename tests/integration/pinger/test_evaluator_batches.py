@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -15,9 +15,15 @@ import pytest
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pingtower.common.events import Outcome
-from pingtower.pinger.evaluator.plain_rows import insert_rows, update_rows
-from pingtower.pinger.store.tables import check_results, monitor_states
+from pingtower.common.events import CheckCompleted, Outcome
+from pingtower.pinger.evaluator import plain_rows
+from pingtower.pinger.evaluator.evaluator import _RESULT_COLUMNS
+from pingtower.pinger.evaluator.plain_rows import Write, run_writes, update_rows
+from pingtower.pinger.store.states import (
+    load_states_with_monitors,
+    load_states_with_monitors_generic,
+)
+from pingtower.pinger.store.tables import check_results, maintenance_windows, monitor_states
 from tests.integration.pinger.harness import insert_monitor, outbox_events
 from tests.integration.pinger.test_evaluator import T0, Replica, completed
 
@@ -96,17 +102,26 @@ async def test_a_child_in_the_same_batch_as_its_failing_parent_links_to_its_inci
 
 @contextmanager
 def statements(replica: Replica) -> Iterator[list[str]]:
-    """The SQL statements the replica's engine runs meanwhile."""
+    """The SQL statements the replica's engine runs meanwhile, those the evaluator's writes
+    on SQLite run straight on the driver (`plain_rows.run_writes`) included."""
     seen: list[str] = []
 
     def keep(*args: Any) -> None:
         seen.append(str(args[2]))
 
+    original = plain_rows.run_writes
+
+    async def run_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
+        seen.extend(statement for statement, rows in writes if rows)
+        await original(session, writes)
+
     engine = replica.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", keep)
+    plain_rows.run_writes = run_writes  # type: ignore[assignment]
     try:
         yield seen
     finally:
+        plain_rows.run_writes = original  # type: ignore[assignment]
         event.remove(engine, "before_cursor_execute", keep)
 
 
@@ -168,28 +183,6 @@ async def stored(replica: Replica) -> int:
         return int(await session.scalar(select(func.count()).select_from(check_results)) or 0)
 
 
-def result_row(**overrides: Any) -> dict[str, Any]:
-    return {
-        "check_id": uuid.uuid4(),
-        "monitor_id": uuid.uuid4(),
-        "tenant": "acme",
-        "region": "eu",
-        # Not UTC, and without microseconds: both must be stored as SQLAlchemy stores them.
-        "scheduled_at": datetime(2026, 11, 29, 13, 0, tzinfo=timezone(timedelta(hours=5))),
-        "started_at": T0,
-        "finished_at": T0 + timedelta(microseconds=1),
-        "outcome": "down",
-        "latency_ms": 12.5,
-        "error_kind": "http",
-        "error_message": "500 Internal Server Error",
-        "status_code": 500,
-        "size_bytes": None,
-        "phases_ms": {"connect": 0.5, "ttfb": 2.25},
-        "cert_expires_at": None,
-        **overrides,
-    }
-
-
 async def raw_rows(session: AsyncSession, table: str, order_by: str) -> list[tuple[Any, ...]]:
     connection = await session.connection()
     found = await connection.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order_by}")
@@ -200,14 +193,7 @@ async def test_plain_rows_store_exactly_what_sqlalchemy_stores(sqlite_url: str) 
     one = Replica(sqlite_url)
     await one.db.prepare()
     try:
-        values = result_row()
-        columns = tuple(values)
-        async with one.db.sessions() as session, session.begin():
-            await session.execute(insert(check_results), [{"id": 1, **values}])
-            await insert_rows(session, check_results, ("id", *columns), [(2, *values.values())])
-            first, second = await raw_rows(session, "check_results", "id")
-        assert first[1:] == second[1:]
-
+        # (A result's row: test_the_evaluator_stores_a_result_row_exactly_as_sqlalchemy_stores_it)
         changed = {
             "status": "down",
             "since": T0,
@@ -238,9 +224,130 @@ async def test_plain_rows_store_exactly_what_sqlalchemy_stores(sqlite_url: str) 
             del expected[name], found[name]
         assert found == expected
 
-        naive = result_row(started_at=datetime(2026, 11, 29, 13, 0))
         async with one.db.sessions() as session:
             with pytest.raises(ValueError, match="naive"):
-                await insert_rows(session, check_results, columns, [tuple(naive.values())])
+                await update_rows(
+                    session,
+                    monitor_states,
+                    ("since",),
+                    "monitor_id",
+                    [(datetime(2026, 11, 29, 13, 0), by_plain_rows)],
+                )
     finally:
         await one.db.engine.dispose()
+
+
+async def test_the_evaluator_stores_a_result_row_exactly_as_sqlalchemy_stores_it(
+    sqlite_url: str,
+) -> None:
+    one = Replica(sqlite_url)
+    await one.db.prepare()
+    try:
+        event = CheckCompleted(
+            check_id=uuid.uuid4(),
+            monitor_id=uuid.uuid4(),
+            region="eu",
+            # Not UTC, and without microseconds: both must be stored as SQLAlchemy stores them.
+            scheduled_at=datetime(2026, 11, 29, 13, 0, tzinfo=timezone(timedelta(hours=5))),
+            started_at=T0,
+            finished_at=T0 + timedelta(microseconds=1),
+            outcome=Outcome.DEGRADED,
+            latency_ms=12.5,
+            error_kind="http",
+            error_message="slow",
+            status_code=200,
+            size_bytes=512,
+            phases_ms={"connect": 0.5, "ttfb": 2.25, "dns": -0.0, "tls": 3},
+            cert_expires_at=datetime(2027, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+        )
+        values = {
+            name: (
+                "acme"
+                if name == "tenant"
+                else event.outcome.value
+                if name == "outcome"
+                else getattr(event, name)
+            )
+            for name in _RESULT_COLUMNS
+        }
+        async with one.db.sessions() as session, session.begin():
+            await session.execute(insert(check_results), [{"id": 1, **values}])
+            writes: list[Write] = []
+            await one.evaluator._store(session, [("acme", event)], 1, writes)
+            await run_writes(session, writes)
+            first, second = await raw_rows(session, "check_results", "id")
+        assert second[0] == 2
+        assert first[1:] == second[1:]
+    finally:
+        await one.db.engine.dispose()
+
+
+async def test_state_rows_read_on_sqlite_are_those_sqlalchemy_reads(sqlite_url: str) -> None:
+    """The evaluator's plain reader of state rows (SQLite) against the typed one, over rows
+    with every kind of value: an open incident, a round being collected, a parent, a
+    tombstone, a workspace with maintenance windows, a quorum."""
+    one = Replica(sqlite_url)
+    await one.db.prepare()
+    try:
+        parent = await insert_monitor(one.db)
+        plain = await insert_monitor(one.db, regions=["eu", "us", "ap"], failure_quorum=2)
+        child = await insert_monitor(one.db, parent_id=parent, tenant="other")
+        gone = await insert_monitor(one.db, deleted_at=T0)
+        async with one.db.sessions() as session, session.begin():
+            await session.execute(
+                update(monitor_states)
+                .where(monitor_states.c.monitor_id == parent)
+                .values(
+                    status="down",
+                    since=T0 + timedelta(microseconds=7),
+                    consecutive_failures=3,
+                    incident_id=uuid.uuid4(),
+                    incident_started_at=T0,
+                    incident_cause="connect",
+                    incident_first_error="refused",
+                    last_scheduled_at=T0 + timedelta(seconds=1),
+                    last_result_id=41,
+                )
+            )
+            await session.execute(
+                update(monitor_states)
+                .where(monitor_states.c.monitor_id == plain)
+                .values(
+                    round_scheduled_at=T0 + timedelta(seconds=2),
+                    round_outcomes={"eu": "down", "us": "up"},
+                )
+            )
+            await session.execute(
+                insert(maintenance_windows).values(
+                    id=uuid.uuid4(),
+                    tenant="other",
+                    name="upgrade",
+                    kind="once",
+                    starts_at=T0,
+                    ends_at=T0 + timedelta(hours=1),
+                    monitor_ids=[],
+                    timezone="UTC",
+                    created_at=T0,
+                )
+            )
+            writes: list[Write] = []
+            await one.evaluator._store(session, [("acme", completed_event(plain))], None, writes)
+            await run_writes(session, writes)
+        ids = [parent, plain, child, gone, uuid.uuid4()]  # the last one has no rows
+        async with one.db.sessions() as session:
+            found = await load_states_with_monitors(session, ids)
+            expected = await load_states_with_monitors_generic(session, ids)
+        assert found == expected
+        assert set(found.states) == {parent, plain, child, gone}
+        assert found.tenants_with_windows == {"other"}
+        assert found.last_result_id == 1
+        assert found.states[gone][1].deleted is True
+        assert found.states[plain][1].region_count == 3
+    finally:
+        await one.db.engine.dispose()
+
+
+def completed_event(monitor_id: uuid.UUID) -> CheckCompleted:
+    parsed = completed(monitor_id, 0).parse()
+    assert isinstance(parsed, CheckCompleted)
+    return parsed

@@ -76,6 +76,27 @@ async def test_a_cell_fed_batch_by_batch_holds_exactly_the_sum_of_its_results(
     assert await stored_cell(stats) == expected
 
 
+async def test_a_batch_mixing_stored_and_new_results_adds_only_the_new_ones(
+    stats: Harness,
+) -> None:
+    rng = random.Random(3)
+    stored = [result(rng, second) for second in (1.0, 2.0, 3.0)]
+    await feed(stats, [wrap(event) for event in stored])
+    new = [result(rng, second) for second in (4.0, 5.0)]
+    # The stored ones first, between and last: each new result is found whatever its place
+    await feed(stats, [wrap(event) for event in (stored[0], new[0], stored[1], new[1], stored[2])])
+    expected, added = Cell(), Cell()  # as a batch's cell is added to the stored one
+    for event in stored:
+        expected.add_result(event.outcome, event.latency_ms, event.phases_ms)
+    for event in new:
+        added.add_result(event.outcome, event.latency_ms, event.phases_ms)
+    expected.merge(added)
+    assert await stored_cell(stats) == expected
+    async with stats.service.sessions() as session:
+        count = len((await session.execute(select(tables.results.c.id))).all())
+    assert count == 5
+
+
 async def test_results_and_last_checks_read_back_as_they_were_given(stats: Harness) -> None:
     rng = random.Random(11)
     first, last = result(rng, 5.25), result(rng, 40.5)

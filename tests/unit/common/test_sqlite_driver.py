@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pingtower.common import sqlite_driver
@@ -158,7 +158,7 @@ async def test_an_in_memory_database_works_too() -> None:
         await engine.dispose()
 
 
-async def test_a_transaction_is_three_trips_and_a_rollback_still_undoes_one(
+async def test_a_transaction_is_two_trips_and_a_rollback_still_undoes_one(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with engine.connect():
@@ -166,10 +166,86 @@ async def test_a_transaction_is_three_trips_and_a_rollback_still_undoes_one(
     trips = Trips(monkeypatch)
     async with engine.begin() as conn:
         await conn.execute(sa.select(1))
-    # BEGIN, SELECT, COMMIT; the pool's reset after a COMMIT needs no ROLLBACK trip.
-    assert trips.count == 3
+    # BEGIN with the SELECT, COMMIT; the pool's reset after a COMMIT needs no ROLLBACK trip.
+    assert trips.count == 2
     async with engine.connect() as conn:
         await conn.execute(things.insert().values(name="undone"))
         await conn.rollback()
     async with engine.connect() as conn:
         assert await conn.scalar(sa.select(sa.func.count()).select_from(things)) == 0
+
+
+async def test_the_first_statement_of_a_transaction_takes_the_write_lock(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as holder:
+        await holder.begin()
+        await holder.execute(sa.select(1))  # a read, yet BEGIN IMMEDIATE ran before it
+        raw = (await holder.get_raw_connection()).driver_connection
+        assert raw is not None
+        assert raw._conn.in_transaction
+        other = impatient_engine(engine)
+        try:
+            with pytest.raises(OperationalError, match="locked"):
+                async with other.begin() as conn:
+                    await conn.execute(things.insert().values(name="blocked"))
+        finally:
+            await other.dispose()
+        await holder.execute(things.insert().values(name="holder"))
+        await holder.commit()
+    async with engine.connect() as conn:
+        names = (await conn.execute(sa.select(things.c.name))).scalars()
+        assert list(names) == ["holder"]
+
+
+async def test_a_transaction_without_statements_takes_no_trip_and_no_lock(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.connect(), engine.connect():
+        pass  # two connections in the pool, their pragmas run
+    trips = Trips(monkeypatch)
+    async with engine.connect() as idle:
+        await idle.begin()
+        # Another writer is not kept waiting by a transaction that has done nothing yet
+        await _insert(engine, "meanwhile")
+        await idle.commit()
+    assert trips.count == 2  # the other transaction's INSERT (with its BEGIN) and COMMIT
+
+
+async def test_a_begin_that_fails_fails_the_first_statement_and_is_tried_again(
+    engine: AsyncEngine,
+) -> None:
+    other = impatient_engine(engine)
+    try:
+        async with engine.connect() as holder:
+            await holder.begin()
+            await holder.execute(things.insert().values(name="first"))
+            async with other.connect() as conn:
+                await conn.begin()
+                with pytest.raises(OperationalError, match="locked"):
+                    await conn.execute(sa.select(1))
+                await holder.commit()
+                # The lock is free now: the same transaction begins with its next statement
+                await conn.execute(things.insert().values(name="second"))
+                raw = (await conn.get_raw_connection()).driver_connection
+                assert raw is not None
+                assert raw._conn.in_transaction
+                await conn.commit()
+    finally:
+        await other.dispose()
+    async with engine.connect() as conn:
+        names = (await conn.execute(sa.select(things.c.name).order_by(things.c.id))).scalars()
+        assert list(names) == ["first", "second"]
+
+
+def impatient_engine(engine: AsyncEngine) -> AsyncEngine:
+    """Another engine on the same database whose connections wait 50 ms for a lock."""
+    other = create_engine(str(engine.url))
+
+    def wait_briefly(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA busy_timeout=50")
+        cursor.close()
+
+    sa.event.listen(other.sync_engine, "connect", wait_briefly)
+    return other

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 
 import pytest
 from hypothesis import given
@@ -227,3 +228,58 @@ def test_adding_stored_forms_stores_the_merged_histogram(
     a, b = histogram_of(left), histogram_of(right)
     assert Histogram.add_stored(a.to_bytes(), b.to_bytes()) == a.merged(b).to_bytes()
     assert Histogram.add_stored(None, b.to_bytes()) == b.to_bytes()
+
+
+@given(
+    st.lists(st.floats(min_value=5.0, max_value=50.0), min_size=1, max_size=30),
+    st.integers(-3, 260),
+    st.integers(1, 5),
+    st.integers(0, 2),
+)
+def test_adding_one_bucket_to_a_stored_form_in_place_stores_the_merged_histogram(
+    stored_values: list[float], key: int, count: int, zero: int
+) -> None:
+    """The in-place path of `add_stored` (one bucket added within the stored span, the usual
+    minute cell) and the general path give the same bytes, whatever the bucket's place."""
+    stored = histogram_of(stored_values)
+    stored.zero = zero
+    first = stored.offset + stored.counts.tolist().index(next(n for n in stored.counts if n))
+    added = Histogram(buckets={first + key % 240: count}, zero=zero)
+    assert (
+        Histogram.add_stored(stored.to_bytes(), added.to_bytes())
+        == stored.merged(added).to_bytes()
+        == Histogram.running_sums((stored.to_bytes(), added.to_bytes()))[-1]
+    )
+
+
+def test_adding_one_bucket_keeps_the_general_path_where_in_place_would_differ() -> None:
+    one = Histogram(buckets={10: 1}).to_bytes()
+    # A stored form with empty fields at its ends (not as `to_bytes` writes it) is trimmed
+    untrimmed = Histogram(buckets={9: 0, 10: 4, 11: 0}).to_bytes()
+    header = 21
+    wide = untrimmed[:header] + bytes(4) + untrimmed[header:] + bytes(4)
+    wide = wide[:17] + (9).to_bytes(4, "little", signed=True) + wide[21:]
+    assert Histogram.add_stored(wide, one) == Histogram(buckets={10: 5}).to_bytes()
+    # Past 2^32 counts in all: the stored form cannot hold the field
+    full = Histogram(buckets={10: 2**32 - 1}).to_bytes()
+    with pytest.raises(struct.error):
+        Histogram.add_stored(full, one)
+    # An added bucket with no count changes nothing but the zero bucket
+    empty_field = one[:-4] + bytes(4)
+    stored = Histogram(buckets={10: 3, 12: 1}).to_bytes()
+    assert (
+        Histogram.add_stored(stored, empty_field)
+        == Histogram.running_sums((stored, empty_field))[-1]
+    )
+
+
+@given(st.one_of(st.floats(min_value=0, max_value=1e9), st.sampled_from([0.0, 1e-3, 1e-4])))
+def test_the_stored_form_of_one_value_is_that_of_a_histogram_given_it(value: float) -> None:
+    histogram = Histogram()
+    histogram.add(value)
+    assert Histogram.stored_one(value) == histogram.to_bytes()
+
+
+def test_one_nan_value_is_refused_as_adding_it_is() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        Histogram.stored_one(math.nan)

@@ -30,6 +30,7 @@ from pingtower.common.messaging.bus import Bus
 from pingtower.common.messaging.inbox import Inbox
 from pingtower.common.runtime import Component
 from pingtower.common.settings import Settings
+from pingtower.common.sqlite_values import result_texts, utc_text
 from pingtower.pinger.domain.maintenance import in_maintenance
 from pingtower.pinger.domain.status import (
     Confirmation,
@@ -38,7 +39,8 @@ from pingtower.pinger.domain.status import (
     majority,
     round_verdict,
 )
-from pingtower.pinger.evaluator.plain_rows import insert_rows, update_rows
+from pingtower.pinger.evaluator import plain_rows
+from pingtower.pinger.evaluator.plain_rows import Write, stored_insert, update_write
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.maintenance import TenantWindows, covering, tenant_windows
 from pingtower.pinger.store.states import (
@@ -86,6 +88,31 @@ _RESULT_COLUMNS = (
 )
 
 
+def _stored_result_row(id_: int, tenant: str, result: CheckCompleted) -> tuple[Any, ...]:
+    """A result's row of check_results (`id`, `_RESULT_COLUMNS`) as SQLAlchemy stores it on
+    SQLite: its converted values from `result_texts`, which statistics' ingest shares."""
+    texts = result_texts(result)
+    cert = result.cert_expires_at
+    return (
+        id_,
+        texts.check_id,
+        texts.monitor_id,
+        tenant,
+        result.region,
+        texts.scheduled_at,
+        texts.started_at,
+        texts.finished_at,
+        result.outcome.value,
+        result.latency_ms,
+        result.error_kind,
+        result.error_message,
+        result.status_code,
+        result.size_bytes,
+        texts.phases_ms,
+        None if cert is None else utc_text(cert),
+    )
+
+
 def _depth_in(monitors_: dict[uuid.UUID, MonitorColumns], monitor_id: uuid.UUID) -> int:
     """How many of the monitor's ancestors are among `monitors_` (bounded: no cycle hangs)."""
     depth = 0
@@ -102,13 +129,19 @@ def _confirmation(failures_before_down: int, successes_before_up: int) -> Confir
     return Confirmation(failures_before_down, successes_before_up)
 
 
-async def _write_states(session: AsyncSession, changes: dict[uuid.UUID, dict[str, Any]]) -> None:
-    """The changed state rows, with plain values on SQLite (`plain_rows`)."""
+async def _write_states(
+    session: AsyncSession, changes: dict[uuid.UUID, dict[str, Any]], writes: list[Write]
+) -> None:
+    """The changed state rows; on SQLite with plain values (`plain_rows`), after `writes` (the
+    batch's results), all in one trip to SQLite's thread."""
     if session.get_bind().dialect.name != "sqlite":
         await update_states(session, changes)
         return
+    dialect = session.get_bind().dialect
     for columns, rows in changes_by_columns(changes).items():
-        await update_rows(session, monitor_states, columns, "monitor_id", rows)
+        writes.append(update_write(dialect, monitor_states, columns, "monitor_id", rows))
+    await plain_rows.run_writes(session, writes)
+    writes.clear()
 
 
 class Evaluator(Component):
@@ -181,15 +214,17 @@ class Evaluator(Component):
                 kept.append(result)
             to_store.extend((monitor.tenant, result) for result in kept)
             accepted.append((monitor, state_row, kept))
-        result_ids = iter(await self._store(session, to_store, loaded.last_result_id))
+        # SQLite: the results are written with the state rows, in one trip (`_write_states`)
+        writes: list[Write] = []
+        result_ids = iter(await self._store(session, to_store, loaded.last_result_id, writes))
         windows: dict[str, TenantWindows] = {}  # read once per batch and workspace
         for tenant in sorted(loaded.tenants_with_windows):
             windows[tenant] = await tenant_windows(session, tenant)
         changes: dict[uuid.UUID, dict[str, Any]] = {}
         for monitor, state_row, kept in accepted:
             stored = [(result, next(result_ids)) for result in kept]
-            await self._apply_monitor(session, monitor, state_row, stored, windows, changes)
-        await _write_states(session, changes)
+            await self._apply_monitor(session, monitor, state_row, stored, windows, changes, writes)
+        await _write_states(session, changes, writes)
 
     async def _apply_monitor(
         self,
@@ -199,6 +234,7 @@ class Evaluator(Component):
         items: list[tuple[CheckCompleted, int]],
         tenant_windows_: dict[str, TenantWindows],
         changes: dict[uuid.UUID, dict[str, Any]],
+        writes: list[Write],
     ) -> None:
         """Run one monitor's results through its status machine; the state row's changed
         columns go to `changes` (written for the whole batch at once), its events to the
@@ -246,12 +282,12 @@ class Evaluator(Component):
                 confirmation,
                 # Only a failure can open an incident; a fresh id costs a read of urandom.
                 incident_id=uuid.uuid4() if verdict == Outcome.DOWN else _NO_INCIDENT,
-                in_maintenance=in_maintenance(windows, at),
+                in_maintenance=bool(windows) and in_maintenance(windows, at),
             )
             parent_incident = None
             if decision.opened is not None and monitor.parent_id is not None:
                 # The parent may be in this batch: its state row must be written first.
-                await _write_states(session, changes)
+                await _write_states(session, changes, writes)
                 changes.clear()
                 parent_incident = await self._open_incident_of(session, monitor.parent_id)
             pending.update(
@@ -299,6 +335,7 @@ class Evaluator(Component):
         session: AsyncSession,
         results: Sequence[tuple[str, CheckCompleted]],
         last_id: int | None,
+        writes: list[Write],
     ) -> list[int]:
         """Insert the results in one executemany; their ids, in the order given.
 
@@ -306,10 +343,19 @@ class Evaluator(Component):
         write lock, which no other writer can take meanwhile): SQLite may return the rows of
         a multi-row INSERT ... RETURNING in any order, so SQLAlchemy, asked to sort them, sent
         one INSERT per result, a trip to SQLite's thread each, which was most of the
-        evaluator's cost. PostgreSQL numbers them from its sequence, sorted by SQLAlchemy in
-        one statement per batch."""
+        evaluator's cost. The INSERT goes to `writes`, run with the state rows' UPDATEs.
+        PostgreSQL numbers them from its sequence, sorted by SQLAlchemy in one statement per
+        batch."""
         if not results:
             return []
+        if session.get_bind().dialect.name == "sqlite":
+            first = (last_id or 0) + 1
+            rows = [
+                _stored_result_row(id_, tenant, result)
+                for id_, (tenant, result) in enumerate(results, first)
+            ]
+            writes.append(stored_insert(check_results, ("id", *_RESULT_COLUMNS), rows))
+            return list(range(first, first + len(results)))
         rows = [
             (
                 result.check_id,
@@ -330,16 +376,6 @@ class Evaluator(Component):
             )
             for tenant, result in results
         ]
-        if session.get_bind().dialect.name == "sqlite":
-            first = (last_id or 0) + 1
-            ids = range(first, first + len(rows))
-            await insert_rows(
-                session,
-                check_results,
-                ("id", *_RESULT_COLUMNS),
-                [(id_, *row) for id_, row in zip(ids, rows, strict=True)],
-            )
-            return list(ids)
         inserted = await session.execute(
             insert(check_results).returning(check_results.c.id, sort_by_parameter_order=True),
             [dict(zip(_RESULT_COLUMNS, row, strict=True)) for row in rows],

@@ -6,7 +6,8 @@ for the evaluator's results and state rows, sixty-odd a batch, that machinery co
 SQLite's own work (bench/README.md, performance round 5). Here each column's own bind
 processor, the one SQLAlchemy would apply (so the stored values are identical: a test compares
 them), is looked up once per statement shape and applied to plain tuples, and the statement
-goes to the driver as text in one trip.
+goes to the driver as text; `run_writes` runs several such statements (a batch's results and
+its state rows) in one trip to SQLite's thread, straight on the sqlite3 connection.
 
 SQLite only (its `?` parameters); on PostgreSQL the evaluator keeps SQLAlchemy's statements,
 which asyncpg prepares once per connection. Column names go into the SQL text, so they must be
@@ -16,7 +17,7 @@ the table's own: each is looked up in the table (a KeyError otherwise) before an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -25,23 +26,17 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.db import UtcDateTime
+from pingtower.common.sqlite_driver import OneTripConnection
+from pingtower.common.sqlite_values import utc_text
 
 _Processors = tuple[tuple[int, Callable[[Any], Any]], ...]
 
 
 def _utc_text(value: datetime | None) -> str | None:
-    """A `UtcDateTime` as SQLite stores it: the text `UtcDateTime` and SQLAlchemy's DATETIME
-    make (a test compares them), where theirs took a conversion, a `replace` and a formatted
-    dictionary (half the conversions of a result's row are its times). `isoformat` of a UTC
-    time is that text followed by "+00:00"."""
-    if value is None:
-        return None
-    offset = value.utcoffset()
-    if offset is None:
-        raise ValueError("naive datetime given to a UTC column")
-    if offset:
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    """A `UtcDateTime` as SQLite stores it (`sqlite_values.utc_text`, which a test compares
+    with SQLAlchemy's text), where SQLAlchemy's DATETIME took a conversion, a `replace` and a
+    formatted dictionary (half the conversions of a result's row are its times)."""
+    return None if value is None else utc_text(value)
 
 
 @lru_cache(maxsize=64)
@@ -72,17 +67,39 @@ def _converted(processors: _Processors, rows: Iterable[Sequence[Any]]) -> list[t
     return converted
 
 
-async def insert_rows(
-    session: AsyncSession, table: Table, columns: tuple[str, ...], rows: Iterable[Sequence[Any]]
-) -> None:
-    """INSERT one row per item of `rows`, each its values in the order of `columns`."""
-    connection = await session.connection()
-    processors = _processors(connection.dialect, table, columns)
-    statement = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('?' for _ in columns)})"
-    )
-    await connection.exec_driver_sql(statement, _converted(processors, rows))
+@lru_cache(maxsize=16)
+def _insert(table: Table, columns: tuple[str, ...]) -> str:
+    names = [table.c[name].name for name in columns]  # a KeyError for a name not the table's
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+
+
+# A statement and its rows for one executemany
+Write = tuple[str, list[tuple[Any, ...]]]
+
+
+def stored_insert(table: Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> Write:
+    """An INSERT of rows already in their stored form (the caller converted them, as the
+    columns' bind processors would), as a write for `run_writes`."""
+    return _insert(table, columns), rows
+
+
+def update_write(
+    dialect: Dialect,
+    table: Table,
+    columns: tuple[str, ...],
+    key: str,
+    rows: Iterable[Sequence[Any]],
+) -> Write:
+    """`update_rows` as a write for `run_writes`."""
+    processors = _processors(dialect, table, (*columns, key))
+    return _update(table, columns, key), _converted(processors, rows)
+
+
+@lru_cache(maxsize=64)
+def _update(table: Table, columns: tuple[str, ...], key: str) -> str:
+    names = [table.c[name].name for name in columns]
+    where = table.c[key].name
+    return f"UPDATE {table.name} SET {', '.join(f'{name} = ?' for name in names)} WHERE {where} = ?"
 
 
 async def update_rows(
@@ -93,9 +110,28 @@ async def update_rows(
     rows: Iterable[Sequence[Any]],
 ) -> None:
     """UPDATE `columns` of the row whose `key` is the last value of each item of `rows`."""
+    await run_writes(session, [update_write(session.get_bind().dialect, table, columns, key, rows)])
+
+
+async def run_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
+    """Each write's executemany, in order, in one trip to SQLite's thread, in the session's
+    transaction: a batch's results and its state rows together (a trip, with its hand-over of
+    the GIL to the thread and back, cost more than a small statement)."""
+    writes = [(statement, rows) for statement, rows in writes if rows]
+    if not writes:
+        return
     connection = await session.connection()
-    processors = _processors(connection.dialect, table, (*columns, key))
-    statement = (
-        f"UPDATE {table.name} SET {', '.join(f'{name} = ?' for name in columns)} WHERE {key} = ?"
-    )
-    await connection.exec_driver_sql(statement, _converted(processors, rows))
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not isinstance(driver, OneTripConnection):
+        raise TypeError(f"not the embedded mode's SQLite driver: {type(driver).__name__}")
+    db = driver._conn
+
+    def run() -> None:
+        cursor = db.cursor()
+        try:
+            for statement, rows in writes:
+                cursor.executemany(statement, rows)
+        finally:
+            cursor.close()
+
+    await driver.run(run)

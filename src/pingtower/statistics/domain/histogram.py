@@ -22,6 +22,7 @@ import struct
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from itertools import accumulate
 from operator import add
 
@@ -223,7 +224,11 @@ class Histogram:
                 counts = int.from_bytes(data[header:], "little")
                 if counts:
                     total += part_total
-                    if not summed:
+                    if total >= 1 << _FIELD_BITS:
+                        # fields may have carried into their neighbours: added as arrays
+                        # below, and the big integer is of no more use
+                        summed = 0
+                    elif not summed:
                         summed, lo, hi = counts, offset, offset + n
                     elif offset >= lo:
                         summed += counts << (_FIELD_BITS * (offset - lo))
@@ -232,13 +237,12 @@ class Histogram:
                         lo = offset
                     hi = max(hi, offset + n)
                     # trimmed to the buckets in use, as `to_bytes` stores them
-                    while not summed & mask:
+                    while summed and not summed & mask:
                         summed >>= _FIELD_BITS
                         lo += 1
-                    while not summed >> (_FIELD_BITS * (hi - lo - 1)):
+                    while summed and not summed >> (_FIELD_BITS * (hi - lo - 1)):
                         hi -= 1
             if total >= 1 << _FIELD_BITS:
-                # fields may have carried into their neighbours: add as arrays instead
                 found.append(Histogram.from_bytes_many(items[: i + 1]).to_bytes())
                 continue
             payload = summed.to_bytes(_COUNT_SIZE * (hi - lo), "little") if summed else b""
@@ -248,8 +252,45 @@ class Histogram:
     @staticmethod
     def add_stored(stored: bytes | None, added: bytes | None) -> bytes:
         """`from_bytes(stored).merged(from_bytes(added)).to_bytes()` without building either:
-        SQLite's ingest adds a batch's cell to the stored one with this, inside its upsert."""
+        SQLite's ingest adds a batch's cell to the stored one with this, inside its upsert.
+
+        The usual case, a minute cell's one new latency in a bucket the stored form spans
+        already, is the stored bytes with that bucket's field and the header's sums raised:
+        no big integers, no trimming (nothing can be trimmed from a form that stays as wide)."""
+        if stored and added and len(added) == _ONE_BUCKET_SIZE:
+            zero, total, offset, n = _read_header(stored)
+            added_zero, added_total, key, _ = _read_header(added)
+            (added_count,) = _COUNT.unpack_from(added, _HEADER.size)
+            at = key - offset
+            header = _HEADER.size
+            if (
+                0 <= at < n
+                and added_count
+                and total + added_total < 1 << _FIELD_BITS  # no field can pass 2^32 either
+                and _COUNT.unpack_from(stored, header)[0]  # trimmed, as `to_bytes` leaves it
+                and _COUNT.unpack_from(stored, len(stored) - _COUNT_SIZE)[0]
+            ):
+                place = header + _COUNT_SIZE * at
+                (count,) = _COUNT.unpack_from(stored, place)
+                return b"".join(
+                    (
+                        _HEADER.pack(FORMAT, zero + added_zero, total + added_total, offset),
+                        stored[header:place],
+                        _COUNT.pack(count + added_count),
+                        stored[place + _COUNT_SIZE :],
+                    )
+                )
         return Histogram.running_sums((stored, added))[-1]
+
+    @staticmethod
+    def stored_one(value: float) -> bytes:
+        """`to_bytes` of a histogram given `value` alone (a cell of one result), made without
+        the histogram: there are few distinct forms, one per bucket."""
+        if math.isnan(value):
+            raise ValueError("NaN latency")
+        if value <= MIN_VALUE:
+            return _ZERO_ONLY
+        return _one_in(Histogram.key(value))
 
     @classmethod
     def from_bytes(cls, data: bytes | None) -> Histogram:
@@ -316,6 +357,17 @@ class Histogram:
 
     def __repr__(self) -> str:
         return f"Histogram(count={self.count})"
+
+
+_COUNT = struct.Struct("<I")
+_ONE_BUCKET_SIZE = _HEADER.size + _COUNT_SIZE
+_ZERO_ONLY = _HEADER.pack(FORMAT, 1, 0, 0)
+
+
+@lru_cache(maxsize=1024)
+def _one_in(key: int) -> bytes:
+    """The stored form of one value in bucket `key`."""
+    return _HEADER.pack(FORMAT, 0, 1, key) + _COUNT.pack(1)
 
 
 def _quantiles(
