@@ -34,7 +34,7 @@ from bench._runtime import (
     process_rss_kib,
     up_env,
 )
-from bench._table import print_rows
+from bench._table import Row, print_rows
 from bench.local_nginx import LocalNginx
 
 TARGET_P99_S = 1.0
@@ -58,7 +58,8 @@ def batch_counters(base: str) -> dict[str, tuple[float, float]]:
     """Per in-process consumer: (batches, messages) so far, from the process's /metrics."""
     import urllib.request
 
-    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+    # a minute: at 10,000 monitors the exposition alone takes seconds on a busy process
+    with urllib.request.urlopen(f"{base}/metrics", timeout=60) as response:
         text = response.read().decode()
     found: dict[str, list[float]] = {}
     for line in text.splitlines():
@@ -146,6 +147,56 @@ def heap_growth(before: Path, after: Path, monitors: int, top: int = 25) -> list
     return lines
 
 
+def loop_lag(path: Path, start: float, end: float, top: int = 12) -> tuple[list[Row], list[str]]:
+    """Rows of the event loop's lag, stalls and GC pauses within [start, end) (epoch seconds)
+    from `bench.loop_lag_cli`'s log, and the code seen holding the loop in stalls, commonest
+    first."""
+    lags: list[float] = []
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    held: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        kind, at, rest = line.split(" ", 2)
+        if not start <= float(at) < end:
+            continue
+        if kind == "lag":
+            lags.append(float(rest))
+        elif kind == "gc":
+            generation, pause = rest.split()
+            pauses[int(generation)].append(float(pause))
+        elif kind == "stall":
+            held[rest] = held.get(rest, 0) + 1
+    seconds = end - start
+    long = [lag for lag in lags if lag > 100]
+    rows: list[Row] = [
+        (
+            "loop lag p50 / p99 / max",
+            f"{percentile(lags, 0.5):.1f} / {percentile(lags, 0.99):.1f} / "
+            f"{max(lags, default=float('nan')):.0f} ms",
+            "a 10 ms sleep's lateness",
+        ),
+        (
+            "loop held > 100 ms",
+            f"{len(long)} times, {sum(long) / 1000:.1f} s of {seconds:.0f} s",
+            "",
+        ),
+    ]
+    for gen in (1, 2):
+        found = pauses[gen]
+        rows.append(
+            (
+                f"GC gen {gen} collections",
+                f"{len(found)}, max {max(found, default=0):.0f} ms, "
+                f"total {sum(found) / 1000:.2f} s",
+                "",
+            )
+        )
+    causes = [
+        f"{count * 25:6d} ms  {frames}"
+        for frames, count in sorted(held.items(), key=lambda item: -item[1])[:top]
+    ]
+    return rows, causes
+
+
 def main_run(args: argparse.Namespace) -> None:
     interval: int = args.interval
     windows = max(1, round(args.seconds / interval))
@@ -159,6 +210,9 @@ def main_run(args: argparse.Namespace) -> None:
     )
     heap = Path(args.tracemalloc) if args.tracemalloc else None
     launcher = ["bench.uvloop_cli" if args.uvloop else "pingtower.cli"]
+    lag_log = workdir / "loop-lag.log" if args.loop_lag else None
+    if lag_log is not None:
+        launcher = ["bench.loop_lag_cli", str(lag_log)]
     if heap is not None:
         launcher = ["bench.tracemalloc_cli", str(heap)]
     process = EmbeddedProcess(data_dir, workdir / "pingtower.log", env, launcher)
@@ -225,6 +279,10 @@ def main_run(args: argparse.Namespace) -> None:
         ("memory per monitor (RSS growth / N)", f"{per_monitor:.1f} KiB", "<= 20 KiB"),
         ("RSS before / after", f"{rss_before // 1024} / {rss_after // 1024} MiB", ""),
     ]
+    causes: list[str] = []
+    if lag_log is not None:
+        lag_rows, causes = loop_lag(lag_log, start.timestamp(), end.timestamp())
+        rows += lag_rows
     for consumer, (batches, messages) in sorted(batches_end.items()):
         batches -= batches_start.get(consumer, (0.0, 0.0))[0]
         messages -= batches_start.get(consumer, (0.0, 0.0))[1]
@@ -232,6 +290,9 @@ def main_run(args: argparse.Namespace) -> None:
             mean = f"{messages / batches:.1f} ({batches:.0f} batches)"
             rows.append((f"mean batch, {consumer}", mean, ""))
     print_rows(rows, 28, "target (issue 3)")
+    if causes:
+        print("\nwhat held the event loop in stalls over 100 ms (25 ms samples, innermost first):")
+        print("\n".join(causes))
     if heap is not None:
         print()
         print("\n".join(heap_growth(Path(f"{heap}.1"), Path(f"{heap}.2"), args.monitors)))
@@ -249,6 +310,11 @@ def main() -> None:
     )
     parser.add_argument("--profile", metavar="PATH", help="py-spy collapsed stacks to PATH")
     parser.add_argument("--uvloop", action="store_true", help="run the process on uvloop")
+    parser.add_argument(
+        "--loop-lag",
+        action="store_true",
+        help="record event-loop lag, GC pauses and what held the loop (bench.loop_lag_cli)",
+    )
     parser.add_argument(
         "--tracemalloc",
         metavar="PATH",

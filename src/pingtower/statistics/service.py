@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,8 +27,8 @@ from pingtower.statistics.api.routes import build_router
 from pingtower.statistics.api.slos import build_slo_router
 from pingtower.statistics.api.status_page import build_status_page_router
 from pingtower.statistics.domain.rollups import Resolution, floor_to
-from pingtower.statistics.domain.uptime import uptime
-from pingtower.statistics.metrics import MONITORS, MonitorSample
+from pingtower.statistics.domain.uptime import StatusInterval, uptime
+from pingtower.statistics.metrics import MONITORS, Exposition, MonitorSample
 from pingtower.statistics.snapshot import LatencySnapshot
 from pingtower.statistics.store import compaction, partitions, queries, tables
 from pingtower.statistics.store import slos as slo_store
@@ -37,6 +38,9 @@ from pingtower.statistics.store.watermark import folded_until
 log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Most of the time the metrics snapshot may take (its runs space out beyond `metrics_every`
+# when they take longer): at 10,000 monitors a run is ~1 s of CPU.
+METRICS_SHARE = 0.04
 CONSUMER = "statistics.ingest"
 ROLES = frozenset({"statistics"})
 
@@ -78,6 +82,7 @@ class StatisticsService(Component):
         prune_batch: int = 5000,
         evaluate_every: timedelta = timedelta(minutes=1),
         metrics_every: timedelta = timedelta(seconds=30),
+        metrics_page: int = 250,
         ingest_batch: int = 500,
         compact_every: timedelta = timedelta(minutes=1),
         compact_grace: timedelta = timedelta(minutes=5),
@@ -111,7 +116,10 @@ class StatisticsService(Component):
         self.handler = self.inbox.handler(
             self.sessions, ingest, keyed_by_effect=(CheckCompleted.TYPE,)
         )
-        self.latency = LatencySnapshot(max_age=max(2 * metrics_every, timedelta(minutes=1)))
+        self.metrics_page = metrics_page
+        self.metrics_pause = metrics_every
+        self._latency_max_age = max(2 * metrics_every, timedelta(minutes=1))
+        self.latency = LatencySnapshot(max_age=self._latency_max_age)
         self._routers = (
             build_router(self.sessions, clock, self.latency),
             build_slo_router(self.sessions, clock),
@@ -149,7 +157,8 @@ class StatisticsService(Component):
                 self._every(self.evaluate_every, self.evaluate_slos), name="statistics-slos"
             ),
             asyncio.create_task(
-                self._every(self.metrics_every, self.refresh_metrics), name="statistics-metrics"
+                self._every(lambda: self.metrics_pause, self.refresh_metrics),
+                name="statistics-metrics",
             ),
         ]
 
@@ -231,42 +240,47 @@ class StatisticsService(Component):
         return emitted
 
     async def refresh_metrics(self) -> int:
-        """Recompute the per-monitor gauges from the database; returns the monitor count."""
+        """Recompute the per-monitor gauges and the latency snapshot from the database, a page
+        of monitors at a time with a yield between pages (no page holds the event loop for
+        long); returns the monitor count. The next run waits longer than `metrics_every` when
+        this one took long, so that it takes at most `METRICS_SHARE` of the time whatever the
+        monitor count."""
+        started = time.monotonic()
         now = self.clock()
         day = now - timedelta(hours=24)
-        async with self.sessions() as session:
-            rows = await queries.all_monitors(session)
-            ids = [row.monitor_id for row in rows]
-            current = await queries.current_statuses(session, ids)
-            timelines = await queries.timelines(session, ids, day, now)
+        samples: list[MonitorSample] = []
+        exposition = Exposition()
         p95: dict[uuid.UUID, float | None] = {}
-        for i in range(0, len(ids), 200):
-            # in slices, yielding between them, so API requests are not held up for long
+        after: uuid.UUID | None = None
+        for _ in range(10_000_000 // self.metrics_page + 1):  # bounded: 10 million monitors
             async with self.sessions() as session:
-                histograms = await queries.recent_histograms(session, ids[i : i + 200], day, now)
-            for monitor_id in ids[i : i + 200]:
-                found = histograms.get(monitor_id)
-                p95[monitor_id] = None if found is None else found.quantile(0.95)
+                page = await queries.monitor_facts_page(session, after, self.metrics_page)
+                if not page:
+                    break
+                first, after = page[0].monitor_id, page[-1].monitor_id
+                closed = await queries.closed_intervals(session, first, after, day, now)
+                histograms = await queries.recent_histograms(
+                    session, [facts.monitor_id for facts in page], day, now
+                )
+            these = [monitor_sample(f, closed.get(f.monitor_id, ()), day, now) for f in page]
+            exposition.add(these)
+            samples.extend(these)
+            for facts in page:
+                found = histograms.get(facts.monitor_id)
+                p95[facts.monitor_id] = None if found is None else found.quantile(0.95)
             await asyncio.sleep(0)
         self.latency.update(now, p95)
-        MONITORS.update(
-            [
-                MonitorSample(
-                    tenant=row.tenant,
-                    monitor_id=str(row.monitor_id),
-                    name=row.name,
-                    status=Status.PAUSED
-                    if row.paused
-                    else current.get(row.monitor_id, (Status.UNKNOWN, None))[0],
-                    last_latency_ms=row.last_latency_ms,
-                    uptime_24h=uptime(timelines.get(row.monitor_id, []), day, now).ratio,
-                )
-                for row in rows
-            ]
+        MONITORS.update(samples, exposition.render())
+        self.metrics_pause = pause_after(
+            self.metrics_every, timedelta(seconds=time.monotonic() - started), METRICS_SHARE
         )
-        return len(rows)
+        # a figure stays usable until the run after next
+        self.latency.max_age = max(self._latency_max_age, 2 * self.metrics_pause)
+        return len(samples)
 
-    async def _every(self, period: timedelta, work: Callable[[], Awaitable[object]]) -> None:
+    async def _every(
+        self, period: timedelta | Callable[[], timedelta], work: Callable[[], Awaitable[object]]
+    ) -> None:
         while True:
             try:
                 outcome = await work()
@@ -275,7 +289,37 @@ class StatisticsService(Component):
                 raise
             except Exception:
                 log.exception("statistics background work failed; will retry", work=work.__name__)
-            await asyncio.sleep(period.total_seconds())
+            pause = period if isinstance(period, timedelta) else period()
+            await asyncio.sleep(pause.total_seconds())
+
+
+def monitor_sample(
+    facts: queries.MonitorFacts,
+    closed: Iterable[StatusInterval],
+    window_start: datetime,
+    window_end: datetime,
+) -> MonitorSample:
+    """A monitor's gauges: its current status (PAUSED when paused) and its uptime over the
+    window from its closed intervals there and its open one."""
+    timeline = list(closed)
+    if facts.status is not None and facts.since is not None:
+        timeline.append(StatusInterval(facts.since, None, facts.status))
+    return MonitorSample(
+        tenant=facts.tenant,
+        monitor_id=str(facts.monitor_id),
+        name=facts.name,
+        status=Status.PAUSED if facts.paused else facts.status or Status.UNKNOWN,
+        last_latency_ms=facts.last_latency_ms,
+        uptime_24h=uptime(timeline, window_start, window_end).ratio,
+    )
+
+
+def pause_after(period: timedelta, took: timedelta, share: float) -> timedelta:
+    """How long to wait after work that took `took`: `period`, or longer so that the work
+    takes at most `share` of the time (a duty cycle: slow runs come less often)."""
+    if not 0 < share <= 1:
+        raise ValueError("share must be in (0, 1]")
+    return max(period, took * ((1 - share) / share))
 
 
 def build(settings: Settings, bus: Bus, roles: Collection[str]) -> list[Component]:

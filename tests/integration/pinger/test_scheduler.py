@@ -20,6 +20,7 @@ from pingtower.common.events import CheckJob, Envelope, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
 from pingtower.pinger.domain.schedule import next_run
+from pingtower.pinger.scheduler import scheduler as scheduler_module
 from pingtower.pinger.scheduler.scheduler import TICK_SECONDS, Scheduler
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.tables import monitor_states, monitors
@@ -193,6 +194,32 @@ async def test_a_change_that_commits_long_after_its_timestamp_is_found_by_reconc
     ran = {j.monitor_id for j in await setup.advance(10)}
     assert late in ran
     assert old not in ran
+    assert await setup.scheduler.reconcile() == 0, "nothing left to find"
+
+
+async def test_reconciling_page_by_page_finds_every_late_change_and_keeps_the_rest(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "RECONCILE_PAGE", 3)  # 11 monitors: four pages
+    ids = [await insert_monitor(setup.db, interval_seconds=10) for _ in range(10)]
+    await setup.scheduler.load_all()
+    stamped = utcnow() - timedelta(minutes=1)  # committed late: only reconciling sees them
+    late = await insert_monitor(
+        setup.db, interval_seconds=10, created_at=stamped, updated_at=stamped
+    )
+    ordered = sorted(ids)
+    gone, moved = ordered[2], ordered[3]  # the last of the first page, the first of the next
+    async with setup.db.sessions() as session, session.begin():
+        await session.execute(update(monitors).where(monitors.c.id == gone).values(paused=True))
+        await session.execute(
+            update(monitors)
+            .where(monitors.c.id == moved)
+            .values(target="http://127.0.0.1:2/moved", updated_at=stamped)
+        )
+    assert await setup.scheduler.reconcile() == 3
+    jobs = await setup.advance(10)
+    assert sorted(j.monitor_id for j in jobs) == sorted({*ids, late} - {gone})
+    assert {j.target for j in jobs if j.monitor_id == moved} == {"http://127.0.0.1:2/moved"}
     assert await setup.scheduler.reconcile() == 0, "nothing left to find"
 
 

@@ -28,6 +28,10 @@ LATENCY = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 API_PREFIX = "/api/v1"
+# Metric families their owner renders ahead of the scrape (text format bytes), appended to
+# /metrics: per-monitor gauges of 10,000 monitors (100,000 samples) took prometheus_client
+# seconds of CPU at every scrape (statistics/metrics.py).
+RENDERED_METRICS: list[Callable[[], bytes]] = []
 
 
 def create_app(
@@ -96,9 +100,11 @@ def create_app(
             status_code=200 if ready else 503,
         )
 
+    # A plain function: FastAPI runs it on a worker thread, off the event loop.
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    def metrics() -> Response:
+        rendered = b"".join(render() for render in RENDERED_METRICS)
+        return Response(generate_latest() + rendered, media_type=CONTENT_TYPE_LATEST)
 
     @app.get(API_PREFIX, tags=["operations"], summary="API root")
     async def api_root() -> dict[str, Any]:

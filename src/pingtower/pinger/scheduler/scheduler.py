@@ -67,6 +67,7 @@ SCHEDULED = Gauge("pingtower_pinger_scheduled_monitors", "Monitors in the schedu
 LEADER_LOCK = zlib.crc32(b"pingtower.pinger.scheduler")
 POLL_OVERLAP = timedelta(seconds=5)
 RECONCILE_CHUNK = 500
+RECONCILE_PAGE = 2000
 # Jobs handed to the bus at once: a tick's due jobs go out together (the bus bounds how many
 # await their confirmation at a time); a huge tick is cut so its first jobs leave early.
 PUBLISH_BATCH = 5000
@@ -465,21 +466,36 @@ class Scheduler(Component):
     async def reconcile(self) -> int:
         """Compare every active monitor's `updated_at` with the schedule and apply what the
         incremental poll missed (new, changed, deleted or paused monitors); the count found."""
+        active: dict[uuid.UUID, datetime] = {}
+        missed: list[uuid.UUID] = []
         async with self.db.sessions() as session:
-            active = {
-                row.id: row.updated_at
-                for row in await session.execute(
-                    select(monitors.c.id, monitors.c.type, monitors.c.updated_at).where(
-                        monitors.c.deleted_at.is_(None), monitors.c.paused.is_(False)
-                    )
+            # In pages of ids with a yield between them: read and compared at once, 10,000
+            # monitors held the event loop for ~100 ms every `reconcile_seconds`. Only the
+            # leader loop changes the schedule, and it waits for this: a page read later sees
+            # the same entries.
+            after: uuid.UUID | None = None
+            for _ in range(10_000_000 // RECONCILE_PAGE + 1):  # bounded: 10 million monitors
+                query = (
+                    select(monitors.c.id, monitors.c.type, monitors.c.updated_at)
+                    .where(monitors.c.deleted_at.is_(None), monitors.c.paused.is_(False))
+                    .order_by(monitors.c.id)
+                    .limit(RECONCILE_PAGE)
                 )
-                if _runs_on_probes(row.type)
-            }
-            missed = [
-                monitor_id
-                for monitor_id, updated_at in active.items()
-                if (entry := self.entries.get(monitor_id)) is None or entry.updated_at != updated_at
-            ]
+                if after is not None:
+                    query = query.where(monitors.c.id > after)
+                page = (await session.execute(query)).all()
+                entries = self.entries
+                for monitor_id, check_type, updated_at in page:
+                    if not _runs_on_probes(check_type):
+                        continue
+                    active[monitor_id] = updated_at
+                    entry = entries.get(monitor_id)
+                    if entry is None or entry.updated_at != updated_at:
+                        missed.append(monitor_id)
+                if len(page) < RECONCILE_PAGE:
+                    break
+                after = page[-1].id
+                await asyncio.sleep(0)
             rows: list[Any] = []
             for start in range(0, len(missed), RECONCILE_CHUNK):
                 chunk = missed[start : start + RECONCILE_CHUNK]

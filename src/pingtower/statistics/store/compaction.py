@@ -21,9 +21,10 @@ for a finished day the day tails the overview reads (tables.day_tails).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from itertools import accumulate
 from typing import Any
@@ -62,19 +63,44 @@ async def fold_next_hour(session: AsyncSession, until: datetime) -> datetime | N
         hour = floor_to(first, Resolution.HOUR.length)
         stop = min(hour + Resolution.HOUR.length, until)
         rows = await session.execute(
-            select(r).where(
+            select(r)
+            .where(
                 r.c.resolution == Resolution.MINUTE.value,
                 r.c.bucket_start >= first,
                 r.c.bucket_start < stop,
             )
+            .order_by(r.c.monitor_id, r.c.region, r.c.bucket_start)
         )
-        await merge_cells(session, coarser_cells(rows))
+        # A slice of monitors at a time, yielding between slices: a minute of 10,000 monitors
+        # folded at once held the event loop for ~2 s (rows decoded, cells merged, the
+        # upsert's rows built). A monitor's rows stay in one slice, so its cells add up as
+        # they did in one go. The transaction (SQLite's write lock, PostgreSQL's watermark
+        # row) lasts longer by what other tasks do during the yields.
+        for part in whole_monitors(rows, SLICE):
+            await merge_cells(session, coarser_cells(part))
+            await asyncio.sleep(0)
     await finish(session, start, stop)
     await move(session, stop)
     return stop
 
 
 _JSON = ("phase_sums", "phase_counts")
+# Rows of cells handled between two yields to the event loop: ~30 ms of work (a minute
+# cell folded into its hour and day cells costs ~0.3 ms of CPU on SQLite).
+SLICE = 100
+
+
+def whole_monitors(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Rows in monitor order, in slices of about `size` that never split a monitor's rows (the
+    rows are decoded as the slices are taken, not all at once)."""
+    part: list[Any] = []
+    for row in rows:
+        if len(part) >= size and row.monitor_id != part[-1].monitor_id:
+            yield part
+            part = []
+        part.append(row)
+    if part:
+        yield part
 
 
 async def finish(session: AsyncSession, start: datetime, stop: datetime) -> None:
@@ -95,31 +121,17 @@ async def write_figures(
 ) -> None:
     """Figures into the cells of `resolution` starting in [first, last]."""
     r = rollups.c
-    rows = (
-        await session.execute(
-            select(
-                r.monitor_id,
-                r.region,
-                r.bucket_start,
-                *(r[name] for name in StoredCell._fields if name not in _JSON),
-                *(cast(r[name], Text) for name in _JSON),
-            ).where(
-                r.resolution == resolution.value, r.bucket_start >= first, r.bucket_start <= last
-            )
-        )
-    ).all()
-    if not rows:
-        return
-    # the phase maps of all rows in one decode
-    maps = json.loads("[" + ",".join(f"{row[-2]},{row[-1]}" for row in rows) + "]")
-    found = figures(
-        [
-            StoredCell._make((*row[3:10], maps[2 * i], maps[2 * i + 1], row[10]))
-            for i, row in enumerate(rows)
-        ]
+    result = await session.execute(
+        select(
+            r.monitor_id,
+            r.region,
+            r.bucket_start,
+            *(r[name] for name in StoredCell._fields if name not in _JSON),
+            *(cast(r[name], Text) for name in _JSON),
+        ).where(r.resolution == resolution.value, r.bucket_start >= first, r.bucket_start <= last)
     )
     connection = await session.connection()
-    await connection.execute(
+    statement = (
         update(rollups)
         .where(
             r.monitor_id == bindparam("k_monitor_id"),
@@ -134,43 +146,66 @@ async def write_figures(
             p95=bindparam("v_p95"),
             p99=bindparam("v_p99"),
             point_json=bindparam("v_point_json"),
-        ),
-        [
-            {"k_monitor_id": row[0], "k_region": row[1], "k_bucket_start": row[2]}
-            | {f"v_{name}": value for name, value in cell._asdict().items()}
-            for row, cell in zip(rows, found, strict=True)
-        ],
+        )
     )
+    # a slice at a time, yielding between slices: every hour cell of 10,000 monitors at once
+    # held the event loop for seconds
+    for rows in result.partitions(SLICE):
+        # the phase maps of the slice's rows in one decode
+        maps = json.loads("[" + ",".join(f"{row[-2]},{row[-1]}" for row in rows) + "]")
+        found = figures(
+            [
+                StoredCell._make((*row[3:10], maps[2 * i], maps[2 * i + 1], row[10]))
+                for i, row in enumerate(rows)
+            ]
+        )
+        await connection.execute(
+            statement,
+            [
+                {"k_monitor_id": row[0], "k_region": row[1], "k_bucket_start": row[2]}
+                | {f"v_{name}": value for name, value in cell._asdict().items()}
+                for row, cell in zip(rows, found, strict=True)
+            ],
+        )
+        await asyncio.sleep(0)
 
 
 async def write_day_tails(session: AsyncSession, day: datetime) -> None:
     """The day tails of `day` (a finished day), replacing those of any day before."""
     r = rollups.c
     rows = await session.execute(
-        select(r.monitor_id, r.region, r.bucket_start, r.latency_count, r.histogram).where(
+        select(r.monitor_id, r.region, r.bucket_start, r.latency_count, r.histogram)
+        .where(
             r.resolution == Resolution.HOUR.value,
             r.bucket_start >= day,
             r.bucket_start < day + Resolution.DAY.length,
         )
+        .order_by(r.monitor_id)
     )
-    cells: dict[tuple[Any, str], dict[datetime, tuple[int, bytes]]] = defaultdict(dict)
-    for monitor_id, region, at, count, histogram in rows.all():
-        cells[(monitor_id, region)][at] = (count, histogram)
-    starts = [day + i * Resolution.HOUR.length for i in reversed(range(24))]
-    columns: dict[str, list[Any]] = {name: [] for name in _TAIL_COLUMNS}
-    for (monitor_id, region), found in cells.items():
-        # every hour from the first with a cell on, so a reader finds the tail of any hour
-        # whatever hours the monitor had no check in
-        hours = starts[: 24 - min(found).hour]
-        these = [found.get(at, (0, b"")) for at in hours]
-        columns["monitor_id"].extend(monitor_id for _ in hours)
-        columns["region"].extend(region for _ in hours)
-        columns["bucket_start"].extend(hours)
-        columns["latency_count"].extend(accumulate(count for count, _ in these))
-        columns["histogram"].extend(Histogram.running_sums([data for _, data in these]))
     await session.execute(delete(day_tails))
-    if not columns["monitor_id"]:
-        return
+    starts = [day + i * Resolution.HOUR.length for i in reversed(range(24))]
+    # a slice of monitors at a time, yielding between slices: 24 rows a monitor, 240,000 for
+    # 10,000 monitors, held the event loop for tens of seconds at once
+    for part in whole_monitors(rows, SLICE):
+        cells: dict[tuple[Any, str], dict[datetime, tuple[int, bytes]]] = defaultdict(dict)
+        for monitor_id, region, at, count, histogram in part:
+            cells[(monitor_id, region)][at] = (count, histogram)
+        columns: dict[str, list[Any]] = {name: [] for name in _TAIL_COLUMNS}
+        for (monitor_id, region), found in cells.items():
+            # every hour from the first with a cell on, so a reader finds the tail of any
+            # hour whatever hours the monitor had no check in
+            hours = starts[: 24 - min(found).hour]
+            these = [found.get(at, (0, b"")) for at in hours]
+            columns["monitor_id"].extend(monitor_id for _ in hours)
+            columns["region"].extend(region for _ in hours)
+            columns["bucket_start"].extend(hours)
+            columns["latency_count"].extend(accumulate(count for count, _ in these))
+            columns["histogram"].extend(Histogram.running_sums([data for _, data in these]))
+        await _insert_tails(session, columns)
+        await asyncio.sleep(0)
+
+
+async def _insert_tails(session: AsyncSession, columns: dict[str, list[Any]]) -> None:
     if is_postgres(session):
         # ~24,000 rows for a thousand monitors: one statement fed an array per column
         await session.execute(_INSERT_TAILS_PG, columns)

@@ -1,0 +1,112 @@
+"""Compaction works a slice of monitors at a time (yielding to the event loop between slices);
+what it stores is what folding everything at once stores, to the last bit."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from pingtower.common.events import CheckCompleted, Envelope, Outcome
+from pingtower.statistics.store import compaction, tables
+from tests.integration.statistics.conftest import Clock, Harness, harness
+from tests.integration.statistics.story import NOV10, H, M, created, feed, wrap
+
+FLEET = [uuid.UUID(int=(0x7000 + i) << 64 | 0x4000_8000_0000_0000) for i in range(7)]
+NOW = NOV10 + 26 * H + 10 * M  # past midnight: hours finished, a day finished, its tails
+
+
+def results() -> list[Envelope]:
+    """Every 10 minutes from 10 Nov 00:00 for 26 hours, some monitors from two regions."""
+    found = [wrap(created(monitor_id, f"fleet-{n}")) for n, monitor_id in enumerate(FLEET)]
+    for i in range(26 * 6):
+        at = NOV10 + i * 10 * M + timedelta(seconds=3)
+        for n, monitor_id in enumerate(FLEET):
+            k = i * 7 + n
+            found.append(
+                wrap(
+                    CheckCompleted(
+                        check_id=uuid.uuid4(),
+                        monitor_id=monitor_id,
+                        region="eu" if n % 3 or i % 2 else "us",
+                        scheduled_at=at - timedelta(seconds=2),
+                        started_at=at - timedelta(seconds=1),
+                        finished_at=at,
+                        outcome=Outcome.DOWN if k % 11 == 0 else Outcome.UP,
+                        latency_ms=None if k % 17 == 0 else 20.0 + (k * 37) % 400 / 3,
+                        phases_ms={"dns": 1.0 + k % 3, "connect": 3.5 + (k % 7) / 3},
+                    )
+                )
+            )
+    return found
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Awaitable[str]]:
+    """Gives the URL of a fresh database at each call."""
+    if request.param == "postgresql":
+        make: Callable[[], Awaitable[str]] = request.getfixturevalue("make_pg_database")
+        return make
+    made = itertools.count()
+
+    async def sqlite_file() -> str:
+        return f"sqlite+aiosqlite:///{tmp_path}/db{next(made)}.sqlite3"
+
+    return sqlite_file
+
+
+async def stored(stats: Harness) -> tuple[list[Any], list[Any]]:
+    """Every rollup cell and day tail, in key order."""
+    r, t = tables.rollups.c, tables.day_tails.c
+    async with stats.service.sessions() as session:
+        cells = await session.execute(
+            select(tables.rollups).order_by(r.monitor_id, r.resolution, r.bucket_start, r.region)
+        )
+        tails = await session.execute(
+            select(tables.day_tails).order_by(t.monitor_id, t.region, t.bucket_start)
+        )
+        return [tuple(row) for row in cells.all()], [tuple(row) for row in tails.all()]
+
+
+async def compacted(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slice_rows: int
+) -> tuple[list[Any], list[Any]]:
+    monkeypatch.setattr(compaction, "SLICE", slice_rows)
+    async with harness(url, tmp_path, Clock(NOV10), background=False) as stats:
+        await feed(stats, results())
+        stats.clock.now = NOW
+        assert await stats.service.compact() == 27  # an hour a step, the last one in part
+        return await stored(stats)
+
+
+async def test_compaction_in_slices_of_a_few_monitors_stores_what_one_slice_stores(
+    new_database: Callable[[], Awaitable[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = await compacted(await new_database(), tmp_path, monkeypatch, 100_000)
+    sliced = await compacted(await new_database(), tmp_path, monkeypatch, 2)  # a monitor or two
+    cells, tails = whole
+    assert {row[2] for row in cells} == {"minute", "hour", "day"}
+    assert len(tails) == len(FLEET) * 24 + sum(1 for n in range(len(FLEET)) if n % 3 == 0) * 24
+    assert sliced == whole
+
+
+def test_slices_never_split_a_monitors_rows() -> None:
+    class Row:
+        def __init__(self, monitor_id: int) -> None:
+            self.monitor_id = monitor_id
+
+    rows = [Row(m) for m in (1, 1, 1, 2, 3, 3, 4, 4, 4, 4, 5)]
+    parts = list(compaction.whole_monitors(rows, 2))
+    assert [[row.monitor_id for row in part] for part in parts] == [
+        [1, 1, 1],
+        [2, 3, 3],
+        [4, 4, 4, 4],
+        [5],
+    ]
+    assert list(compaction.whole_monitors([], 2)) == []
