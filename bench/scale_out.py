@@ -390,7 +390,9 @@ def main() -> None:
     parser.add_argument(
         "--fill-rate",
         type=float,
-        default=3000,
+        # 3,000 ran the queue dry in the two-probe window: the first probe goes on taking jobs
+        # while the second window's jobs are queued and the second probe starts.
+        default=8000,
         help="checks/s the queue is filled for (--feed queue; at most 100,000 jobs a window)",
     )
     parser.add_argument("--seconds", type=float, default=10, help="per window (max 120)")
