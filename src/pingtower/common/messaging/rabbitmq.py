@@ -775,16 +775,8 @@ class RabbitMQBus(Bus):
         """
         FAILED.labels(consumer).inc()
         deliveries = _delivery_count(message.headers)
-        log.warning(
-            "handler failed; message returned to the queue",
-            consumer=consumer,
-            message_id=str(envelope.id),
-            type=envelope.type,
-            delivery=deliveries + 1,
-            delivery_limit=self.delivery_limit,
-            error=repr(exc),
-        )
-        delay = min(0.05 * 2**deliveries, 2.0)
+        self._log_failure("message returned to the queue", consumer, envelope, deliveries, exc)
+        delay = _backoff_seconds(deliveries)
         # A message taken out of a pack carries the pack's deliveries, which the queue's own
         # count does not know: at the limit it is dead-lettered here rather than returned.
         requeue = (
@@ -800,6 +792,24 @@ class RabbitMQBus(Bus):
                     acks.settled(message.delivery_tag or 0)
 
         self._track(asyncio.create_task(nack()))
+
+    def _log_failure(
+        self,
+        outcome: str,
+        consumer: str,
+        envelope: Envelope,
+        deliveries: int,
+        exc: BaseException,
+    ) -> None:
+        log.warning(
+            f"handler failed; {outcome}",
+            consumer=consumer,
+            message_id=str(envelope.id),
+            type=envelope.type,
+            delivery=deliveries + 1,
+            delivery_limit=self.delivery_limit,
+            error=repr(exc),
+        )
 
     def _return_from_pack(
         self,
@@ -822,16 +832,14 @@ class RabbitMQBus(Bus):
         FAILED.labels(consumer).inc(len(failures))
         deliveries = _delivery_count(message.headers)
         for envelope, exc in failures:
-            log.warning(
-                "handler failed; event of a packed message returned to the queue alone",
-                consumer=consumer,
-                message_id=str(envelope.id),
-                type=envelope.type,
-                delivery=deliveries + 1,
-                delivery_limit=self.delivery_limit,
-                error=repr(exc),
+            self._log_failure(
+                "event of a packed message returned to the queue alone",
+                consumer,
+                envelope,
+                deliveries,
+                exc,
             )
-        delay = min(0.05 * 2**deliveries, 2.0)
+        delay = _backoff_seconds(deliveries)
         queue = subscription.queue.name if subscription.queue else self.queue_name(consumer)
         tag = message.delivery_tag or 0
 
@@ -1055,6 +1063,11 @@ def _events_in(message: AbstractIncomingMessage) -> int:
 def _earlier_pack_deliveries(headers: Mapping[str, Any] | None) -> int:
     earlier = (headers or {}).get(EARLIER_DELIVERIES_HEADER, 0)
     return earlier if isinstance(earlier, int) else 0
+
+
+def _backoff_seconds(deliveries: int) -> float:
+    """How long a failed message waits before it goes back: doubling from 50 ms, at most 2 s."""
+    return min(0.05 * 2.0**deliveries, 2.0)
 
 
 def _delivery_count(headers: Mapping[str, Any] | None) -> int:
