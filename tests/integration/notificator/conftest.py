@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -195,7 +196,20 @@ async def start_notificator(
     yield start
     for manager, client in reversed(stack):
         await client.aclose()
-        await manager.__aexit__(None, None, None)
+        watchdog = asyncio.create_task(_report_a_slow_stop(20))
+        try:
+            await manager.__aexit__(None, None, None)
+        finally:
+            watchdog.cancel()
+
+
+async def _report_a_slow_stop(after: float) -> None:
+    """Print every task's stack when a stop takes longer than it should: a stop that times
+    out is otherwise a bare TimeoutError that says nothing about what held it."""
+    await asyncio.sleep(after)
+    print(f"--- the notificator has not stopped after {after} s; its tasks:", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
 
 
 def monitor_created(
