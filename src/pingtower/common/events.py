@@ -12,7 +12,7 @@ import builtins
 import itertools
 import os
 import uuid
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeVar
@@ -83,12 +83,13 @@ def new_event_id() -> uuid.UUID:
     # (a microsecond per event); the value is in range by construction.
     event_id = _new_object(uuid.UUID)
     _set_slot(event_id, "int", _id_prefix | (next(_id_counter) & _COUNTER_MASK))
-    _set_slot(event_id, "is_safe", uuid.SafeUUID.unknown)
+    _set_slot(event_id, "is_safe", _UNKNOWN_SAFETY)
     return event_id
 
 
 _new_object = object.__new__
 _set_slot = object.__setattr__  # UUID's own __setattr__ refuses: it is immutable
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown  # an enum member's lookup is a descriptor call each time
 
 
 class Envelope(BaseModel):
@@ -97,7 +98,9 @@ class Envelope(BaseModel):
     # without validating the payload again (that was a fifth of the embedded evaluator's CPU;
     # bench/README.md). A slot, not a pydantic field or private attribute: equality,
     # serialisation and copies see only the fields. Sharing is safe: contracts are frozen.
-    __slots__ = ("_contract",)
+    # `_dump`: what makes the payload from the contract when something reads it (None: the
+    # contract's JSON-mode dump).
+    __slots__ = ("_contract", "_dump")
 
     id: uuid.UUID = Field(default_factory=new_event_id)
     type: str
@@ -121,10 +124,13 @@ class Envelope(BaseModel):
         occurred_at: datetime | None = None,
         id: uuid.UUID | None = None,
         payload: dict[str, Any] | None = None,
+        dump: Callable[[Any], dict[str, Any]] | None = None,
     ) -> Envelope:
         """`payload`: the event's JSON form if the caller has it already (it must equal
-        `event.model_dump(mode="json")`; the scheduler keeps most of a job's dumped). The
-        envelope keeps that dict: the caller must not change it afterwards."""
+        `event.model_dump(mode="json")`). The envelope keeps that dict: the caller must not
+        change it afterwards. `dump`: a function that makes that JSON form from the event, called
+        only if something reads the payload (the scheduler makes a job's from its template; an
+        in-process probe never reads it)."""
         # Not validated: every value is typed, and the contract was validated when it was
         # made; validating the envelope's fields again cost as much as dumping the contract.
         fields: dict[str, Any] = {
@@ -138,11 +144,15 @@ class Envelope(BaseModel):
         if payload is not None:
             fields["payload"] = payload
         envelope = cls.__new__(cls)
-        object.__setattr__(envelope, "__dict__", fields)  # the model is frozen
-        object.__setattr__(envelope, "__pydantic_fields_set__", set(_ENVELOPE_FIELDS))
-        object.__setattr__(envelope, "__pydantic_extra__", None)
-        object.__setattr__(envelope, "__pydantic_private__", None)
-        object.__setattr__(envelope, "_contract", event)
+        set_slot = _set_slot  # the model is frozen
+        set_slot(envelope, "__dict__", fields)
+        # Shared by every wrapped envelope, as `trusted` shares a contract's: frozen models never
+        # add to it, and pydantic's copies copy it first.
+        set_slot(envelope, "__pydantic_fields_set__", _ENVELOPE_FIELD_SET)
+        set_slot(envelope, "__pydantic_extra__", None)
+        set_slot(envelope, "__pydantic_private__", None)
+        set_slot(envelope, "_contract", event)
+        set_slot(envelope, "_dump", dump)
         return envelope
 
     def _with_payload(self) -> None:
@@ -151,7 +161,8 @@ class Envelope(BaseModel):
         if "payload" not in fields:
             # Idempotent: two threads that both dump store equal dicts.
             contract: Contract = object.__getattribute__(self, "_contract")
-            fields["payload"] = contract.model_dump(mode="json")
+            dump = object.__getattribute__(self, "_dump")
+            fields["payload"] = contract.model_dump(mode="json") if dump is None else dump(contract)
 
     if not TYPE_CHECKING:  # BaseModel.__getattr__ exists only at run time
 
@@ -232,6 +243,7 @@ class Envelope(BaseModel):
 
 
 _ENVELOPE_FIELDS = frozenset(Envelope.model_fields)
+_ENVELOPE_FIELD_SET = set(_ENVELOPE_FIELDS)
 
 
 class UnknownEventError(ValueError):

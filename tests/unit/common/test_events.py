@@ -353,3 +353,28 @@ def test_a_given_payload_is_kept_as_given() -> None:
     wrapped = Envelope.wrap(event, producer="pinger", tenant="t", payload=payload)
     assert wrapped.payload is payload
     assert wrapped.to_bytes() == eager_twin(wrapped).to_bytes()
+
+
+def test_a_payload_made_by_the_given_dump_is_made_only_when_read_and_only_once() -> None:
+    event = completed_check()
+    calls: list[Contract] = []
+
+    def dump(contract: Contract) -> dict[str, object]:
+        calls.append(contract)
+        return contract.model_dump(mode="json")
+
+    wrapped = Envelope.wrap(event, producer="pinger", tenant="t", dump=dump)
+    assert wrapped.parse() is event
+    assert calls == []
+    assert wrapped.to_bytes() == eager_twin(wrapped).to_bytes()
+    assert wrapped.payload is wrapped.payload
+    assert calls == [event]
+
+
+def test_wrapped_envelopes_share_their_field_set_but_a_copy_changes_only_its_own() -> None:
+    first = Envelope.wrap(completed_check(), producer="pinger", tenant="t")
+    second = Envelope.wrap(completed_check(), producer="pinger", tenant="t")
+    changed = first.model_copy(update={"tenant": "other"})
+    assert changed.tenant == "other"
+    assert first.model_fields_set == second.model_fields_set == set(Envelope.model_fields)
+    assert changed.model_fields_set is not first.model_fields_set

@@ -438,3 +438,50 @@ async def test_a_publish_returns_when_one_of_its_messages_was_dead_lettered(
     await bus.start()
     await asyncio.wait_for(bus.publish([poison, good]), 10)
     assert bus.dead_letters == [poison]
+
+
+async def test_jobs_reach_their_workers_in_the_order_they_were_published(
+    bus: InProcessBus,
+) -> None:
+    ran: list[uuid.UUID] = []
+
+    async def check(job: Envelope) -> None:
+        ran.append(job.id)
+
+    bus.consume_jobs("eu", check, concurrency=1)
+    await bus.start()
+    jobs = [event("check.job") for _ in range(50)]
+    others = [event("check.job") for _ in range(5)]
+    unpublished = await bus.publish_jobs(
+        [(job, "eu") for job in jobs[:25]]
+        + [(job, "us") for job in others]
+        + [(job, "eu") for job in jobs[25:]]
+    )
+    assert unpublished == []
+    await eventually(lambda: len(ran) == len(jobs))
+    assert ran == [job.id for job in jobs]
+    assert bus._job_queue("us").qsize() == len(others)  # nobody consumes that region
+
+
+async def test_a_job_whose_woken_worker_is_cancelled_goes_to_another_worker(
+    bus: InProcessBus,
+) -> None:
+    queue = bus._job_queue("default")
+    first = asyncio.create_task(queue.get())
+    second = asyncio.create_task(queue.get())
+    await eventually(lambda: len(queue._waiting) == 2)
+    job = event("check.job")
+    queue.put_nowait(job)  # wakes the first waiting task...
+    first.cancel()  # ...which is cancelled before it runs
+    assert await asyncio.wait_for(second, timeout=3) is job
+    assert first.cancelled()
+    assert queue.empty()
+
+
+async def test_a_job_queue_refuses_a_take_when_it_is_empty(bus: InProcessBus) -> None:
+    queue = bus._job_queue("default")
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
+    job = event("check.job")
+    await bus.publish_job(job, "default")
+    assert (queue.qsize(), queue.get_nowait(), queue.empty()) == (1, job, True)

@@ -71,6 +71,11 @@ def test_a_templates_job_is_the_job_built_from_scratch_in_contract_and_bytes(
     assert (job.scheduled_at, job.deadline, job.region) == (scheduled_at, deadline, "eu")
     # And what a probe on RabbitMQ reads back.
     assert Envelope.from_bytes(envelope.to_bytes()).parse_as(CheckJob) == job
+    # Made without pydantic's copy: field for field the validated job, every field set.
+    validated = reference.parse_as(CheckJob)
+    assert list(job.__dict__.items()) == list(validated.__dict__.items())
+    assert job.model_fields_set == validated.model_fields_set == set(CheckJob.model_fields)
+    assert (job.__pydantic_extra__, job.__pydantic_private__) == (None, None)
 
 
 def test_each_run_gets_its_own_job_and_id_and_leaves_the_earlier_ones_as_they_were() -> None:
@@ -131,3 +136,30 @@ def test_json_time_writes_other_offsets_and_naive_times_as_pydantic_does() -> No
             deadline=moment,
         )
         assert json_time(moment) == job.model_dump(mode="json")["scheduled_at"], moment
+
+
+def test_a_jobs_payload_is_made_from_its_template_only_when_something_reads_it() -> None:
+    template = JobTemplate(
+        monitor_id=uuid.uuid4(),
+        tenant="acme",
+        check_type="http",
+        target="https://example.com/health",
+        settings={"method": "GET", "expected_status": [200, 204]},
+        timeout_seconds=5.0,
+        region="eu",
+    )
+    scheduled_at = datetime(2027, 1, 15, 8, 0, 0, 250_000, tzinfo=UTC)
+    envelope = template.envelope(scheduled_at, scheduled_at + timedelta(seconds=20))
+    job = envelope.parse_as(CheckJob)
+
+    assert "payload" not in envelope.__dict__  # an in-process probe never needs it
+    body = envelope.to_bytes()  # what RabbitMQ carries: made from the template's payload
+    assert envelope.payload == job.model_dump(mode="json")
+    assert list(envelope.payload) == list(job.model_dump(mode="json"))  # and in its order
+    assert body == Envelope.model_validate_json(body).to_bytes()
+    assert envelope.payload["scheduled_at"] == "2027-01-15T08:00:00.250000Z"
+    assert envelope.payload["job_id"] == str(envelope.id)
+    # Each run's payload is its own; the template's stays as it was.
+    other = template.envelope(scheduled_at + timedelta(seconds=20), scheduled_at)
+    assert other.payload["job_id"] != envelope.payload["job_id"]
+    assert envelope.payload["scheduled_at"] == "2027-01-15T08:00:00.250000Z"

@@ -109,6 +109,60 @@ class _Linger:
             self._timer = self._loop.call_at(deadline, self.end)
 
 
+class _JobQueue:
+    """A region's check jobs and the probe tasks waiting for one: what the bus used of
+    `asyncio.Queue` (unbounded, no `task_done`), without its bookkeeping per job (a size check,
+    the unfinished count and its event, the putters' wake-up), which was most of a job's
+    hand-off besides the wake-up of the task that takes it."""
+
+    __slots__ = ("_jobs", "_waiting")
+
+    def __init__(self) -> None:
+        self._jobs: deque[Envelope] = deque()
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    def qsize(self) -> int:
+        return len(self._jobs)
+
+    def empty(self) -> bool:
+        return not self._jobs
+
+    def put_nowait(self, job: Envelope) -> None:
+        self._jobs.append(job)
+        self._wake_one()
+
+    def get_nowait(self) -> Envelope:
+        if not self._jobs:
+            raise asyncio.QueueEmpty
+        return self._jobs.popleft()
+
+    async def get(self) -> Envelope:
+        jobs = self._jobs
+        while not jobs:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+                if jobs and not waiter.cancelled():
+                    self._wake_one()  # woken for a job, then cancelled: another task takes it
+                raise
+        # A task woken for a job may find it taken by one that did not have to wait: it waits
+        # again, as with asyncio.Queue.
+        return jobs.popleft()
+
+    def _wake_one(self) -> None:
+        waiting = self._waiting
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
 @dataclass
 class _Consumer:
     name: str
@@ -169,7 +223,7 @@ class InProcessBus(Bus):
         # Event type -> the consumers it routes to: topic matching per message and consumer
         # was a visible share of the probe's CPU. Cleared whenever a consumer subscribes.
         self._routes: dict[str, list[_Consumer]] = {}
-        self._jobs: dict[str, asyncio.Queue[Envelope]] = {}
+        self._jobs: dict[str, _JobQueue] = {}
         self._job_handlers: list[tuple[str, JobHandler, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
@@ -259,8 +313,13 @@ class InProcessBus(Bus):
         if self._closed:
             error = ConnectionError("in-process bus closed")
             return [UnpublishedJob(job, region, error) for job, region in jobs]
+        last_region = None
+        queue: _JobQueue | None = None
         for job, region in jobs:
-            self._job_queue(region).put_nowait(job)
+            if region != last_region or queue is None:  # a tick's jobs are mostly of one region
+                last_region = region
+                queue = self._job_queue(region)
+            queue.put_nowait(job)
         return []
 
     def subscribe(
@@ -296,12 +355,12 @@ class InProcessBus(Bus):
         found = self._consumers.get(consumer)
         return 0 if found is None else len(found.queue)
 
-    def _job_queue(self, region: str) -> asyncio.Queue[Envelope]:
-        # Not `setdefault(region, Queue())`: that built a queue per job published (7 % of the
-        # scheduler's samples in the embedded process).
+    def _job_queue(self, region: str) -> _JobQueue:
+        # Not `setdefault(region, _JobQueue())`: that built a queue per job published (7 % of
+        # the scheduler's samples in the embedded process).
         queue = self._jobs.get(region)
         if queue is None:
-            queue = self._jobs[region] = asyncio.Queue()
+            queue = self._jobs[region] = _JobQueue()
         return queue
 
     async def _run_consumer(self, consumer: _Consumer, handler: BatchHandler) -> None:
@@ -386,9 +445,9 @@ class InProcessBus(Bus):
         consumer.wake()
 
     async def _run_jobs(self, region: str, handler: JobHandler) -> None:
-        queue = self._job_queue(region)
+        get = self._job_queue(region).get
         while True:
-            job = await queue.get()
+            job = await get()
             try:
                 await handler(job)
             except Exception:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import math
 import time
 import uuid
@@ -31,11 +30,12 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from heapq import heapify, heappop, heappush
 from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import func, select, text
+from sqlalchemy import String, func, select, text, type_coerce
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pingtower.common.events import Envelope, Status, utcnow
@@ -120,14 +120,9 @@ class Entry:
     # Position on the interval's grid: evenly spread among the monitors of the same interval.
     slot: float = 0.0
     last_due: float | None = None
-
-    @property
-    def effective_interval(self) -> int:
-        return self.retry_interval if self.pending else self.interval
-
-    @property
-    def fraction(self) -> float:
-        return self.retry_slot if self.pending else self.slot
+    # The table's `updated_at` as the driver returns it (before SQLAlchemy makes it a datetime),
+    # once a reconciliation found it equal to `updated_at`: the next compares the raw values.
+    stamp_read: Any = None
 
 
 def _log_unpublished(unpublished: list[UnpublishedJob]) -> None:
@@ -175,6 +170,8 @@ class Scheduler(Component):
         # When each interval's group was last spread evenly (scheduler clock).
         self._spread_at: dict[int, float] = {}
         self._unqueued: set[uuid.UUID] = set()
+        # A job's validity per interval (its deadline after its scheduled time), made once.
+        self._windows: dict[int, timedelta] = {}
         self.is_leader = False
         self._seq = 0
         self._monitors_seen: datetime | None = None
@@ -276,15 +273,21 @@ class Scheduler(Component):
         now for a monitor new to this leader."""
         entry.generation += 1
         self._seq += 1
-        interval = entry.effective_interval
+        last_due = entry.last_due
         if entry.cron is not None and not entry.pending:
             # Exact times, as written: the next one after the last run (or after now).
-            after = self.clock() if entry.last_due is None else entry.last_due
-            due = next_cron(entry.cron, entry.timezone, after)
+            due = next_cron(
+                entry.cron, entry.timezone, self.clock() if last_due is None else last_due
+            )
         else:
-            after = self.clock() if entry.last_due is None else entry.last_due + interval / 2
-            due = next_run(after, interval, entry.fraction)
-        heapq.heappush(self.heap, (due, self._seq, entry.id, entry.generation))
+            # While PENDING: the retry interval's grid at the monitor's hash; else its own slot.
+            if entry.pending:
+                interval, fraction = entry.retry_interval, entry.retry_slot
+            else:
+                interval, fraction = entry.interval, entry.slot
+            after = self.clock() if last_due is None else last_due + interval / 2
+            due = next_run(after, interval, fraction)
+        heappush(self.heap, (due, self._seq, entry.id, entry.generation))
 
     def _respread(self) -> None:
         """Give the monitors of each changed interval their evenly spread slots again, at most
@@ -329,7 +332,7 @@ class Scheduler(Component):
         if len(self.heap) > 2 * len(self.entries) + 1024:
             # Rescheduling leaves stale heap items behind; drop them now and then.
             self.heap = [item for item in self.heap if self._is_live(item)]
-            heapq.heapify(self.heap)
+            heapify(self.heap)
 
     def _hash_of(self, monitor_id: uuid.UUID) -> float:
         return self.entries[monitor_id].retry_slot
@@ -341,31 +344,42 @@ class Scheduler(Component):
     async def publish_due(self) -> int:
         """Publish every job due by now; returns how many monitors were due."""
         now = self.clock()
+        heap = self.heap
+        entries = self.entries
+        windows = self._windows
         count = 0
         oldest: float | None = None
         jobs: list[tuple[Envelope, str]] = []
-        while self.heap and self.heap[0][0] <= now:
-            due, _seq, monitor_id, generation = heapq.heappop(self.heap)
-            entry = self.entries.get(monitor_id)
+        while heap and heap[0][0] <= now:
+            due, _seq, monitor_id, generation = heappop(heap)
+            entry = entries.get(monitor_id)
             if entry is None or entry.generation != generation:
                 continue  # removed or rescheduled since it was pushed
             if oldest is None:
                 oldest = due
             scheduled_at = datetime.fromtimestamp(due, UTC)
-            window = float(entry.effective_interval)
             if entry.cron is not None and not entry.pending:
                 # Stale once the next run is due, and never later than the interval allows.
-                window = min(window, next_cron(entry.cron, entry.timezone, due) - due)
-            deadline = scheduled_at + timedelta(seconds=window)
+                window = min(
+                    float(entry.interval), next_cron(entry.cron, entry.timezone, due) - due
+                )
+                deadline = scheduled_at + timedelta(seconds=window)
+            else:
+                interval = entry.retry_interval if entry.pending else entry.interval
+                span = windows.get(interval)
+                if span is None:
+                    span = windows[interval] = timedelta(seconds=interval)
+                deadline = scheduled_at + span
             for template in entry.jobs:
                 jobs.append((template.envelope(scheduled_at, deadline), template.region))
             # From `now`, not `due`: after a stall, missed runs are skipped, not fired in a burst.
-            entry.last_due = max(due, now)
+            entry.last_due = due if due > now else now
             self._push(entry)
             count += 1
             if len(jobs) >= PUBLISH_BATCH:
                 await self._publish(jobs)
                 jobs = []
+                heap = self.heap  # as read after the wait (only a respread puts in a new one)
         if jobs:
             await self._publish(jobs)
         if oldest is not None:
@@ -466,9 +480,17 @@ class Scheduler(Component):
     async def reconcile(self) -> int:
         """Compare every active monitor's `updated_at` with the schedule and apply what the
         incremental poll missed (new, changed, deleted or paused monitors); the count found."""
-        active: dict[uuid.UUID, datetime] = {}
+        active: set[uuid.UUID] = set()
         missed: list[uuid.UUID] = []
+        runs_on_probes: dict[str, bool] = {}
         async with self.db.sessions() as session:
+            # The stamps are read raw and made datetimes only when they differ from the one
+            # last found equal: parsing every monitor's stamp (SQLite stores text) was a quarter
+            # of the reconciliation's CPU (bench/README.md, performance round 7).
+            dialect = self.db.engine.dialect
+            to_stamp = monitors.c.updated_at.type.dialect_impl(dialect).result_processor(
+                dialect, None
+            )
             # In pages of ids with a yield between them: read and compared at once, 10,000
             # monitors held the event loop for ~100 ms every `reconcile_seconds`. Only the
             # leader loop changes the schedule, and it waits for this: a page read later sees
@@ -476,7 +498,9 @@ class Scheduler(Component):
             after: uuid.UUID | None = None
             for _ in range(10_000_000 // RECONCILE_PAGE + 1):  # bounded: 10 million monitors
                 query = (
-                    select(monitors.c.id, monitors.c.type, monitors.c.updated_at)
+                    select(
+                        monitors.c.id, monitors.c.type, type_coerce(monitors.c.updated_at, String)
+                    )
                     .where(monitors.c.deleted_at.is_(None), monitors.c.paused.is_(False))
                     .order_by(monitors.c.id)
                     .limit(RECONCILE_PAGE)
@@ -485,13 +509,22 @@ class Scheduler(Component):
                     query = query.where(monitors.c.id > after)
                 page = (await session.execute(query)).all()
                 entries = self.entries
-                for monitor_id, check_type, updated_at in page:
-                    if not _runs_on_probes(check_type):
+                for monitor_id, check_type, stamp in page:
+                    runs = runs_on_probes.get(check_type)
+                    if runs is None:
+                        runs = runs_on_probes[check_type] = _runs_on_probes(check_type)
+                    if not runs:
                         continue
-                    active[monitor_id] = updated_at
+                    active.add(monitor_id)
                     entry = entries.get(monitor_id)
-                    if entry is None or entry.updated_at != updated_at:
+                    if entry is None:
                         missed.append(monitor_id)
+                    elif entry.stamp_read != stamp:
+                        updated_at = stamp if to_stamp is None else to_stamp(stamp)
+                        if entry.updated_at == updated_at:
+                            entry.stamp_read = stamp
+                        else:
+                            missed.append(monitor_id)
                 if len(page) < RECONCILE_PAGE:
                     break
                 after = page[-1].id
