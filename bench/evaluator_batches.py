@@ -64,7 +64,7 @@ async def measure(url: str, monitor_count: int, batch: int, batches: int) -> str
     await db.prepare()
     try:
         evaluator = Evaluator(db, InProcessBus(), settings)
-        handle = evaluator.inbox.handler(db.sessions, evaluator.apply)
+        handle = evaluator.handler()
         now = utcnow()
         ids = [uuid.uuid4() for _ in range(monitor_count)]
         definitions = [

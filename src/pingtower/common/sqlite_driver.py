@@ -19,6 +19,13 @@ statement's trip, so SQLite's write lock is taken at the same point of the trans
 nothing. A BEGIN that fails (the busy timeout ran out) fails that first statement, and the next
 one tries it again. That was a trip less for every transaction of the embedded process, a sixth
 of a consumer's batch (bench/README.md, performance round 6).
+
+Writes whose outcome the caller does not need back (`defer`: the evaluator's results and state
+rows, the last statements of its transaction) run in the trip of the transaction's next
+statement, or of its COMMIT: a trip less per batch (bench/README.md, performance round 7).
+They run in the order given and before anything later in the transaction, so every statement
+sees them; a rollback drops those not run yet. A deferred write that fails fails the statement
+or the COMMIT it ran with, and so the transaction.
 """
 
 from __future__ import annotations
@@ -56,6 +63,13 @@ def _executemany(cursor: sqlite3.Cursor, sql: str, parameters: Iterable[Any]) ->
 def _begun(connection: sqlite3.Connection, function: Callable[[], T]) -> T:
     """On the connection's thread: the transaction's BEGIN, then its first statement."""
     connection.execute(BEGIN)
+    return function()
+
+
+def _after(deferred: list[Callable[[], object]], function: Callable[[], T]) -> T:
+    """On the connection's thread: the deferred writes, in order, then `function`."""
+    for write in deferred:
+        write()
     return function()
 
 
@@ -115,6 +129,7 @@ class OneTripCursor:
 
 class OneTripConnection(aiosqlite.Connection):
     _begin_pending = False  # a BEGIN to run before the next statement
+    _deferred: list[Callable[[], object]] | None = None  # writes to run before it
 
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
@@ -122,14 +137,26 @@ class OneTripConnection(aiosqlite.Connection):
     def begin_later(self) -> None:
         self._begin_pending = True
 
+    def defer(self, write: Callable[[], object]) -> None:
+        """Run `write` (on the connection's thread) in the trip of the transaction's next
+        statement or COMMIT, before it; dropped by a rollback."""
+        if self._deferred is None:
+            self._deferred = []
+        self._deferred.append(write)
+
     async def commit(self) -> None:
-        if self._begin_pending:  # the transaction ran no statement: nothing to commit
+        if self._begin_pending and not self._deferred:
+            # the transaction ran no statement: nothing to commit
             self._begin_pending = False
+            return
+        if self._deferred:
+            await self.run(self._conn.commit)
             return
         await super().commit()
 
     async def rollback(self) -> None:
         self._begin_pending = False
+        self._deferred = None
         # The pool rolls back every connection it takes back, mostly after a COMMIT: with no
         # transaction open (SQLite's autocommit flag, read without a trip) there is nothing
         # to roll back, and the trip would be a fourth of a small transaction's cost.
@@ -140,6 +167,10 @@ class OneTripConnection(aiosqlite.Connection):
         """`function` on the connection's thread, after the transaction's BEGIN if that is
         still to run (aiosqlite's `_execute` is untyped). Anything run on the thread for a
         transaction goes through here."""
+        deferred = self._deferred
+        if deferred:
+            function = partial(_after, deferred, function)
+            self._deferred = None
         if not self._begin_pending:
             done: T = await self._execute(function)  # type: ignore[no-untyped-call]
             return done
@@ -147,8 +178,10 @@ class OneTripConnection(aiosqlite.Connection):
         try:
             begun: T = await self._execute(partial(_begun, self._conn, function))  # type: ignore[no-untyped-call]
         except BaseException:
-            if not self._conn.in_transaction:  # BEGIN itself failed: the next statement retries
+            if not self._conn.in_transaction:
+                # BEGIN itself failed: the next statement retries it, and the writes after it
                 self._begin_pending = True
+                self._deferred = deferred
             raise
         return begun
 

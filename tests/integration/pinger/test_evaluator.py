@@ -50,7 +50,7 @@ class Replica:
         settings = Settings(pinger_database_url=url)
         self.db = PingerDatabase(settings, InProcessBus())
         self.evaluator = Evaluator(self.db, InProcessBus(), settings)
-        self.handle = self.evaluator.inbox.handler(self.db.sessions, self.evaluator.apply)
+        self.handle = self.evaluator.handler()
 
     async def deliver(self, envelopes: Sequence[Envelope]) -> None:
         await self.handle(envelopes)

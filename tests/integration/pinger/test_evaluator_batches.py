@@ -16,6 +16,7 @@ from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import CheckCompleted, Outcome
+from pingtower.common.sqlite_driver import OneTripConnection
 from pingtower.pinger.evaluator import plain_rows
 from pingtower.pinger.evaluator.evaluator import _RESULT_COLUMNS
 from pingtower.pinger.evaluator.plain_rows import Write, run_writes, update_rows
@@ -103,25 +104,30 @@ async def test_a_child_in_the_same_batch_as_its_failing_parent_links_to_its_inci
 @contextmanager
 def statements(replica: Replica) -> Iterator[list[str]]:
     """The SQL statements the replica's engine runs meanwhile, those the evaluator's writes
-    on SQLite run straight on the driver (`plain_rows.run_writes`) included."""
+    on SQLite run straight on the driver (`plain_rows.run_writes`, `defer_writes`) included."""
     seen: list[str] = []
 
     def keep(*args: Any) -> None:
         seen.append(str(args[2]))
 
-    original = plain_rows.run_writes
+    originals = {name: getattr(plain_rows, name) for name in ("run_writes", "defer_writes")}
 
-    async def run_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
-        seen.extend(statement for statement, rows in writes if rows)
-        await original(session, writes)
+    def kept(name: str) -> Any:
+        async def writes_seen(session: AsyncSession, writes: Sequence[Write]) -> None:
+            seen.extend(statement for statement, rows in writes if rows)
+            await originals[name](session, writes)
+
+        return writes_seen
 
     engine = replica.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", keep)
-    plain_rows.run_writes = run_writes  # type: ignore[assignment]
+    for name in originals:
+        setattr(plain_rows, name, kept(name))
     try:
         yield seen
     finally:
-        plain_rows.run_writes = original  # type: ignore[assignment]
+        for name, original in originals.items():
+            setattr(plain_rows, name, original)
         event.remove(engine, "before_cursor_execute", keep)
 
 
@@ -351,3 +357,120 @@ def completed_event(monitor_id: uuid.UUID) -> CheckCompleted:
     parsed = completed(monitor_id, 0).parse()
     assert isinstance(parsed, CheckCompleted)
     return parsed
+
+
+def _normalised(value: Any, seen: dict[str, str]) -> Any:
+    """`value` with each incident id (random per run) replaced by its order of appearance."""
+    if isinstance(value, dict):
+        return {
+            key: (
+                seen.setdefault(str(item), f"incident {len(seen)}")
+                if key.endswith("incident_id") and item is not None
+                else _normalised(item, seen)
+            )
+            for key, item in value.items()
+        }
+    return value
+
+
+async def _everything(replica: Replica) -> dict[str, Any]:
+    """What the evaluator stored, comparable between two replicas fed the same batches."""
+    incidents: dict[str, str] = {}
+    async with replica.db.sessions() as session:
+        results = await raw_rows(session, "check_results", "id")
+        state_rows = (
+            await session.execute(select(monitor_states).order_by(monitor_states.c.monitor_id))
+        ).all()
+        claimed = await raw_rows(session, "inbox", "message_id")
+    return {
+        "results": results,
+        "states": [
+            _normalised({k: v for k, v in row._asdict().items() if k != "changed_at"}, incidents)
+            for row in state_rows
+        ],
+        "events": [
+            (e.type, e.tenant, e.occurred_at, _normalised(e.payload, incidents))
+            for e in await outbox_events(replica.db)
+        ],
+        "inbox": [(consumer, message_id) for consumer, message_id, _ in claimed],
+    }
+
+
+async def test_the_claim_run_with_the_state_read_applies_and_stores_what_claim_then_apply_did(
+    tmp_path: Any,
+) -> None:
+    """On SQLite the inbox's claim runs in the evaluator's first trip (`claimed_by`); fed the
+    same batches (redeliveries, a message given twice, results out of order and late,
+    failures opening and resolving incidents, a parent and its child, several regions), it
+    stores the same results, states, events and inbox rows as the inbox's own claim followed
+    by `apply`."""
+    claiming = Replica(f"sqlite+aiosqlite:///{tmp_path}/claiming.sqlite3")
+    separate = Replica(f"sqlite+aiosqlite:///{tmp_path}/separate.sqlite3")
+    separate.handle = separate.evaluator.inbox.handler(
+        separate.db.sessions, separate.evaluator.apply
+    )
+    lone, parent, child, regional = (uuid.uuid4() for _ in range(4))
+    for one in (claiming, separate):
+        await one.db.prepare()
+        await insert_monitor(one.db, id=lone)
+        await insert_monitor(one.db, id=parent, name="router")
+        await insert_monitor(one.db, id=child, name="web", parent_id=parent)
+        await insert_monitor(one.db, id=regional, regions=["a", "b", "c"], failure_quorum=2)
+        async with one.db.sessions() as session, session.begin():
+            # The same start in both (a first transition is dated no earlier)
+            await session.execute(update(monitor_states).values(since=T0 - timedelta(days=1)))
+    try:
+        first = [completed(lone, 0, Outcome.UP), completed(regional, 0, region="a")]
+        failing = [completed(parent, 4), completed(child, 4)]
+        down = [completed(child, 5), completed(parent, 5)]
+        twice = completed(lone, 1)
+        batches = [
+            first,
+            [*first, twice, twice],  # redelivered, and one message given twice
+            [completed(lone, 3), completed(lone, 2)],  # out of order
+            [completed(lone, 1, Outcome.UP)],  # late: stored, not applied
+            [completed(regional, 0, region="b"), *failing],
+            down,
+            down,  # redelivered whole
+            [completed(regional, 0, region="c", outcome=Outcome.UP)],
+            [completed(lone, 6, Outcome.UP), completed(regional, 1, Outcome.UP, region="a")],
+            [*failing, completed(parent, 7, Outcome.UP)],
+        ]
+        for batch in batches:
+            await claiming.deliver(batch)
+            await separate.deliver(batch)
+        found = await _everything(claiming)
+        assert found == await _everything(separate)
+        assert len(found["results"]) == 15  # each result once, the late one included
+        assert {e[0] for e in found["events"]} >= {"incident.opened", "incident.resolved"}
+    finally:
+        await claiming.db.engine.dispose()
+        await separate.db.engine.dispose()
+
+
+async def test_a_batch_on_sqlite_is_two_trips_to_sqlites_thread(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = Replica(sqlite_url)
+    await one.db.prepare()
+    try:
+        monitor_ids = [await insert_monitor(one.db) for _ in range(5)]
+        await one.deliver([completed(m, 0, Outcome.UP) for m in monitor_ids])
+        trips = 0
+        original: Any = OneTripConnection._execute
+
+        async def counted(connection: Any, function: Any, *args: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await original(connection, function, *args)
+
+        monkeypatch.setattr(OneTripConnection, "_execute", counted)
+        await one.deliver([completed(m, 1, Outcome.UP) for m in monitor_ids])
+        # BEGIN, the inbox's claim and the state rows' read; the results, the state rows and
+        # COMMIT. (Before: BEGIN and claim, read, writes, COMMIT.)
+        assert trips == 2
+        monkeypatch.undo()
+        found = await states(one)
+        assert {found[m].consecutive_successes for m in monitor_ids} == {2}  # type: ignore[attr-defined]
+    finally:
+        await one.db.engine.dispose()

@@ -249,3 +249,116 @@ def impatient_engine(engine: AsyncEngine) -> AsyncEngine:
 
     sa.event.listen(other.sync_engine, "connect", wait_briefly)
     return other
+
+
+async def _driver(conn: Any) -> sqlite_driver.OneTripConnection:
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(raw, sqlite_driver.OneTripConnection)
+    return raw
+
+
+def _deferred_insert(driver: sqlite_driver.OneTripConnection, *names: str) -> None:
+    def write() -> None:
+        driver._conn.executemany(
+            "INSERT INTO things (name, size) VALUES (?, 0)", [(n,) for n in names]
+        )
+
+    driver.defer(write)
+
+
+async def _names(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(things.c.name).order_by(things.c.id))).scalars())
+
+
+async def test_a_deferred_write_runs_in_the_trip_of_the_commit(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.connect():
+        pass  # the pool's connection exists (its pragmas ran)
+    trips = Trips(monkeypatch)
+    async with engine.begin() as conn:
+        await conn.execute(sa.select(1))
+        _deferred_insert(await _driver(conn), "deferred")
+        assert trips.count == 1  # not run yet
+    assert trips.count == 2  # BEGIN with the SELECT; the write with the COMMIT
+    assert await _names(engine) == ["deferred"]
+
+
+async def test_a_deferred_write_runs_before_the_next_statement_which_sees_it(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.connect():
+        pass
+    trips = Trips(monkeypatch)
+    async with engine.begin() as conn:
+        # Deferred before the transaction's first statement: BEGIN, the write, the statement
+        _deferred_insert(await _driver(conn), "a", "b")
+        await conn.execute(things.insert().values(name="c"))
+        count = await conn.scalar(sa.select(sa.func.count()).select_from(things))
+        assert count == 3
+        assert trips.count == 2
+    assert trips.count == 3
+    assert await _names(engine) == ["a", "b", "c"]
+
+
+async def test_a_rollback_drops_the_deferred_writes_not_run_yet(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.begin()
+        await conn.execute(things.insert().values(name="undone"))
+        _deferred_insert(await _driver(conn), "never")
+        await conn.rollback()
+        # The connection's next transaction does not run them either
+        await conn.begin()
+        await conn.execute(things.insert().values(name="kept"))
+        await conn.commit()
+    assert await _names(engine) == ["kept"]
+
+
+async def test_a_deferred_write_that_fails_fails_the_commit_and_nothing_is_committed(
+    engine: AsyncEngine,
+) -> None:
+    await _insert(engine, "taken")
+
+    async def insert_then_defer_a_taken_name() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(things.insert().values(name="with it"))
+            _deferred_insert(await _driver(conn), "new", "taken")  # a unique name again
+
+    with pytest.raises(IntegrityError):
+        await insert_then_defer_a_taken_name()
+    assert await _names(engine) == ["taken"]
+    await _insert(engine, "after")  # the connection is usable
+    assert await _names(engine) == ["taken", "after"]
+
+
+async def test_a_deferred_write_that_fails_fails_the_next_statement(engine: AsyncEngine) -> None:
+    await _insert(engine, "taken")
+    async with engine.connect() as conn:
+        await conn.begin()
+        _deferred_insert(await _driver(conn), "taken")
+        with pytest.raises(IntegrityError):
+            await conn.execute(sa.select(1))
+        await conn.rollback()
+    assert await _names(engine) == ["taken"]
+
+
+async def test_deferred_writes_wait_for_a_begin_that_failed_and_run_after_it(
+    engine: AsyncEngine,
+) -> None:
+    other = impatient_engine(engine)
+    try:
+        async with engine.connect() as holder:
+            await holder.begin()
+            await holder.execute(things.insert().values(name="first"))
+            async with other.connect() as conn:
+                await conn.begin()
+                _deferred_insert(await _driver(conn), "deferred")
+                with pytest.raises(OperationalError, match="locked"):
+                    await conn.execute(sa.select(1))
+                await holder.commit()
+                await conn.execute(things.insert().values(name="second"))
+                await conn.commit()
+    finally:
+        await other.dispose()
+    assert await _names(engine) == ["first", "deferred", "second"]

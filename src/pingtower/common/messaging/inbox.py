@@ -1,10 +1,16 @@
 """Inbox: a consumer records each message id in the same transaction as the message's effect,
-so a redelivered message finds its id already there and changes nothing."""
+so a redelivered message finds its id already there and changes nothing.
+
+On SQLite an effect may run the claim itself (`Inbox.handler`'s `claimed_by`), as the first
+statement of its first trip to SQLite's thread, and learn from it which messages are new: the
+Pinger's evaluator reads its state rows in that trip, where the claim was a trip of its own
+(bench/README.md, performance round 7).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -27,6 +33,7 @@ from sqlalchemy.types import TypeEngine
 from pingtower.common.db import UtcDateTime
 from pingtower.common.events import Envelope, utcnow
 from pingtower.common.messaging.bus import BatchHandler
+from pingtower.common.sqlite_values import utc_text
 
 DUPLICATES = Counter(
     "pingtower_inbox_duplicates_total", "Redelivered messages dropped by an inbox", ["consumer"]
@@ -47,6 +54,32 @@ def inbox_table(metadata: MetaData) -> Table:
 EffectHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 
 
+class Claim:
+    """A batch's claim, for an effect that runs it itself on SQLite: `statement` with
+    `parameters` (plain values, as SQLAlchemy would store them), run in the effect's
+    transaction before anything else, returns one row per new message, its id; `fresh` makes
+    of those rows the messages to apply, in batch order, a message given twice once."""
+
+    def __init__(self, inbox: Inbox, unique: dict[str, Envelope], given: int) -> None:
+        """`unique`: the batch's messages by id, in batch order; `given`: how many the batch
+        held, copies included."""
+        self._inbox = inbox
+        self._given = given
+        self.unique = unique
+        self.statement = inbox._claim_plain
+        self.parameters = (inbox.consumer, utc_text(utcnow()), json.dumps(list(self.unique)))
+
+    def fresh(self, rows: Iterable[Sequence[Any]]) -> list[Envelope]:
+        claimed = {row[0] for row in rows}
+        duplicates = self._given - len(claimed)
+        if duplicates:
+            self._inbox._duplicates.inc(duplicates)
+        return [envelope for message_id, envelope in self.unique.items() if message_id in claimed]
+
+
+ClaimingEffect = Callable[[AsyncSession, Claim], Awaitable[None]]
+
+
 class Inbox:
     def __init__(self, table: Table, consumer: str) -> None:
         self.table = table
@@ -63,6 +96,11 @@ class Inbox:
         # ON CONFLICT for the ON of a join.
         self._claim_sqlite = _claim_statement(
             table, "claimed.value FROM json_each(:ids) AS claimed WHERE true", String()
+        )
+        self._claim_plain = (
+            f"INSERT INTO {table.name} (consumer, processed_at, message_id) SELECT ?, ?, "
+            "claimed.value FROM json_each(?) AS claimed WHERE true "
+            "ON CONFLICT DO NOTHING RETURNING message_id"
         )
 
     async def claim(self, session: AsyncSession, envelope: Envelope) -> bool:
@@ -105,12 +143,18 @@ class Inbox:
         effect: EffectHandler,
         *,
         keyed_by_effect: Collection[str] = (),
+        claimed_by: ClaimingEffect | None = None,
     ) -> BatchHandler:
         """Wrap `effect` to run in one transaction with the inbox, for new messages only.
 
         `keyed_by_effect`: message types whose effect drops a redelivery by itself (it stores
         the fact under the fact's own key, so it finds it already there); they go to `effect`
-        without an inbox row, which saves the consumer a statement per batch of them."""
+        without an inbox row, which saves the consumer a statement per batch of them.
+
+        `claimed_by`: on SQLite, the batch goes to this effect instead, with its `Claim` to run
+        first in the transaction (on another database `effect` gets the new messages)."""
+        if claimed_by is not None and keyed_by_effect:
+            raise ValueError("an effect that runs the claim takes every message type")
         by_effect = frozenset(keyed_by_effect)
 
         async def handle(batch: Sequence[Envelope]) -> None:
@@ -124,6 +168,9 @@ class Inbox:
                     given += 1
             with structlog.contextvars.bound_contextvars(consumer=self.consumer, message_ids=ids):
                 async with sessions() as session, session.begin():
+                    if claimed_by is not None and session.get_bind().dialect.name == "sqlite":
+                        await claimed_by(session, Claim(self, unique, given))
+                        return
                     if not unique:
                         fresh = list(batch)
                     else:

@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -26,8 +26,8 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import CheckCompleted, Envelope, Outcome, Status, utcnow
-from pingtower.common.messaging.bus import Bus
-from pingtower.common.messaging.inbox import Inbox
+from pingtower.common.messaging.bus import BatchHandler, Bus
+from pingtower.common.messaging.inbox import Claim, Inbox
 from pingtower.common.runtime import Component
 from pingtower.common.settings import Settings
 from pingtower.common.sqlite_values import result_texts, utc_text
@@ -44,12 +44,14 @@ from pingtower.pinger.evaluator.plain_rows import Write, stored_insert, update_w
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.maintenance import TenantWindows, covering, tenant_windows
 from pingtower.pinger.store.states import (
+    LoadedStates,
     MonitorColumns,
     StateColumns,
     add_decision_events,
     changed_columns,
     changes_by_columns,
     decision_values,
+    load_states_after,
     load_states_with_monitors,
     state_from_row,
     update_states,
@@ -113,6 +115,30 @@ def _stored_result_row(id_: int, tenant: str, result: CheckCompleted) -> tuple[A
     )
 
 
+# `round_verdict` of a round of one region: DOWN and DEGRADED stand, any other outcome is UP.
+_SINGLE_VERDICT = {Outcome.DOWN: Outcome.DOWN, Outcome.DEGRADED: Outcome.DEGRADED}
+
+
+def _by_monitor(
+    envelopes: Iterable[Envelope],
+) -> dict[uuid.UUID, list[tuple[str, CheckCompleted]]]:
+    """The batch's results (with their envelopes' workspaces) by monitor, in batch order."""
+    by_monitor: dict[uuid.UUID, list[tuple[str, CheckCompleted]]] = defaultdict(list)
+    for envelope in envelopes:
+        result = envelope.parse()
+        if isinstance(result, CheckCompleted):
+            by_monitor[result.monitor_id].append((envelope.tenant, result))
+    return by_monitor
+
+
+def _uuid_int(value: uuid.UUID) -> int:
+    return value.int
+
+
+def _result_order(item: tuple[str, CheckCompleted]) -> tuple[datetime, str]:
+    return item[1].scheduled_at, item[1].region
+
+
 def _depth_in(monitors_: dict[uuid.UUID, MonitorColumns], monitor_id: uuid.UUID) -> int:
     """How many of the monitor's ancestors are among `monitors_` (bounded: no cycle hangs)."""
     depth = 0
@@ -133,14 +159,15 @@ async def _write_states(
     session: AsyncSession, changes: dict[uuid.UUID, dict[str, Any]], writes: list[Write]
 ) -> None:
     """The changed state rows; on SQLite with plain values (`plain_rows`), after `writes` (the
-    batch's results), all in one trip to SQLite's thread."""
+    batch's results), all in the trip of the transaction's next statement or of its COMMIT
+    (`plain_rows.defer_writes`)."""
     if session.get_bind().dialect.name != "sqlite":
         await update_states(session, changes)
         return
     dialect = session.get_bind().dialect
     for columns, rows in changes_by_columns(changes).items():
         writes.append(update_write(dialect, monitor_states, columns, "monitor_id", rows))
-    await plain_rows.run_writes(session, writes)
+    await plain_rows.defer_writes(session, writes)
     writes.clear()
 
 
@@ -163,9 +190,13 @@ class Evaluator(Component):
         self._pruner: asyncio.Task[None] | None = None
 
     async def prepare(self) -> None:
-        self.bus.subscribe(
-            CONSUMER, ["check.completed"], self.inbox.handler(self.db.sessions, self.apply)
-        )
+        self.bus.subscribe(CONSUMER, ["check.completed"], self.handler())
+
+    def handler(self) -> BatchHandler:
+        """The consumer of `check.completed`: `apply` in the inbox's transaction, for new
+        results only; on SQLite the inbox's claim runs in the trip that reads the state rows
+        (`_apply_claimed`)."""
+        return self.inbox.handler(self.db.sessions, self.apply, claimed_by=self._apply_claimed)
 
     async def start(self) -> None:
         self._pruner = asyncio.create_task(self._prune_forever(), name="pinger-results-pruner")
@@ -182,16 +213,38 @@ class Evaluator(Component):
         result stored in one statement and every changed state row written in one, rather than
         four statements per result; building and running statements was most of the
         embedded process's CPU (bench/README.md)."""
-        by_monitor: dict[uuid.UUID, list[tuple[str, CheckCompleted]]] = defaultdict(list)
-        for envelope in envelopes:
-            result = envelope.parse()
-            if isinstance(result, CheckCompleted):
-                by_monitor[result.monitor_id].append((envelope.tenant, result))
+        by_monitor = _by_monitor(envelopes)
         if not by_monitor:
             return
-        # One lock order for every replica: no deadlock between two batches.
-        monitor_ids = sorted(by_monitor, key=str)
+        # One lock order for every replica: no deadlock between two batches. (The order of the
+        # ids' integers is that of their texts, fixed-width hex, without making the texts.)
+        monitor_ids = sorted(by_monitor, key=_uuid_int)
         loaded = await load_states_with_monitors(session, monitor_ids)
+        await self._apply_loaded(session, by_monitor, monitor_ids, loaded)
+
+    async def _apply_claimed(self, session: AsyncSession, claim: Claim) -> None:
+        """`apply` on SQLite, to the results `claim` finds new: the claim runs in the trip that
+        reads the state rows, the rows of every monitor the batch names (a redelivered
+        result's too: a row more to read costs less than a trip of its own)."""
+        named = _by_monitor(claim.unique.values())
+        claimed, loaded = await load_states_after(
+            session, (claim.statement, claim.parameters), sorted(named, key=_uuid_int)
+        )
+        fresh = claim.fresh(claimed)
+        # Usually every message is new, and the results are those already grouped
+        by_monitor = named if len(fresh) == len(claim.unique) else _by_monitor(fresh)
+        if by_monitor:
+            monitor_ids = sorted(by_monitor, key=_uuid_int)
+            await self._apply_loaded(session, by_monitor, monitor_ids, loaded)
+
+    async def _apply_loaded(
+        self,
+        session: AsyncSession,
+        by_monitor: dict[uuid.UUID, list[tuple[str, CheckCompleted]]],
+        monitor_ids: list[uuid.UUID],
+        loaded: LoadedStates,
+    ) -> None:
+        """`apply` after the state rows were read."""
         known = {monitor_id: monitor for monitor_id, (_, monitor) in loaded.states.items()}
         accepted: list[tuple[MonitorColumns, StateColumns, list[CheckCompleted]]] = []
         to_store: list[tuple[str, CheckCompleted]] = []
@@ -205,9 +258,10 @@ class Evaluator(Component):
                 )
                 continue
             kept: list[CheckCompleted] = []
-            for tenant, result in sorted(
-                by_monitor[monitor_id], key=lambda i: (i[1].scheduled_at, i[1].region)
-            ):
+            given = by_monitor[monitor_id]
+            if len(given) > 1:
+                given.sort(key=_result_order)
+            for tenant, result in given:
                 if tenant != monitor.tenant:
                     log.warning("result with a foreign tenant dropped", monitor_id=str(monitor_id))
                     continue
@@ -221,9 +275,13 @@ class Evaluator(Component):
         for tenant in sorted(loaded.tenants_with_windows):
             windows[tenant] = await tenant_windows(session, tenant)
         changes: dict[uuid.UUID, dict[str, Any]] = {}
+        applied = 0
         for monitor, state_row, kept in accepted:
             stored = [(result, next(result_ids)) for result in kept]
-            await self._apply_monitor(session, monitor, state_row, stored, windows, changes, writes)
+            applied += await self._apply_monitor(
+                session, monitor, state_row, stored, windows, changes, writes
+            )
+        RESULTS_APPLIED.inc(applied)  # once per batch: the counter takes a lock per call
         await _write_states(session, changes, writes)
 
     async def _apply_monitor(
@@ -235,10 +293,10 @@ class Evaluator(Component):
         tenant_windows_: dict[str, TenantWindows],
         changes: dict[uuid.UUID, dict[str, Any]],
         writes: list[Write],
-    ) -> None:
+    ) -> int:
         """Run one monitor's results through its status machine; the state row's changed
         columns go to `changes` (written for the whole batch at once), its events to the
-        outbox."""
+        outbox. Returns how many results it applied."""
         monitor_id: uuid.UUID = monitor.id
         tenant: str = monitor.tenant
         confirmation = _confirmation(monitor.failures_before_down, monitor.successes_before_up)
@@ -260,8 +318,13 @@ class Evaluator(Component):
                 continue
             if round_at != at:
                 round_at, outcomes = at, {}  # a newer round replaces an undecided one
-            outcomes[result.region] = result.outcome
-            verdict = round_verdict(outcomes, regions=regions, quorum=quorum)
+            verdict: Outcome | None
+            if regions == 1 and not outcomes:
+                # What `round_verdict` says of one region's one outcome (the usual monitor)
+                verdict = _SINGLE_VERDICT.get(result.outcome, Outcome.UP)
+            else:
+                outcomes[result.region] = result.outcome
+                verdict = round_verdict(outcomes, regions=regions, quorum=quorum)
             if verdict is None:
                 pending.update(
                     round_scheduled_at=round_at,
@@ -312,10 +375,10 @@ class Evaluator(Component):
                 )
             state, decided, round_at, outcomes = decision.state, at, None, {}
             applied += 1
-        RESULTS_APPLIED.inc(applied)
         changed = changed_columns(state_row, pending)
         if changed:
             changes[monitor_id] = changed
+        return applied
 
     async def _open_incident_of(
         self, session: AsyncSession, monitor_id: uuid.UUID

@@ -117,9 +117,27 @@ async def run_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
     """Each write's executemany, in order, in one trip to SQLite's thread, in the session's
     transaction: a batch's results and its state rows together (a trip, with its hand-over of
     the GIL to the thread and back, cost more than a small statement)."""
+    prepared = await _prepared(session, writes)
+    if prepared is not None:
+        await prepared[0].run(prepared[1])
+
+
+async def defer_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
+    """`run_writes`, but in the trip of the transaction's next statement or of its COMMIT
+    (`OneTripConnection.defer`): for the last writes of a transaction, a trip less. A write
+    that fails fails that statement or the COMMIT."""
+    prepared = await _prepared(session, writes)
+    if prepared is not None:
+        prepared[0].defer(prepared[1])
+
+
+async def _prepared(
+    session: AsyncSession, writes: Sequence[Write]
+) -> tuple[OneTripConnection, Callable[[], None]] | None:
+    """The session's driver connection and the function running `writes` on its thread."""
     writes = [(statement, rows) for statement, rows in writes if rows]
     if not writes:
-        return
+        return None
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     if not isinstance(driver, OneTripConnection):
@@ -134,4 +152,4 @@ async def run_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
         finally:
             cursor.close()
 
-    await driver.run(run)
+    return driver, run
