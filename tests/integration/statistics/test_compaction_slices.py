@@ -78,6 +78,7 @@ async def compacted(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slice_rows: int
 ) -> tuple[list[Any], list[Any]]:
     monkeypatch.setattr(compaction, "SLICE", slice_rows)
+    monkeypatch.setattr(compaction, "SQLITE_SLICE", slice_rows)
     async with harness(url, tmp_path, Clock(NOV10), background=False) as stats:
         await feed(stats, results())
         stats.clock.now = NOW
@@ -110,3 +111,33 @@ def test_slices_never_split_a_monitors_rows() -> None:
         [5],
     ]
     assert list(compaction.whole_monitors([], 2)) == []
+
+
+async def folded_every_10_minutes(url: str, tmp_path: Path) -> tuple[list[Any], list[Any]]:
+    async with harness(url, tmp_path, Clock(NOV10), background=False) as stats:
+        await feed(stats, results())
+        folds = 0
+        while stats.clock.now < NOW:
+            stats.clock.now = min(stats.clock.now + 10 * M, NOW)
+            folds += await stats.service.compact()
+        assert folds > 26 * 6  # a fold per 10 minutes, one more at each hour's end
+        return await stored(stats)
+
+
+async def test_sqlite_folding_a_minute_cell_at_a_time_stores_what_the_general_path_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folded every 10 minutes, as in steady state each hour and day key gets one minute cell
+    per fold: on SQLite it passes through as stored and is added to the stored cell in the
+    database. The cells must be those of the general path (SQLAlchemy's rows decoded, summed
+    by `Cell`, encoded again), to the last bit."""
+    passed_through = await folded_every_10_minutes(
+        f"sqlite+aiosqlite:///{tmp_path}/through.sqlite3", tmp_path
+    )
+    monkeypatch.setattr(compaction, "_fold_on_sqlite", compaction._fold)
+    general = await folded_every_10_minutes(
+        f"sqlite+aiosqlite:///{tmp_path}/general.sqlite3", tmp_path
+    )
+    cells, _ = general
+    assert {row[2] for row in cells} == {"minute", "hour", "day"}
+    assert passed_through == general

@@ -273,6 +273,48 @@ def test_adding_one_bucket_keeps_the_general_path_where_in_place_would_differ() 
     )
 
 
+@given(
+    st.lists(st.floats(min_value=5.0, max_value=500.0), min_size=1, max_size=40),
+    st.dictionaries(st.integers(-3, 300), st.integers(0, 4), max_size=4),
+    st.integers(0, 2),
+    st.integers(0, 2),
+    st.sampled_from(["as is", "untrimmed added", "untrimmed stored"]),
+)
+def test_adding_any_cell_to_a_stored_form_stores_what_the_general_path_stores(
+    stored_values: list[float],
+    buckets: dict[int, int],
+    zero: int,
+    added_zero: int,
+    shape: str,
+) -> None:
+    """`add_stored` in place (a minute cell folded into its hour cell: a few buckets within
+    the stored span, or none) and the general path give the same bytes, wherever the added
+    buckets fall, inside the stored span or across its ends."""
+    stored_histogram = histogram_of(stored_values)
+    stored_histogram.zero = zero
+    first = stored_histogram.offset + next(i for i, n in enumerate(stored_histogram.counts) if n)
+    added = Histogram(
+        buckets={first + key % 200 - 3: count for key, count in buckets.items()}, zero=added_zero
+    ).to_bytes()
+    stored = stored_histogram.to_bytes()
+    if shape == "untrimmed added" and len(added) > 21:
+        added = _untrimmed(added, 1, 1)
+    elif shape == "untrimmed stored":
+        stored = _untrimmed(stored, 1, 0)
+    assert Histogram.add_stored(stored, added) == Histogram.running_sums((stored, added))[-1]
+    assert (
+        Histogram.add_stored(stored, added)
+        == Histogram.from_bytes(stored).merged(Histogram.from_bytes(added)).to_bytes()
+    )
+
+
+def test_adding_buckets_at_and_past_the_ends_of_a_stored_form() -> None:
+    stored = Histogram(buckets={10: 3, 11: 0, 12: 2, 13: 1}).to_bytes()
+    for buckets in ({10: 1, 13: 1}, {13: 2, 14: 1}, {9: 1, 10: 1}, {9: 1, 14: 1}, {11: 5}, {}):
+        added = Histogram(buckets=buckets, zero=2).to_bytes()
+        assert Histogram.add_stored(stored, added) == Histogram.running_sums((stored, added))[-1]
+
+
 @given(st.one_of(st.floats(min_value=0, max_value=1e9), st.sampled_from([0.0, 1e-3, 1e-4])))
 def test_the_stored_form_of_one_value_is_that_of_a_histogram_given_it(value: float) -> None:
     histogram = Histogram()
@@ -283,3 +325,45 @@ def test_the_stored_form_of_one_value_is_that_of_a_histogram_given_it(value: flo
 def test_one_nan_value_is_refused_as_adding_it_is() -> None:
     with pytest.raises(ValueError, match="NaN"):
         Histogram.stored_one(math.nan)
+
+
+def _untrimmed(data: bytes, before: int, after: int) -> bytes:
+    """`data` with empty fields at its ends (the key of its first moved down to match)."""
+    _, zero, total, offset = struct.unpack_from("<Bqqi", data)
+    header = struct.pack("<Bqqi", 1, zero, total, offset - before)
+    return header + bytes(4 * before) + data[21:] + bytes(4 * after)
+
+
+stored_forms = any_latencies.map(lambda values: histogram_of(values).to_bytes())
+
+
+@given(
+    stored_forms,
+    st.sampled_from(["as is", "untrimmed", "total", "offset", "version", "cut", "empty"]),
+    st.integers(0, 3),
+)
+def test_a_form_is_a_stored_form_when_decoding_and_encoding_it_gives_it_back(
+    data: bytes, change: str, amount: int
+) -> None:
+    """`is_stored_form` (compaction passes such forms through) says exactly whether
+    `from_bytes(data).to_bytes() == data`, for forms as stored and forms altered."""
+    zero, total, offset = struct.unpack_from("<qqi", data, 1)
+    if change == "untrimmed":
+        data = _untrimmed(data, amount, 3 - amount)
+    elif change == "total":
+        data = struct.pack("<Bqqi", 1, zero, total + amount - 1, offset) + data[21:]
+    elif change == "offset":
+        data = struct.pack("<Bqqi", 1, zero, total, offset + amount) + data[21:]
+    elif change == "version":
+        data = struct.pack("<Bqqi", 2, zero, total, offset) + data[21:]
+    elif change == "cut":
+        data = data[: len(data) - 1 - amount]
+    elif change == "empty":
+        data = b""
+    try:
+        round_trip = Histogram.from_bytes(data).to_bytes() == data
+    except EncodingError:
+        round_trip = False
+    assert Histogram.is_stored_form(data) == round_trip
+    if change == "as is":
+        assert Histogram.is_stored_form(data)

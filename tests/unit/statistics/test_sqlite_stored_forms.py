@@ -14,7 +14,13 @@ from sqlalchemy.dialects import sqlite
 
 from pingtower.common.db import UtcDateTime
 from pingtower.statistics.domain.rollups import Cell
-from pingtower.statistics.store.sqlite_ingest import add_maps, from_sqlite_time, sqlite_time
+from pingtower.statistics.store.sqlite_ingest import (
+    _dumps,
+    _loads,
+    add_maps,
+    from_sqlite_time,
+    sqlite_time,
+)
 
 DIALECT = sqlite.dialect()
 STORED = UtcDateTime().dialect_impl(DIALECT).bind_processor(DIALECT)
@@ -60,3 +66,33 @@ def test_stored_phase_maps_add_as_cells_merge(
         stored.phase_counts
     )
     assert add_maps(None, json.dumps(added_counts)) == json.dumps(added_counts)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # NaN, infinities and -0.0 too
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(), json_values, max_size=6))
+def test_phase_maps_are_read_and_written_as_json_reads_and_writes_them(
+    value: dict[str, object],
+) -> None:
+    """`add_maps`' own reading and writing (json's C scanner and encoder called directly)
+    give what `json.loads` and `json.dumps` give, byte for byte."""
+    text = json.dumps(value)
+    assert _dumps(value) == text
+    assert repr(_loads(text)) == repr(json.loads(text))  # NaN != NaN: compared as text
+    for other in (" " + text, text + " ", text.replace(", ", ","), text + "x", "", "nul"):
+        try:
+            expected = repr(json.loads(other))
+        except ValueError as error:
+            with pytest.raises(type(error)):
+                _loads(other)
+        else:
+            assert repr(_loads(other)) == expected

@@ -136,10 +136,11 @@ def _unique_results(
 ) -> list[tuple[str, CheckCompleted]]:
     """The results with their workspace, each once: a result is keyed by its check id and
     finish time, and a copy in the same batch (a redelivery) must not reach the cells twice."""
-    by_check: dict[tuple[uuid.UUID, datetime], tuple[str, CheckCompleted]] = {}
+    # keyed by the id's int: a UUID's hash is computed in Python at every lookup
+    by_check: dict[tuple[int, datetime], tuple[str, CheckCompleted]] = {}
     for envelope, event in events:
         assert isinstance(event, CheckCompleted)
-        by_check.setdefault((event.check_id, event.finished_at), (envelope.tenant, event))
+        by_check.setdefault((event.check_id.int, event.finished_at), (envelope.tenant, event))
     return list(by_check.values())
 
 

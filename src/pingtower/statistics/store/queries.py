@@ -51,6 +51,7 @@ from pingtower.statistics.domain.rollups import (
 )
 from pingtower.statistics.domain.series import Rendered, StoredCell
 from pingtower.statistics.domain.uptime import StatusInterval
+from pingtower.statistics.store import sqlite_ingest
 from pingtower.statistics.store.dialect import is_postgres
 from pingtower.statistics.store.ingest import cell_from_row
 from pingtower.statistics.store.tables import (
@@ -79,15 +80,9 @@ def _among(
     return column.in_(list(monitor_ids))  # type: ignore[no-any-return]
 
 
-def _id_column(session: AsyncSession, column: Any) -> Any:
-    """`column` (a monitor id) as read many rows per monitor: on SQLite its stored text (the
-    UUID's hex), which `_by_hex` maps back once per monitor, instead of a UUID built for every
-    row (a fifth of the metrics snapshot's time went to those)."""
-    return column if is_postgres(session) else type_coerce(column, Text)
-
-
 def _by_hex(monitor_ids: Collection[uuid.UUID]) -> dict[str, uuid.UUID]:
-    """The ids by what `_id_column` reads on SQLite: their hex."""
+    """The ids by their stored form on SQLite, their hex: rows are keyed by it until the end
+    (a str caches its hash, a UUID computes it in Python at every lookup)."""
     return {m.hex: m for m in monitor_ids}
 
 
@@ -273,6 +268,10 @@ async def recent_histograms(
         first_hour, min(await folded_until(session), ceil_to(end, Resolution.MINUTE.length))
     )
     use_day = first_hour < midnight < folded
+    if not is_postgres(session):
+        return await _recent_histograms_on_sqlite(
+            session, monitor_ids, first_hour, midnight if use_day else None, folded, end
+        )
     r = rollups
     hours = and_(
         r.c.resolution == Resolution.HOUR.value,
@@ -301,6 +300,92 @@ async def recent_histograms(
     }
 
 
+async def _recent_histograms_on_sqlite(
+    session: AsyncSession,
+    monitor_ids: Collection[uuid.UUID],
+    first_hour: datetime,
+    midnight: datetime | None,
+    folded: datetime,
+    end: datetime,
+) -> dict[uuid.UUID, Histogram]:
+    """`recent_histograms` on SQLite (`midnight` None when today's day cell is not used): the
+    same parts read as the driver's plain rows in one trip, the hour cells' latency counts
+    summed by SQLite (a row per monitor, not one per hour cell), with constant statements.
+    Through SQLAlchemy the statement was built and compiled per page and every row (~30 a
+    monitor a day in) went through its result processing: most of the metrics snapshot's
+    CPU besides the merging (bench/README.md, performance round 7)."""
+    ids = _by_hex(monitor_ids)
+    hex_ids = json.dumps(list(ids))
+    times = sqlite_ingest.sqlite_time
+    if midnight is None:
+        span = (hex_ids, times(first_hour), times(folded), times(end))
+        rows = await sqlite_ingest.on_thread(
+            session, lambda db: db.execute(_HOURS_AND_MINUTES, span).fetchall()
+        )
+        parts: dict[str, list[bytes]] = defaultdict(list)
+        for stored_id, histogram in rows:
+            parts[stored_id].append(histogram)
+        return {ids[key]: Histogram.from_bytes_many(found) for key, found in parts.items()}
+    day = (hex_ids, times(first_hour), times(midnight), times(folded), times(end))
+    hours = (times(first_hour), times(midnight))
+
+    def read(db: Any) -> tuple[list[Any], set[str], list[Any]]:
+        rows = db.execute(_RECENT_PARTS, day).fetchall()
+        # per monitor: latency count of the tails minus that of the hour cells
+        gap: dict[str, int] = defaultdict(int)
+        for stored_id, _, n, which in rows:
+            gap[stored_id] += -n if which == "h" else n
+        stale = {key for key, difference in gap.items() if difference}
+        if not stale:
+            return rows, stale, []
+        return rows, stale, db.execute(_HOURS_OF, (json.dumps(list(stale)), *hours)).fetchall()
+
+    rows, stale, stale_rows = await sqlite_ingest.on_thread(session, read)
+    tails: dict[str, list[bytes]] = defaultdict(list)
+    rest: dict[str, list[bytes]] = defaultdict(list)
+    for stored_id, histogram, _, which in rows:
+        if which == "t":
+            if stored_id not in stale:
+                tails[stored_id].append(histogram)
+        elif which == "r":
+            rest[stored_id].append(histogram)
+    # the stale monitors' tails give way to their hour cells
+    for stored_id, histogram in stale_rows:
+        tails[stored_id].append(histogram)
+    return {
+        ids[key]: Histogram.from_bytes_many([*tails.get(key, ()), *rest.get(key, ())])
+        for key in {*tails, *rest}
+    }
+
+
+# The monitors as a JSON array of their stored ids (one parameter, one prepared statement)
+_AMONG = "monitor_id IN (SELECT value FROM json_each(?1))"
+_HOURS_AND_MINUTES = (
+    f"SELECT monitor_id, histogram FROM rollups WHERE {_AMONG} AND resolution = 'hour' "
+    "AND bucket_start >= ?2 AND bucket_start < ?3 "
+    f"UNION ALL SELECT monitor_id, histogram FROM rollups WHERE {_AMONG} "
+    "AND resolution = 'minute' AND bucket_start >= ?3 AND bucket_start < ?4"
+)
+# ?2 the first hour, ?3 midnight, ?4 the watermark, ?5 the end: the day tails from the first
+# hour ('t', with their latency counts), today's day cell and the minute cells not folded
+# ('r'), and per monitor the latency count of its hour cells from the first hour to midnight
+# ('h'), which the tails' must equal for them to hold those cells
+_RECENT_PARTS = (
+    f"SELECT monitor_id, histogram, latency_count, 't' FROM day_tails WHERE {_AMONG} "
+    "AND bucket_start = ?2 "
+    f"UNION ALL SELECT monitor_id, histogram, 0, 'r' FROM rollups WHERE {_AMONG} "
+    "AND resolution = 'day' AND bucket_start = ?3 "
+    f"UNION ALL SELECT monitor_id, histogram, 0, 'r' FROM rollups WHERE {_AMONG} "
+    "AND resolution = 'minute' AND bucket_start >= ?4 AND bucket_start < ?5 "
+    f"UNION ALL SELECT monitor_id, NULL, sum(latency_count), 'h' FROM rollups WHERE {_AMONG} "
+    "AND resolution = 'hour' AND bucket_start >= ?2 AND bucket_start < ?3 GROUP BY monitor_id"
+)
+_HOURS_OF = (
+    f"SELECT monitor_id, histogram FROM rollups WHERE {_AMONG} AND resolution = 'hour' "
+    "AND bucket_start >= ?2 AND bucket_start < ?3"
+)
+
+
 async def _recent_parts(
     session: AsyncSession,
     monitor_ids: Collection[uuid.UUID],
@@ -308,25 +393,25 @@ async def _recent_parts(
     others: ColumnElement[bool],
     hours: ColumnElement[bool],
 ) -> tuple[dict[uuid.UUID, list[bytes]], dict[uuid.UUID, list[bytes]], list[uuid.UUID]]:
-    """In one query: per monitor the histograms of its day tails from `first_hour` and of the
-    rollup cells matching `others`, and the monitors whose tails no longer hold the cells
-    matching `hours` (their latency counts differ)."""
+    """In one query (PostgreSQL): per monitor the histograms of its day tails from
+    `first_hour` and of the rollup cells matching `others`, and the monitors whose tails no
+    longer hold the cells matching `hours` (their latency counts differ)."""
     r, t = rollups.c, day_tails.c
     parts = union_all(
         select(
-            _id_column(session, t.monitor_id).label("monitor_id"),
+            t.monitor_id.label("monitor_id"),
             t.histogram,
             t.latency_count.label("n"),
             literal_column("'t'").label("kind"),
         ).where(_among(session, t.monitor_id, monitor_ids), t.bucket_start == first_hour),
         select(
-            _id_column(session, r.monitor_id),
+            r.monitor_id,
             r.histogram,
             literal_column("0").label("n"),
             literal_column("'r'"),
         ).where(_among(session, r.monitor_id, monitor_ids), others),
         select(
-            _id_column(session, r.monitor_id),
+            r.monitor_id,
             cast(null(), LargeBinary),
             r.latency_count,
             literal_column("'h'"),
@@ -337,41 +422,23 @@ async def _recent_parts(
     # per monitor: latency count of the tails minus that of the hour cells
     gap: dict[uuid.UUID, int] = defaultdict(int)
     kind = parts.c.kind
-    if is_postgres(session):
-        # One row per monitor holding its histograms: a thousand rows through the driver
-        # and SQLAlchemy instead of several thousand.
-        grouped = await session.execute(
-            select(
-                parts.c.monitor_id,
-                func.array_agg(parts.c.histogram).filter(kind == "t"),
-                func.array_agg(parts.c.histogram).filter(kind == "r"),
-                func.sum(parts.c.n).filter(kind == "t"),
-                func.sum(parts.c.n).filter(kind == "h"),
-            ).group_by(parts.c.monitor_id)
-        )
-        for monitor_id, tail, cells, tail_count, hour_count in grouped.all():
-            if tail:
-                tails[monitor_id] = tail
-            if cells:
-                rest[monitor_id] = cells
-            gap[monitor_id] = (tail_count or 0) - (hour_count or 0)
-    else:
-        rows = await session.execute(select(parts))
-        # keyed by the stored hex until the end: a str caches its hash, a UUID computes it
-        # in Python at every lookup (~20 a monitor here)
-        tails_of: dict[str, list[bytes]] = defaultdict(list)
-        rest_of: dict[str, list[bytes]] = defaultdict(list)
-        gap_of: dict[str, int] = defaultdict(int)
-        for stored_id, histogram, n, which in rows.all():
-            if which == "h":
-                gap_of[stored_id] -= n
-                continue
-            (tails_of if which == "t" else rest_of)[stored_id].append(histogram)
-            gap_of[stored_id] += n
-        ids = _by_hex(monitor_ids)
-        tails.update((ids[key], found) for key, found in tails_of.items())
-        rest.update((ids[key], found) for key, found in rest_of.items())
-        gap.update((ids[key], difference) for key, difference in gap_of.items())
+    # One row per monitor holding its histograms: a thousand rows through the driver and
+    # SQLAlchemy instead of several thousand.
+    grouped = await session.execute(
+        select(
+            parts.c.monitor_id,
+            func.array_agg(parts.c.histogram).filter(kind == "t"),
+            func.array_agg(parts.c.histogram).filter(kind == "r"),
+            func.sum(parts.c.n).filter(kind == "t"),
+            func.sum(parts.c.n).filter(kind == "h"),
+        ).group_by(parts.c.monitor_id)
+    )
+    for monitor_id, tail, cells, tail_count, hour_count in grouped.all():
+        if tail:
+            tails[monitor_id] = tail
+        if cells:
+            rest[monitor_id] = cells
+        gap[monitor_id] = (tail_count or 0) - (hour_count or 0)
     stale = [m for m, difference in gap.items() if difference]
     for m in stale:
         tails.pop(m, None)
@@ -381,26 +448,16 @@ async def _recent_parts(
 async def _histograms(
     session: AsyncSession, monitor_ids: Collection[uuid.UUID], where: ColumnElement[bool]
 ) -> dict[uuid.UUID, list[bytes]]:
-    """The stored histograms of the rollup cells matching `where`, per monitor."""
+    """The stored histograms of the rollup cells matching `where`, per monitor (PostgreSQL):
+    one row per monitor holding its histograms, a thousand rows through the driver and
+    SQLAlchemy instead of several thousand."""
     r = rollups
-    among = _among(session, r.c.monitor_id, monitor_ids)
-    if is_postgres(session):
-        # One row per monitor holding its histograms: a thousand rows through the driver
-        # and SQLAlchemy instead of several thousand.
-        grouped = await session.execute(
-            select(r.c.monitor_id, func.array_agg(r.c.histogram))
-            .where(among, where)
-            .group_by(r.c.monitor_id)
-        )
-        return dict(grouped.all())
-    stored: dict[uuid.UUID, list[bytes]] = defaultdict(list)
-    rows = await session.execute(
-        select(_id_column(session, r.c.monitor_id), r.c.histogram).where(among, where)
+    grouped = await session.execute(
+        select(r.c.monitor_id, func.array_agg(r.c.histogram))
+        .where(_among(session, r.c.monitor_id, monitor_ids), where)
+        .group_by(r.c.monitor_id)
     )
-    ids = _by_hex(monitor_ids)
-    for stored_id, histogram in rows.all():
-        stored[ids[stored_id]].append(histogram)
-    return stored
+    return dict(grouped.all())
 
 
 class StepCells(NamedTuple):

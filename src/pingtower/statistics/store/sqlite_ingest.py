@@ -17,6 +17,10 @@ histogram and the phase maps by functions registered on the connection, which ad
 batches from interleaving. A result's converted values are shared with the Pinger's evaluator
 (`common/sqlite_values.py`), and a cell of one result is written without a `Cell`
 (`_fresh_cell_rows`): about a quarter less CPU per result (bench/README.md, round 6).
+
+Compaction on SQLite reads the minute cells here as stored and makes its upsert's rows from
+those forms (`coarser_rows`): in steady state a minute cell alone in its hour passes through
+to its hour and day rows without being decoded and encoded again (round 7).
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ async def owners(
     """The workspace of each of `monitor_ids` that has a projection row, and the compaction
     watermark."""
     by_hex = {monitor_id.hex: monitor_id for monitor_id in monitor_ids}
-    found, folded = await _on_thread(session, lambda db: _read_owners(db, list(by_hex)))
+    found, folded = await on_thread(session, lambda db: _read_owners(db, list(by_hex)))
     return {by_hex[hex_id]: tenant for hex_id, tenant in found}, folded
 
 
@@ -86,7 +90,7 @@ async def store_results(session: AsyncSession, checks: Checks, folded_until: dat
     a replay finds itself), add the new ones to their rollup cells and move their monitors'
     last check forward."""
     rows = _result_rows(checks)
-    await _on_thread(session, lambda db: _store(db, checks, rows, folded_until))
+    await on_thread(session, lambda db: _store(db, checks, rows, folded_until))
 
 
 async def store_results_of_known_monitors(session: AsyncSession, checks: Checks) -> bool:
@@ -95,7 +99,7 @@ async def store_results_of_known_monitors(session: AsyncSession, checks: Checks)
     Otherwise it writes nothing and answers False, and the caller takes the general path
     (placeholder rows for new monitors, results of another workspace's monitor dropped)."""
     rows = _result_rows(checks)
-    return await _on_thread(session, lambda db: _store_if_known(db, checks, rows))
+    return await on_thread(session, lambda db: _store_if_known(db, checks, rows))
 
 
 def _store_if_known(db: sqlite3.Connection, checks: Checks, rows: list[Any]) -> bool:
@@ -281,7 +285,7 @@ def _cell_values(cell: Cell) -> tuple[Any, ...]:
 async def add_to_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]) -> None:
     """Add each cell (with its workspace) to its stored cell, inserting those not stored."""
     rows = _cell_rows(cells)
-    await _on_thread(session, lambda db: db.executemany(_ADD_TO_CELL, rows).close())
+    await on_thread(session, lambda db: db.executemany(_ADD_TO_CELL, rows).close())
 
 
 def _cell_rows(cells: dict[CellKey, tuple[str, Cell]]) -> list[tuple[Any, ...]]:
@@ -299,6 +303,133 @@ def _cell_rows(cells: dict[CellKey, tuple[str, Cell]]) -> list[tuple[Any, ...]]:
             stored_start = times[start] = sqlite_time(start)
         rows.append((hex_id, region, resolution, stored_start, tenant, *_cell_values(cell)))
     return rows
+
+
+async def minute_cells(session: AsyncSession, first: datetime, stop: datetime) -> list[Any]:
+    """The minute cells starting in [first, stop) as the driver's plain rows (`_MINUTE_CELLS`'
+    columns), in monitor, region and time order: compaction's input on SQLite."""
+    span = (sqlite_time(first), sqlite_time(stop))
+    return await on_thread(session, lambda db: db.execute(_MINUTE_CELLS, span).fetchall())
+
+
+async def add_cell_rows(session: AsyncSession, rows: list[tuple[Any, ...]]) -> None:
+    """Add `_ADD_TO_CELL` rows (`coarser_rows`) to their stored cells."""
+    await on_thread(session, lambda db: db.executemany(_ADD_TO_CELL, rows).close())
+
+
+_MINUTE_CELLS = (
+    "SELECT monitor_id, region, bucket_start, tenant, up, degraded, down, latency_count, "
+    "latency_min, latency_max, latency_sum, phase_sums, phase_counts, histogram FROM rollups "
+    "WHERE resolution = 'minute' AND bucket_start >= ? AND bucket_start < ? "
+    "ORDER BY monitor_id, region, bucket_start"
+)
+
+
+def coarser_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """`_cell_rows(compaction.coarser_cells(rows))` for minute rows as `minute_cells` reads
+    them (stored forms, not yet decoded), the same `_ADD_TO_CELL` rows made with less work.
+
+    In steady state compaction folds one minute a minute, so each hour and day key gets one
+    minute cell: its values are what that cell's are once added to an empty one, which are
+    its stored values (the latency sum as `0.0 +` gives it) when its phase maps are as
+    `json.dumps` writes what they decode to and its histogram is as `to_bytes` writes it.
+    Those are checked (`_passes_through`); where they do not hold, or a key gets several
+    cells, the cells are summed by `Cell` as `coarser_cells` does. Tests compare both ways."""
+    hours: dict[tuple[str, str, str], list[Sequence[Any]]] = {}
+    for row in rows:
+        # the hour's start as stored: minutes, seconds and fraction zeroed (fixed width, UTC)
+        hours.setdefault((row[0], row[1], row[2][:14] + "00:00.000000"), []).append(row)
+    found: list[tuple[Any, ...]] = []
+    days: dict[tuple[str, str, str], list[tuple[Any, ...]]] = {}
+    for (monitor, region, hour), members in hours.items():
+        first = members[0]
+        if len(members) == 1 and _passes_through(first):
+            values: tuple[Any, ...] = (*first[4:10], 0.0 + first[10], *first[11:14])
+        else:
+            values = _cell_values(_summed_minutes(members))
+        row = (monitor, region, _HOUR, hour, first[3], *values)
+        found.append(row)
+        days.setdefault((monitor, region, hour[:11] + "00:00:00.000000"), []).append(row)
+    for (monitor, region, day), parts in days.items():
+        if len(parts) == 1:
+            # a cell added to an empty one stores the same values (a `Cell` of stored
+            # values, as this hour's are, holds no -0.0 that `0.0 +` would change)
+            values = parts[0][5:]
+        else:
+            total = Cell()
+            for part in parts:
+                total.merge(_cell_of_values(part[5:]))
+            values = _cell_values(total)
+        found.append((monitor, region, _DAY, day, parts[0][4], *values))
+    return found
+
+
+_HOUR = Resolution.HOUR.value
+_DAY = Resolution.DAY.value
+
+
+def _passes_through(row: Sequence[Any]) -> bool:
+    return (
+        _counts_as_dumped(row[12])
+        and _sums_as_dumped(row[11])
+        and Histogram.is_stored_form(row[13])
+    )
+
+
+def _sums_as_dumped(text: str) -> bool:
+    """Whether stored phase sums are the text `Cell.merge` into an empty cell and
+    `json.dumps` give back."""
+    sums = _loads(text)
+    if type(sums) is not dict:
+        return False
+    return _dumps({name: 0.0 + value for name, value in sums.items()}) == text
+
+
+@lru_cache(maxsize=1024)
+def _counts_as_dumped(text: str) -> bool:
+    """`_sums_as_dumped` for phase counts (added to 0, not 0.0); few texts recur."""
+    counts = json.loads(text)
+    if type(counts) is not dict:
+        return False
+    return json.dumps({name: 0 + value for name, value in counts.items()}) == text
+
+
+def _summed_minutes(rows: Sequence[Sequence[Any]]) -> Cell:
+    """Minute rows summed as `compaction.coarser_cells` sums them into an hour cell."""
+    cell = Cell()
+    for row in rows:
+        cell.merge(
+            Cell(
+                up=row[4],
+                degraded=row[5],
+                down=row[6],
+                latency_count=row[7],
+                latency_min=row[8],
+                latency_max=row[9],
+                latency_sum=row[10],
+                phase_sums=dict(json.loads(row[11]) or {}),
+                phase_counts=dict(json.loads(row[12]) or {}),
+            )
+        )
+    cell.histogram = Histogram.from_bytes_many([row[13] for row in rows])
+    return cell
+
+
+def _cell_of_values(values: Sequence[Any]) -> Cell:
+    """The `Cell` whose `_cell_values` are `values`."""
+    up, degraded, down, latency_count, latency_min, latency_max, latency_sum = values[:7]
+    return Cell(
+        up=up,
+        degraded=degraded,
+        down=down,
+        latency_count=latency_count,
+        latency_min=latency_min,
+        latency_max=latency_max,
+        latency_sum=latency_sum,
+        phase_sums=json.loads(values[7]),
+        phase_counts=json.loads(values[8]),
+        histogram=Histogram.from_bytes(values[9]),
+    )
 
 
 def _last_checks(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -352,7 +483,7 @@ async def place_status_changes(
         for tenant, e in changes
     ]
     if rows:
-        await _on_thread(session, lambda db: _place(db, rows))
+        await on_thread(session, lambda db: _place(db, rows))
 
 
 def _place(db: sqlite3.Connection, changes: list[tuple[str, str, str, str, str]]) -> None:
@@ -393,10 +524,60 @@ _INTERVAL = (
 
 def add_maps(stored: str | None, added: str | None) -> str:
     """Two stored phase maps (JSON objects name -> number) added as `Cell.merge` adds them."""
-    total: dict[str, Any] = json.loads(stored) if stored else {}
-    for name, value in (json.loads(added) if added else {}).items():
+    total: dict[str, Any] = _loads(stored) if stored else {}
+    for name, value in (_loads(added) if added else {}).items():
         total[name] = total.get(name, 0) + value
-    return json.dumps(total)
+    return _dumps(total)
+
+
+# `json.loads` and `json.dumps` with their default settings, by the very scanner and C encoder
+# those use, without their wrapping per call (`dumps` builds an encoder at every call): a
+# third less time in `add_maps`, which SQLite's upsert calls for every result added to a
+# stored minute cell and every minute cell compaction folds. Tests hold both to json's own.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _loads(text: str) -> Any:
+    if type(text) is str:
+        try:
+            found, end = _scan(text, 0)
+        except StopIteration:
+            return json.loads(text)  # not JSON from its first character: json says why
+        if end == len(text):
+            return found
+    return json.loads(text)
+
+
+def _encoder() -> Callable[[Any, int], list[str]] | None:
+    """`json.dumps`' C encoder as `JSONEncoder.iterencode` builds it for the default
+    settings, or None where the C accelerator is missing or is built otherwise."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        encode: Callable[[Any, int], list[str]] = make(
+            None,  # no circularity check: these maps are flat, and a failed call leaves nothing
+            json.JSONEncoder().default,
+            json.encoder.encode_basestring_ascii,
+            None,
+            ": ",
+            ", ",
+            False,
+            False,
+            True,
+        )
+    except TypeError:
+        return None
+    return encode if "".join(encode({"a": [1, 0.5, None]}, 0)) == '{"a": [1, 0.5, null]}' else None
+
+
+_encode = _encoder()
+
+
+def _dumps(value: Any) -> str:
+    if _encode is None:
+        return json.dumps(value)
+    return "".join(_encode(value, 0))
 
 
 # Phase counts repeat (a minute cell's counts are its number of results, per phase), so their
@@ -411,7 +592,7 @@ _FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {
 _PREPARED: weakref.WeakSet[OneTripConnection] = weakref.WeakSet()
 
 
-async def _on_thread(session: AsyncSession, work: Callable[[sqlite3.Connection], T]) -> T:
+async def on_thread(session: AsyncSession, work: Callable[[sqlite3.Connection], T]) -> T:
     """`work` on the session's sqlite3 connection, on the connection's own thread, in the
     session's transaction (begun here if it was not yet)."""
     connection = await session.connection()
