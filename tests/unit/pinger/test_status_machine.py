@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,10 @@ from pingtower.pinger.domain.status import (
     Decision,
     MonitorState,
     Observation,
+    OpenIncident,
     apply_result,
+    counted_only,
+    judge_result,
     majority,
     pause,
     resume,
@@ -210,6 +214,82 @@ def test_every_transition_changes_the_status(seq: list[Outcome], conf: Confirmat
         if decision.transition is not None:
             assert decision.transition.previous == previous != decision.transition.current
         previous = decision.state.status
+
+
+# --- the fast path: `apply_result` is `judge_result` ---------------------------------------
+
+any_states = st.builds(
+    MonitorState,
+    st.sampled_from(list(Status)),
+    st.one_of(st.none(), st.integers(0, 30).map(lambda s: T0 + timedelta(seconds=s))),
+    st.integers(0, 6),
+    st.integers(0, 6),
+    st.one_of(
+        st.none(),
+        st.builds(OpenIncident, st.uuids(), st.just(T0), st.sampled_from([None, "connect"])),
+    ),
+)
+steps = st.lists(
+    st.tuples(st.sampled_from([UP, DEG, DOWN]), st.booleans(), st.integers(0, 40)), max_size=40
+)
+
+
+@given(any_states, steps, confirmations)
+def test_the_fast_path_decides_as_the_full_rules(
+    start: MonitorState, seq: list[tuple[Outcome, bool, int]], conf: Confirmation
+) -> None:
+    """From any state (consistent or not), result by result, inside maintenance windows or
+    not: the same decision, state, transition and incidents."""
+    state = start
+    for outcome, maintenance, second in seq:
+        observation = Observation(
+            outcome, T0 + timedelta(seconds=second), error_kind="connect", error_message="x"
+        )
+        incident_id = uuid.uuid4()
+        fast = apply_result(
+            state, observation, conf, incident_id=incident_id, in_maintenance=maintenance
+        )
+        full = judge_result(
+            state, observation, conf, incident_id=incident_id, in_maintenance=maintenance
+        )
+        assert fast == full
+        state = full.state
+
+
+@given(any_states)
+def test_counted_only_takes_exactly_the_results_that_change_only_the_counts(
+    state: MonitorState,
+) -> None:
+    for outcome, failures, successes in itertools.product(
+        [UP, DEG, DOWN], range(1, 8), range(1, 8)
+    ):
+        conf = Confirmation(failures, successes)
+        full = judge_result(state, Observation(outcome, T0), conf, incident_id=uuid.uuid4())
+        quiet = full.transition is None and full.opened is None and full.resolved is None
+        counted = counted_only(state, outcome, conf)
+        if counted is not None:
+            assert quiet
+            assert counted == full.state
+            assert (counted.status, counted.since, counted.incident) == (
+                state.status,
+                state.since,
+                state.incident,
+            )
+        else:
+            # Every quiet result but a paused monitor's takes the fast path.
+            assert not quiet or state.status == Status.PAUSED
+
+
+def test_states_and_decisions_are_frozen_values() -> None:
+    state = MonitorState(Status.UP, T0, 0, 3)
+    assert state == MonitorState(status=Status.UP, since=T0, consecutive_successes=3)
+    assert hash(state) == hash(MonitorState(Status.UP, T0, 0, 3))
+    assert Decision(state) == Decision(state, None, None, None)
+    try:
+        state.status = Status.DOWN  # type: ignore[misc]
+    except AttributeError:
+        return
+    raise AssertionError("a MonitorState was changed in place")
 
 
 # --- several regions ------------------------------------------------------------------------

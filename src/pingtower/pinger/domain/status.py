@@ -21,9 +21,10 @@ Rules (N = failures_before_down, M = successes_before_up):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from pingtower.common.events import Outcome, Status
 
@@ -40,7 +41,7 @@ class Confirmation:
             raise ValueError("confirmation counts must be at least 1")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpenIncident:
     id: uuid.UUID
     started_at: datetime
@@ -48,7 +49,11 @@ class OpenIncident:
     first_error: str | None = None
 
 
-@dataclass(frozen=True)
+# MonitorState and Decision are made per result: their `__init__` is written out, setting
+# the slots through their own setters, where the frozen dataclass's sets each field through
+# `object.__setattr__` (twice as slow; it was a third of the status machine's cost). The
+# class is the same frozen dataclass otherwise (fields, equality, hash, `replace`).
+@dataclass(frozen=True, slots=True, init=False)
 class MonitorState:
     status: Status = Status.UNKNOWN
     since: datetime | None = None
@@ -56,8 +61,22 @@ class MonitorState:
     consecutive_successes: int = 0
     incident: OpenIncident | None = None
 
+    def __init__(
+        self,
+        status: Status = Status.UNKNOWN,
+        since: datetime | None = None,
+        consecutive_failures: int = 0,
+        consecutive_successes: int = 0,
+        incident: OpenIncident | None = None,
+    ) -> None:
+        _set_status(self, status)
+        _set_since(self, since)
+        _set_failures(self, consecutive_failures)
+        _set_successes(self, consecutive_successes)
+        _set_incident(self, incident)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """One check result as the status machine needs it."""
 
@@ -68,7 +87,7 @@ class Observation:
     error_message: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     previous: Status
     current: Status
@@ -76,7 +95,7 @@ class Transition:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Decision:
     """The new state and what happened on the way (each at most once per result)."""
 
@@ -84,6 +103,58 @@ class Decision:
     transition: Transition | None = None
     opened: OpenIncident | None = None
     resolved: OpenIncident | None = None
+
+    def __init__(
+        self,
+        state: MonitorState,
+        transition: Transition | None = None,
+        opened: OpenIncident | None = None,
+        resolved: OpenIncident | None = None,
+    ) -> None:
+        _set_state(self, state)
+        _set_transition(self, transition)
+        _set_opened(self, opened)
+        _set_resolved(self, resolved)
+
+
+def _setters(cls: type, *fields: str) -> tuple[Callable[[object, Any], None], ...]:
+    return tuple(getattr(cls, field).__set__ for field in fields)
+
+
+_set_status, _set_since, _set_failures, _set_successes, _set_incident = _setters(
+    MonitorState, "status", "since", "consecutive_failures", "consecutive_successes", "incident"
+)
+_set_state, _set_transition, _set_opened, _set_resolved = _setters(
+    Decision, "state", "transition", "opened", "resolved"
+)
+
+_UP, _DEGRADED, _DOWN = Outcome.UP, Outcome.DEGRADED, Outcome.DOWN
+_UP_STATUS, _DEGRADED_STATUS, _DOWN_STATUS = Status.UP, Status.DEGRADED, Status.DOWN
+_PENDING, _PAUSED, _MAINTENANCE = Status.PENDING, Status.PAUSED, Status.MAINTENANCE
+
+
+def counted_only(
+    state: MonitorState, outcome: Outcome, confirmation: Confirmation
+) -> MonitorState | None:
+    """The state after a result (outside a maintenance window) that changes nothing but the
+    counts, as `judge_result` would make it; None for any other result. Such are nearly all
+    results: UP (or DEGRADED) staying so, DOWN staying DOWN, PENDING short of N failures, DOWN
+    short of M successes. They make no transition and open or resolve nothing. (A status
+    given as a plain string is left to `judge_result`: the tests here are by identity.)"""
+    status = state.status
+    if outcome == _DOWN:
+        failures = state.consecutive_failures + 1
+        if status is _DOWN_STATUS or (
+            status is _PENDING and failures < confirmation.failures_before_down
+        ):
+            return MonitorState(status, state.since, failures, 0, state.incident)
+        return None
+    successes = state.consecutive_successes + 1
+    if status is (_DEGRADED_STATUS if outcome == _DEGRADED else _UP_STATUS) or (
+        status is _DOWN_STATUS and successes < confirmation.successes_before_up
+    ):
+        return MonitorState(status, state.since, 0, successes, state.incident)
+    return None
 
 
 def _move(state: MonitorState, status: Status, at: datetime, reason: str) -> Decision:
@@ -94,9 +165,10 @@ def _move(state: MonitorState, status: Status, at: datetime, reason: str) -> Dec
         # change is dated at the resume, never before the status it follows, so every
         # consumer's timeline stays in order.
         at = state.since
-    return Decision(
-        replace(state, status=status, since=at), Transition(state.status, status, at, reason)
+    moved = MonitorState(
+        status, at, state.consecutive_failures, state.consecutive_successes, state.incident
     )
+    return Decision(moved, Transition(state.status, status, at, reason))
 
 
 def apply_result(
@@ -107,16 +179,37 @@ def apply_result(
     incident_id: uuid.UUID,
     in_maintenance: bool = False,
 ) -> Decision:
-    """Apply one result. `incident_id` is used only if this result opens an incident."""
-    if state.status == Status.PAUSED:
+    """Apply one result. `incident_id` is used only if this result opens an incident.
+
+    The usual result changes only the counts (`counted_only`); the others are judged by the
+    full rules (`judge_result`). A property test holds the two to the same decisions."""
+    if not in_maintenance:
+        counted = counted_only(state, observation.outcome, confirmation)
+        if counted is not None:
+            return Decision(counted)
+    return judge_result(
+        state, observation, confirmation, incident_id=incident_id, in_maintenance=in_maintenance
+    )
+
+
+def judge_result(
+    state: MonitorState,
+    observation: Observation,
+    confirmation: Confirmation,
+    *,
+    incident_id: uuid.UUID,
+    in_maintenance: bool = False,
+) -> Decision:
+    """`apply_result` by the full rules, for every result (the reference of its fast path)."""
+    if state.status == _PAUSED:
         return Decision(state)
     if in_maintenance:
         # Checks go on, but nothing counts towards an outage and nothing opens or closes.
-        quiet = replace(state, consecutive_failures=0, consecutive_successes=0)
-        return _move(quiet, Status.MAINTENANCE, observation.at, "maintenance window")
-    if state.status == Status.MAINTENANCE:
+        quiet = MonitorState(state.status, state.since, 0, 0, state.incident)
+        return _move(quiet, _MAINTENANCE, observation.at, "maintenance window")
+    if state.status == _MAINTENANCE:
         return _after_maintenance(state, observation, confirmation, incident_id)
-    if observation.outcome == Outcome.DOWN:
+    if observation.outcome == _DOWN:
         return _failure(state, observation, confirmation, incident_id)
     return _success(state, observation, confirmation)
 
@@ -127,7 +220,7 @@ def _after_maintenance(
     """The first result after a window is judged as if the monitor had been UNKNOWN (or DOWN,
     if an outage was open when the window began), and reported as leaving MAINTENANCE."""
     base = replace(state, status=Status.DOWN if state.incident else Status.UNKNOWN)
-    decision = apply_result(base, obs, confirmation, incident_id=incident_id)
+    decision = judge_result(base, obs, confirmation, incident_id=incident_id)
     reason = decision.transition.reason if decision.transition else "maintenance ended"
     moved = replace(decision.state, since=obs.at)
     transition = Transition(Status.MAINTENANCE, moved.status, obs.at, reason)
@@ -137,44 +230,42 @@ def _after_maintenance(
 def _failure(
     state: MonitorState, obs: Observation, confirmation: Confirmation, incident_id: uuid.UUID
 ) -> Decision:
-    counted = replace(
-        state, consecutive_failures=state.consecutive_failures + 1, consecutive_successes=0
-    )
-    if counted.status == Status.DOWN:
+    failures = state.consecutive_failures + 1
+    counted = MonitorState(state.status, state.since, failures, 0, state.incident)
+    if counted.status == _DOWN_STATUS:
         return Decision(counted)
-    if counted.consecutive_failures < confirmation.failures_before_down:
-        reason = f"{counted.consecutive_failures} of {confirmation.failures_before_down} failures"
-        return _move(counted, Status.PENDING, obs.at, reason)
+    if failures < confirmation.failures_before_down:
+        reason = f"{failures} of {confirmation.failures_before_down} failures"
+        return _move(counted, _PENDING, obs.at, reason)
     incident = counted.incident or OpenIncident(
         incident_id, obs.at, obs.error_kind, obs.error_message
     )
     moved = _move(
-        replace(counted, incident=incident),
-        Status.DOWN,
+        MonitorState(counted.status, counted.since, failures, 0, incident),
+        _DOWN_STATUS,
         obs.at,
-        f"{counted.consecutive_failures} consecutive failures",
+        f"{failures} consecutive failures",
     )
     opened = incident if counted.incident is None else None
-    return replace(moved, opened=opened)
+    return Decision(moved.state, moved.transition, opened, moved.resolved)
 
 
 def _success(state: MonitorState, obs: Observation, confirmation: Confirmation) -> Decision:
-    counted = replace(
-        state, consecutive_successes=state.consecutive_successes + 1, consecutive_failures=0
-    )
-    target = Status.DEGRADED if obs.outcome == Outcome.DEGRADED else Status.UP
-    if counted.status == Status.DOWN:
-        if counted.consecutive_successes < confirmation.successes_before_up:
+    successes = state.consecutive_successes + 1
+    counted = MonitorState(state.status, state.since, 0, successes, state.incident)
+    target = _DEGRADED_STATUS if obs.outcome == _DEGRADED else _UP_STATUS
+    if counted.status == _DOWN_STATUS:
+        if successes < confirmation.successes_before_up:
             return Decision(counted)
         resolved = counted.incident
         moved = _move(
-            replace(counted, incident=None),
+            MonitorState(counted.status, counted.since, 0, successes, None),
             target,
             obs.at,
-            f"{counted.consecutive_successes} consecutive successes",
+            f"{successes} consecutive successes",
         )
-        return replace(moved, resolved=resolved)
-    reason = "check degraded" if target == Status.DEGRADED else "check succeeded"
+        return Decision(moved.state, moved.transition, moved.opened, resolved)
+    reason = "check degraded" if target == _DEGRADED_STATUS else "check succeeded"
     return _move(counted, target, obs.at, reason)
 
 
@@ -207,11 +298,15 @@ def round_verdict(outcomes: Mapping[str, Outcome], *, regions: int, quorum: int)
     answers cannot hold a success back once the others outvote it.
     """
     quorum = min(max(quorum, 1), regions)
-    failures = sum(outcome == Outcome.DOWN for outcome in outcomes.values())
+    failures = 0
+    degraded = False
+    for outcome in outcomes.values():
+        if outcome == _DOWN:
+            failures += 1
+        elif outcome == _DEGRADED:
+            degraded = True
     if failures >= quorum:
-        return Outcome.DOWN
-    successes = len(outcomes) - failures
-    if successes > regions - quorum:
-        degraded = any(outcome == Outcome.DEGRADED for outcome in outcomes.values())
-        return Outcome.DEGRADED if degraded else Outcome.UP
+        return _DOWN
+    if len(outcomes) - failures > regions - quorum:
+        return _DEGRADED if degraded else _UP
     return None

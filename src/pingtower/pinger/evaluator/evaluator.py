@@ -35,7 +35,8 @@ from pingtower.pinger.domain.maintenance import in_maintenance
 from pingtower.pinger.domain.status import (
     Confirmation,
     Observation,
-    apply_result,
+    counted_only,
+    judge_result,
     majority,
     round_verdict,
 )
@@ -117,6 +118,7 @@ def _stored_result_row(id_: int, tenant: str, result: CheckCompleted) -> tuple[A
 
 # `round_verdict` of a round of one region: DOWN and DEGRADED stand, any other outcome is UP.
 _SINGLE_VERDICT = {Outcome.DOWN: Outcome.DOWN, Outcome.DEGRADED: Outcome.DEGRADED}
+_UP, _DOWN = Outcome.UP, Outcome.DOWN
 
 
 def _by_monitor(
@@ -306,9 +308,12 @@ class Evaluator(Component):
         state = state_from_row(state_row)
         decided = state_row.last_scheduled_at
         round_at = state_row.round_scheduled_at
-        outcomes: dict[str, Outcome] = {
-            region: Outcome(value) for region, value in (state_row.round_outcomes or {}).items()
-        }
+        stored_round = state_row.round_outcomes
+        outcomes: dict[str, Outcome] = (
+            {region: Outcome(value) for region, value in stored_round.items()}
+            if stored_round
+            else {}
+        )
         pending: dict[str, Any] = {}  # later values of one column overwrite earlier ones
         applied = 0
         for result, result_id in items:
@@ -317,11 +322,13 @@ class Evaluator(Component):
                 RESULTS_STALE.inc()  # its round is decided or superseded
                 continue
             if round_at != at:
-                round_at, outcomes = at, {}  # a newer round replaces an undecided one
+                round_at = at
+                if outcomes:
+                    outcomes = {}  # a newer round replaces an undecided one
             verdict: Outcome | None
             if regions == 1 and not outcomes:
                 # What `round_verdict` says of one region's one outcome (the usual monitor)
-                verdict = _SINGLE_VERDICT.get(result.outcome, Outcome.UP)
+                verdict = _SINGLE_VERDICT.get(result.outcome, _UP)
             else:
                 outcomes[result.region] = result.outcome
                 verdict = round_verdict(outcomes, regions=regions, quorum=quorum)
@@ -332,6 +339,23 @@ class Evaluator(Component):
                     last_result_id=result_id,
                 )
                 continue
+            maintenance = bool(windows) and in_maintenance(windows, at)
+            counted = None if maintenance else counted_only(state, verdict, confirmation)
+            if counted is not None:
+                # The usual result: only the counts change, and no event is written. The
+                # row's other columns keep their values (in `pending` if an earlier result of
+                # the batch set them), so they are left out rather than set to the same.
+                pending["consecutive_failures"] = counted.consecutive_failures
+                pending["consecutive_successes"] = counted.consecutive_successes
+                pending["last_scheduled_at"] = at
+                pending["last_result_id"] = result_id
+                pending["round_scheduled_at"] = None
+                pending["round_outcomes"] = None
+                state, decided, round_at = counted, at, None
+                if outcomes:
+                    outcomes = {}
+                applied += 1
+                continue
             observation = Observation(
                 outcome=verdict,
                 at=result.finished_at,
@@ -339,13 +363,13 @@ class Evaluator(Component):
                 error_kind=result.error_kind,
                 error_message=result.error_message,
             )
-            decision = apply_result(
+            decision = judge_result(  # not a result `counted_only` can take
                 state,
                 observation,
                 confirmation,
                 # Only a failure can open an incident; a fresh id costs a read of urandom.
-                incident_id=uuid.uuid4() if verdict == Outcome.DOWN else _NO_INCIDENT,
-                in_maintenance=bool(windows) and in_maintenance(windows, at),
+                incident_id=uuid.uuid4() if verdict == _DOWN else _NO_INCIDENT,
+                in_maintenance=maintenance,
             )
             parent_incident = None
             if decision.opened is not None and monitor.parent_id is not None:
