@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from pingtower.common.events import CheckJob, Outcome, utcnow
+from pingtower.pinger.checks import http_client
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
 from pingtower.pinger.checks.http_client import HttpClient, Request, _waits
+from pingtower.pinger.checks.stream_sockets import reset_on_close
 from tests.e2e.harness import free_port
 from tests.integration.pinger.servers import HttpTarget, http_target, tcp_server
 
@@ -331,6 +333,56 @@ async def test_http_check_leaves_no_time_wait_socket_when_the_server_keeps_the_c
             result = await check(context, "http", f"http://127.0.0.1:{port}/", keyword="ok")
             assert result.outcome == Outcome.UP, result.error_message
         await assert_no_sockets_left(port, clients, 3)
+
+
+@asynccontextmanager
+async def closing_server(reply: bytes) -> AsyncIterator[tuple[int, set[int]]]:
+    """A server on 127.0.0.1 that sends `reply` and its FIN (shutdown) in one step as soon as a
+    connection comes in, before it reads the request: the client finds both when it first
+    hears of the connection. Yields its port and its clients' ports."""
+    clients: set[int] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        clients.add(writer.get_extra_info("peername")[1])
+        writer.write(reply)  # sent at once: nothing is buffered yet
+        writer.get_extra_info("socket").shutdown(socket.SHUT_WR)
+        try:
+            await reader.read()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], clients
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_connection_the_server_closed_first_is_closed_without_a_reset(
+    context: CheckContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resets: list[int] = []
+
+    def counted_reset(sock: socket.SocketType) -> None:
+        resets.append(sock.fileno())
+        reset_on_close(sock)
+
+    monkeypatch.setattr(http_client, "reset_on_close", counted_reset)
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    async with closing_server(reply) as (port, clients):
+        for _ in range(3):
+            result = await check(context, "http", f"http://127.0.0.1:{port}/", keyword="ok")
+            assert result.outcome == Outcome.UP, result.error_message
+        await assert_no_sockets_left(port, clients, 3)
+    assert resets == []  # the FIN came with the response: a plain close leaves nothing behind
+    async with lingering_server(reply) as (port, clients):
+        result = await check(context, "http", f"http://127.0.0.1:{port}/", keyword="ok")
+        assert result.outcome == Outcome.UP, result.error_message
+        await assert_no_sockets_left(port, clients, 1)
+    assert len(resets) == 1  # no FIN: closed with a reset, as we close first
 
 
 @asynccontextmanager

@@ -3,13 +3,15 @@ parsed URLs and targets. Without a network."""
 
 from __future__ import annotations
 
+import random
 import socket
 from typing import Any
 
 import pytest
 
-from pingtower.pinger.checks.http import HttpCheck, _accepts, _prepared
-from pingtower.pinger.checks.http_client import HttpClientError, _target
+from pingtower.pinger.checks import http as http_module
+from pingtower.pinger.checks.http import HttpCheck, _accepts, _prepared, _prepared_shared
+from pingtower.pinger.checks.http_client import HttpClientError, _target, ms
 from pingtower.pinger.checks.tcp import _endpoint
 from pingtower.pinger.domain.monitor import InvalidSettingError
 
@@ -84,3 +86,57 @@ def test_a_tcp_target_is_parsed_with_its_address_when_it_is_one() -> None:
     assert _endpoint("db.example:5432") == ("db.example", 5432, None)
     with pytest.raises(InvalidSettingError):
         _endpoint("db.example")
+
+
+def test_a_shared_settings_dict_is_prepared_once_and_found_again_by_identity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shared = settings(keyword="shared")
+    first = _prepared_shared(shared)
+    assert first is _prepared(shared)  # the same entry as found by the settings' JSON
+    # Found again without writing the settings as JSON: the JSON path would now fail.
+    monkeypatch.setattr(http_module, "_prepared", _no_json_path)
+    assert _prepared_shared(shared) is first
+    with pytest.raises(AssertionError, match="JSON path"):
+        _prepared_shared(settings(keyword="shared"))  # an equal dict of its own
+
+
+def test_at_the_bound_the_settings_nothing_else_holds_are_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_module, "SHARED_SETTINGS_KEPT", 4)
+    monkeypatch.setattr(http_module, "_BY_IDENTITY", {})
+    held = [settings(keyword=f"held {index}") for index in range(2)]
+    for given in held:
+        _prepared_shared(given)
+    for index in range(2):  # dicts of monitors since edited: only the entries hold them
+        _prepared_shared(settings(keyword=f"dropped {index}"))
+    newest = settings(keyword="newest")
+    _prepared_shared(newest)  # the fifth: the two unheld ones are forgotten
+    assert set(http_module._BY_IDENTITY) == {id(given) for given in [*held, newest]}
+
+
+def test_at_the_bound_a_fleet_of_held_settings_is_forgotten_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_module, "SHARED_SETTINGS_KEPT", 4)
+    monkeypatch.setattr(http_module, "_BY_IDENTITY", {})
+    held = [settings(keyword=f"fleet {index}") for index in range(5)]
+    prepared = [_prepared_shared(given) for given in held]
+    # Nothing to drop at the fifth: all forgotten, then found again by their JSON.
+    assert list(http_module._BY_IDENTITY) == [id(held[4])]
+    assert _prepared_shared(held[0]) is prepared[0]
+
+
+def _no_json_path(_settings: dict[str, Any]) -> None:
+    raise AssertionError("the JSON path was taken")
+
+
+def test_milliseconds_are_rounded_as_round_to_three_digits_rounds_a_clocks_durations() -> None:
+    # Durations as a check measures them: the difference of two perf_counter readings, from a
+    # microsecond to half a minute, the clock anywhere from a second to months after boot.
+    rng = random.Random(3)
+    for _ in range(100_000):
+        start = rng.uniform(1, 1e7)
+        seconds = (start + rng.uniform(0, 30) * 10 ** -rng.randint(0, 6)) - start
+        assert ms(seconds) == round(seconds * 1000, 3), (start, seconds)

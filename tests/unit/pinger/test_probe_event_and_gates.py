@@ -24,8 +24,11 @@ from pingtower.common.events import (
     new_event_id,
     trusted,
 )
+from pingtower.common.messaging.inprocess import InProcessBus
+from pingtower.common.messaging.rabbitmq import RabbitMQBus
+from pingtower.common.settings import Settings
 from pingtower.pinger.checks.base import CheckResult
-from pingtower.pinger.probe.probe import Gate, HostLimiter, completed_event
+from pingtower.pinger.probe.probe import Gate, HostLimiter, Probe, completed_event
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 JOB = CheckJob(
@@ -276,3 +279,11 @@ def test_a_contract_with_private_attributes_is_not_built_unvalidated() -> None:
 
     with pytest.raises(TypeError, match="private attributes"):
         trusted(WithPrivate, {"value": 1})
+
+
+def test_only_a_probe_on_the_in_process_bus_lets_checks_key_settings_by_identity() -> None:
+    # In-process, a job is the scheduler's own contract, its settings its monitor's one dict;
+    # from RabbitMQ every job's settings are a dict of their own, which identity would not find.
+    assert Probe(InProcessBus(), Settings()).context().shared_settings
+    broker = RabbitMQBus("amqp://guest:guest@127.0.0.1:5672/")  # not connected: no I/O
+    assert not Probe(broker, Settings()).context().shared_settings

@@ -29,6 +29,10 @@ class CheckContext:
     allow_private: bool
     tls: ssl.SSLContext = field(default_factory=ssl.create_default_context)
     allow_networks: Networks = ()  # reachable even when private addresses are not
+    # True when every job's settings dict is the scheduler's own, shared by its monitor's runs
+    # and never changed (the in-process bus hands the probe the scheduler's contract): a check
+    # may then key what it derives from the settings by the dict's identity.
+    shared_settings: bool = False
 
 
 @dataclass

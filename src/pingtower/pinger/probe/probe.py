@@ -35,6 +35,7 @@ from pingtower.common.events import (
     utcnow,
 )
 from pingtower.common.messaging.bus import Bus
+from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.runtime import Component
 from pingtower.common.settings import Settings
 from pingtower.pinger.checks.base import CheckContext, CheckResult, get_check
@@ -288,13 +289,16 @@ class Probe(Component):
             self._context = CheckContext(
                 self.settings.allow_private_targets,
                 allow_networks=self.settings.egress_allow_networks,
+                shared_settings=isinstance(self.bus, InProcessBus),
             )
         return self._context
 
     async def handle(self, envelope: Envelope) -> None:
         # In-process (embedded) jobs carry the scheduler's model: no validation again.
         job = envelope.parse_as(CheckJob)
-        host = target_host(job.check_type, job.target)
+        fields = job.__dict__  # as in `completed_event`
+        check_type = fields["check_type"]
+        host = target_host(check_type, fields["target"])
         checks = self._checks
         if not checks.try_enter():
             await checks.enter()
@@ -305,7 +309,7 @@ class Probe(Component):
                     await joined.enter()
                 try:
                     # Checked after waiting for the gates: the wait itself may outlast the job.
-                    if utcnow() >= job.deadline:
+                    if utcnow() >= fields["deadline"]:
                         # Counted, not logged one by one: a probe that falls behind drops
                         # thousands.
                         JOBS_EXPIRED.inc()
@@ -330,17 +334,20 @@ class Probe(Component):
     async def run(self, job: CheckJob) -> CheckCompleted:
         started_at = utcnow()
         started = time.perf_counter()
+        check_type = job.check_type
         try:
-            result = await get_check(job.check_type).run(job, self.context())
+            result = await get_check(check_type).run(job, self._context or self.context())
         except InvalidSettingError as exc:
             result = CheckResult.failed("config", str(exc))
         except Exception as exc:  # a bug in a check must not kill the probe
             log.exception("check crashed", monitor_id=str(job.monitor_id))
             result = CheckResult.failed("internal", f"{type(exc).__name__}: {exc}")
         seconds = time.perf_counter() - started
-        CHECK_TALLIES.record(job.check_type, result.outcome.value, seconds)
-        # One clock read per check: the end is the start plus the time the check took.
-        return completed_event(job, result, started_at, started_at + timedelta(seconds=seconds))
+        # str(), not .value: the same text, without the enum's Python-level property (0.2 µs).
+        CHECK_TALLIES.record(check_type, str(result.outcome), seconds)
+        # One clock read per check: the end is the start plus the time the check took (the
+        # arguments by position: the keyword took a fifth of the timedelta's cost).
+        return completed_event(job, result, started_at, started_at + timedelta(0, seconds))
 
 
 def completed_event(
@@ -348,15 +355,18 @@ def completed_event(
 ) -> CheckCompleted:
     """The `check.completed` of a job's result, as `CheckCompleted(...)` would validate it
     (tests hold the two equal), built without validating: every value is the probe's own."""
-    up = result.outcome == Outcome.UP
+    up = result.outcome == _UP
     latency_ms = result.latency_ms
+    # The job's fields read from its dict (where pydantic keeps them): an attribute of a model
+    # goes through its class's __getattr__ hook, 0.1 µs each.
+    fields = job.__dict__
     return trusted(
         CheckCompleted,
         {
-            "check_id": job.job_id,
-            "monitor_id": job.monitor_id,
-            "region": job.region,
-            "scheduled_at": job.scheduled_at,
+            "check_id": fields["job_id"],
+            "monitor_id": fields["monitor_id"],
+            "region": fields["region"],
+            "scheduled_at": fields["scheduled_at"],
             "started_at": started_at,
             "finished_at": finished_at,
             "outcome": result.outcome,
@@ -369,6 +379,10 @@ def completed_event(
             "cert_expires_at": result.cert_expires_at,
         },
     )
+
+
+# A member read from its enum class goes through a Python-level descriptor (0.1 µs).
+_UP = Outcome.UP
 
 
 def _floats(values: dict[str, float]) -> dict[str, float]:
