@@ -24,6 +24,7 @@ from pingtower.pinger.domain.status import (
     pause,
     resume,
     round_verdict,
+    single_region_verdict,
 )
 
 T0 = datetime(2026, 11, 29, tzinfo=UTC)
@@ -299,6 +300,12 @@ region_outcomes = st.lists(st.sampled_from([UP, DEG, DOWN]), min_size=1, max_siz
 
 def test_majority_of_regions() -> None:
     assert [majority(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 2, 3, 3]
+
+
+def test_one_regions_verdict_is_what_the_round_of_its_one_outcome_says() -> None:
+    for outcome, quorum in itertools.product(Outcome, (0, 1, 2)):
+        expected = round_verdict({"eu": outcome}, regions=1, quorum=quorum)
+        assert single_region_verdict(outcome) == expected
 
 
 def test_one_failing_region_of_three_does_not_fail_the_round() -> None:

@@ -70,10 +70,7 @@ class Claim:
         self.parameters = (inbox.consumer, utc_text(utcnow()), json.dumps(list(self.unique)))
 
     def fresh(self, rows: Iterable[Sequence[Any]]) -> list[Envelope]:
-        claimed = {row[0] for row in rows}
-        duplicates = self._given - len(claimed)
-        if duplicates:
-            self._inbox._duplicates.inc(duplicates)
+        claimed = self._inbox._counted({row[0] for row in rows}, self._given)
         return [envelope for message_id, envelope in self.unique.items() if message_id in claimed]
 
 
@@ -97,10 +94,8 @@ class Inbox:
         self._claim_sqlite = _claim_statement(
             table, "claimed.value FROM json_each(:ids) AS claimed WHERE true", String()
         )
-        self._claim_plain = (
-            f"INSERT INTO {table.name} (consumer, processed_at, message_id) SELECT ?, ?, "
-            "claimed.value FROM json_each(?) AS claimed WHERE true "
-            "ON CONFLICT DO NOTHING RETURNING message_id"
+        self._claim_plain = _claim_sql(
+            table, "?", "?", "claimed.value FROM json_each(?) AS claimed WHERE true"
         )
 
     async def claim(self, session: AsyncSession, envelope: Envelope) -> bool:
@@ -131,7 +126,11 @@ class Inbox:
         result = await session.execute(
             statement, {"consumer": self.consumer, "now": utcnow(), "ids": ids}
         )
-        claimed = set(result.scalars())
+        return self._counted(set(result.scalars()), given)
+
+    def _counted(self, claimed: set[str], given: int) -> set[str]:
+        """`claimed` (the ids a claim found new), the batch's copies and redeliveries counted:
+        `given` messages were claimed."""
         duplicates = given - len(claimed)
         if duplicates:
             self._duplicates.inc(duplicates)
@@ -202,11 +201,17 @@ class Inbox:
 def _claim_statement(table: Table, ids: str, ids_type: TypeEngine[Any]) -> TextClause:
     """INSERT the ids the parameter `ids` holds, returning those new; `ids`: the id column
     and the FROM clause reading them from the parameter."""
-    return text(
-        f"INSERT INTO {table.name} (consumer, processed_at, message_id) "
-        f"SELECT :consumer, :now, {ids} ON CONFLICT DO NOTHING RETURNING message_id"
-    ).bindparams(
+    return text(_claim_sql(table, ":consumer", ":now", ids)).bindparams(
         bindparam("consumer", type_=String()),
         bindparam("now", type_=UtcDateTime()),
         bindparam("ids", type_=ids_type),
+    )
+
+
+def _claim_sql(table: Table, consumer: str, now: str, ids: str) -> str:
+    """The claim's SQL with its parameters written as `consumer`, `now` and `ids` (the id
+    column and the FROM clause reading them): named for SQLAlchemy, `?` for the plain driver."""
+    return (
+        f"INSERT INTO {table.name} (consumer, processed_at, message_id) "
+        f"SELECT {consumer}, {now}, {ids} ON CONFLICT DO NOTHING RETURNING message_id"
     )

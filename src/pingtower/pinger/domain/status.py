@@ -289,6 +289,16 @@ def majority(regions: int) -> int:
     return regions // 2 + 1
 
 
+# A round of one region with its one result: DOWN and DEGRADED stand, any other outcome is UP.
+_SINGLE_VERDICT = {_DOWN: _DOWN, _DEGRADED: _DEGRADED}
+
+
+def single_region_verdict(outcome: Outcome) -> Outcome:
+    """`round_verdict` of a round of one region and its one outcome, without the mapping (the
+    usual monitor's every result; a test holds the two equal)."""
+    return _SINGLE_VERDICT.get(outcome, _UP)
+
+
 def round_verdict(outcomes: Mapping[str, Outcome], *, regions: int, quorum: int) -> Outcome | None:
     """What one round of checks (one scheduled time, one result per region) says, as soon as it
     can be told: DOWN once `quorum` regions failed; UP (or DEGRADED if a region saw that) once

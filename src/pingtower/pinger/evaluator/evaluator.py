@@ -39,6 +39,7 @@ from pingtower.pinger.domain.status import (
     judge_result,
     majority,
     round_verdict,
+    single_region_verdict,
 )
 from pingtower.pinger.evaluator import plain_rows
 from pingtower.pinger.evaluator.plain_rows import Write, stored_insert, update_write
@@ -116,9 +117,7 @@ def _stored_result_row(id_: int, tenant: str, result: CheckCompleted) -> tuple[A
     )
 
 
-# `round_verdict` of a round of one region: DOWN and DEGRADED stand, any other outcome is UP.
-_SINGLE_VERDICT = {Outcome.DOWN: Outcome.DOWN, Outcome.DEGRADED: Outcome.DEGRADED}
-_UP, _DOWN = Outcome.UP, Outcome.DOWN
+_DOWN = Outcome.DOWN
 
 
 def _by_monitor(
@@ -327,8 +326,7 @@ class Evaluator(Component):
                     outcomes = {}  # a newer round replaces an undecided one
             verdict: Outcome | None
             if regions == 1 and not outcomes:
-                # What `round_verdict` says of one region's one outcome (the usual monitor)
-                verdict = _SINGLE_VERDICT.get(result.outcome, _UP)
+                verdict = single_region_verdict(result.outcome)  # the usual monitor
             else:
                 outcomes[result.region] = result.outcome
                 verdict = round_verdict(outcomes, regions=regions, quorum=quorum)
