@@ -34,9 +34,12 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 _Description = tuple[tuple[Any, ...], ...] | None
 _Outcome = tuple[_Description, int, int | None, list[Any]]
@@ -184,6 +187,17 @@ class OneTripConnection(aiosqlite.Connection):
                 self._deferred = deferred
             raise
         return begun
+
+
+async def driver_of(session: AsyncSession) -> OneTripConnection:
+    """The driver connection under `session`, in its transaction (whose BEGIN may still be to
+    run: everything given to its `run` runs after it). For code that works on the sqlite3
+    connection itself, on the connection's thread."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not isinstance(driver, OneTripConnection):
+        raise TypeError(f"not the embedded mode's SQLite driver: {type(driver).__name__}")
+    return driver
 
 
 def connector(database: str, **kwargs: Any) -> Callable[[], Any]:

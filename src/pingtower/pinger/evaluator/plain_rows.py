@@ -26,7 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.db import UtcDateTime
-from pingtower.common.sqlite_driver import OneTripConnection
+from pingtower.common.sqlite_driver import OneTripConnection, driver_of
 from pingtower.common.sqlite_values import utc_text
 
 _Processors = tuple[tuple[int, Callable[[Any], Any]], ...]
@@ -138,10 +138,7 @@ async def _prepared(
     writes = [(statement, rows) for statement, rows in writes if rows]
     if not writes:
         return None
-    connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    if not isinstance(driver, OneTripConnection):
-        raise TypeError(f"not the embedded mode's SQLite driver: {type(driver).__name__}")
+    driver = await driver_of(session)
     db = driver._conn
 
     def run() -> None:

@@ -27,7 +27,7 @@ from pingtower.common.events import (
     utcnow,
 )
 from pingtower.common.messaging.outbox import Outbox
-from pingtower.common.sqlite_driver import OneTripConnection
+from pingtower.common.sqlite_driver import driver_of
 from pingtower.pinger.domain.status import Decision, MonitorState, OpenIncident
 from pingtower.pinger.store.tables import (
     check_results,
@@ -251,10 +251,7 @@ async def load_states_after(
     """On SQLite: `before`'s rows (the inbox's claim), then `load_states_with_monitors`, in
     one trip to SQLite's thread, where they were a trip each."""
     by_hex = {monitor_id.hex: monitor_id for monitor_id in monitor_ids}
-    connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    if not isinstance(driver, OneTripConnection):
-        raise TypeError(f"not the embedded mode's SQLite driver: {type(driver).__name__}")
+    driver = await driver_of(session)
     db = driver._conn
     states_query, ids = _plain_query(), json.dumps(list(by_hex))
 

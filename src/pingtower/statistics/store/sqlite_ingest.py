@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import CheckCompleted, MonitorStatusChanged, Outcome
-from pingtower.common.sqlite_driver import OneTripConnection
+from pingtower.common.sqlite_driver import OneTripConnection, driver_of
 from pingtower.common.sqlite_values import result_texts, utc_text
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.domain.rollups import (
@@ -595,10 +595,7 @@ _PREPARED: weakref.WeakSet[OneTripConnection] = weakref.WeakSet()
 async def on_thread(session: AsyncSession, work: Callable[[sqlite3.Connection], T]) -> T:
     """`work` on the session's sqlite3 connection, on the connection's own thread, in the
     session's transaction (begun here if it was not yet)."""
-    connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    if not isinstance(driver, OneTripConnection):
-        raise TypeError(f"not the embedded mode's SQLite driver: {type(driver).__name__}")
+    driver = await driver_of(session)
     if driver not in _PREPARED:
         for name, (arguments, function) in _FUNCTIONS.items():
             driver._conn.create_function(name, arguments, function, deterministic=True)
