@@ -284,8 +284,7 @@ def _cell_values(cell: Cell) -> tuple[Any, ...]:
 
 async def add_to_cells(session: AsyncSession, cells: dict[CellKey, tuple[str, Cell]]) -> None:
     """Add each cell (with its workspace) to its stored cell, inserting those not stored."""
-    rows = _cell_rows(cells)
-    await on_thread(session, lambda db: db.executemany(_ADD_TO_CELL, rows).close())
+    await add_cell_rows(session, _cell_rows(cells))
 
 
 def _cell_rows(cells: dict[CellKey, tuple[str, Cell]]) -> list[tuple[Any, ...]]:
