@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from pingtower.pinger.checks import http as http_module
+from pingtower.pinger.checks.base import ms
 from pingtower.pinger.checks.http import HttpCheck, _accepts, _prepared, _prepared_shared
-from pingtower.pinger.checks.http_client import HttpClientError, _target, ms
+from pingtower.pinger.checks.http_client import HttpClientError, _target
 from pingtower.pinger.checks.tcp import _endpoint
 from pingtower.pinger.domain.monitor import InvalidSettingError
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pingtower.common.egress import EgressDeniedError, check_address
 from pingtower.common.events import CheckJob, Outcome
-from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, register
+from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, ms, register
 from pingtower.pinger.domain.monitor import InvalidSettingError, parse_host_port
 
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "NS", "TXT", "SRV", "CAA", "PTR", "SOA"]
@@ -73,7 +73,7 @@ class DnsCheck(Check):
         settings = DnsSettings.model_validate(job.settings)
         started = time.perf_counter()
         result = await self._resolve(job, settings, context)
-        result.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        result.latency_ms = ms(time.perf_counter() - started)
         result.phases_ms = {"dns": result.latency_ms, "total": result.latency_ms}
         return result
 

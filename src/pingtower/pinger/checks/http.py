@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pingtower.common.egress import EgressDeniedError
 from pingtower.common.events import CheckJob, Outcome
-from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, register
+from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, ms, register
 from pingtower.pinger.checks.http_client import (
     TARGETS_CACHED,
     HttpClient,
@@ -32,7 +32,6 @@ from pingtower.pinger.checks.http_client import (
     Request,
     Response,
     header_problem,
-    ms,
 )
 from pingtower.pinger.domain.assertions import JsonAssertion, Op, failed_assertion
 from pingtower.pinger.domain.monitor import (

@@ -47,6 +47,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httptools
 
 from pingtower.common.egress import Networks, check_address
+from pingtower.pinger.checks.base import ms
 from pingtower.pinger.checks.stream_sockets import bare_nonblocking_stream, reset_on_close
 
 USER_AGENT = b"PingTower-Check/1"
@@ -582,14 +583,6 @@ def _target(url: str) -> _Target:
         host_line=b"Host: " + named.encode() + b"\r\n",
         url_credentials=credentials,
     )
-
-
-def ms(seconds: float) -> float:
-    """`seconds` in milliseconds to the microsecond, as `round(seconds * 1000, 3)` gives them
-    in a third of its time (rounding to digits goes through a decimal conversion; a check
-    rounds four times). The two differ only on an exact half microsecond (this one rounds it to
-    even), which a difference of two clock readings does not come to."""
-    return round(seconds * 1_000_000) / 1000
 
 
 def _reset(transport: asyncio.BaseTransport) -> None:

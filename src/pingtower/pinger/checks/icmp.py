@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pingtower.common.egress import EgressDeniedError, check_address
 from pingtower.common.events import CheckJob, Outcome
-from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, register
+from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, ms, register
 from pingtower.pinger.checks.icmp_socket import (
     IcmpUnavailableError,
     open_icmp_socket,
@@ -76,7 +76,7 @@ class IcmpCheck(Check):
         except OSError as exc:
             result = CheckResult.failed("connect", f"{job.target}: {exc}")
         if result.latency_ms is None:
-            result.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            result.latency_ms = ms(time.perf_counter() - started)
         return result
 
     async def _ping(self, host: str, settings: IcmpSettings, context: CheckContext) -> CheckResult:

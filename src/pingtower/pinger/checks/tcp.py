@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pingtower.common.egress import EgressDeniedError, check_address
 from pingtower.common.events import CheckJob, Outcome
-from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, register
+from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, ms, register
 from pingtower.pinger.checks.stream_sockets import nonblocking_stream, reset_on_close
 from pingtower.pinger.domain.monitor import InvalidSettingError, parse_host_port
 
@@ -83,7 +83,7 @@ class TcpCheck(Check):
             result = CheckResult.failed("dns", f"cannot resolve {host}: {exc}")
         except OSError as exc:
             result = CheckResult.failed("connect", f"{host}:{port}: {exc}")
-        latency_ms = result.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        latency_ms = result.latency_ms = ms(time.perf_counter() - started)
         phases["total"] = latency_ms
         result.phases_ms = phases
         return result
@@ -151,7 +151,7 @@ async def _probe(
             address, allow_private=context.allow_private, allow_networks=context.allow_networks
         )
     resolved = time.perf_counter()
-    phases["dns"] = round((resolved - started) * 1000, 3)
+    phases["dns"] = ms(resolved - started)
     error: OSError | None = None
     for family, address in addresses:
         sock = nonblocking_stream(family)
@@ -162,7 +162,7 @@ async def _probe(
             except OSError as exc:
                 error = error or exc
                 continue
-            phases["connect"] = round((time.perf_counter() - resolved) * 1000, 3)
+            phases["connect"] = ms(time.perf_counter() - resolved)
             try:
                 if prepared.send is None and prepared.pattern is None:
                     return CheckResult(Outcome.UP)

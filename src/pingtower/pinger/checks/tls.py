@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pingtower.common.egress import EgressDeniedError, check_address
 from pingtower.common.events import CheckJob, Outcome
-from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, register
+from pingtower.pinger.checks.base import Check, CheckContext, CheckResult, ms, register
 from pingtower.pinger.domain.monitor import parse_host_port
 
 
@@ -70,7 +70,7 @@ class TlsCheck(Check):
             result = CheckResult.failed("dns", f"cannot resolve {host}: {exc}")
         except OSError as exc:
             result = CheckResult.failed("connect", f"{host}:{port}: {exc}")
-        result.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        result.latency_ms = ms(time.perf_counter() - started)
         result.phases_ms = {"tls": result.latency_ms, "total": result.latency_ms}
         return result
 
