@@ -37,7 +37,7 @@ def up_env(**settings: str) -> dict[str, str]:
 
 class EmbeddedProcess:
     """`pingtower up --port P --data-dir D`, run as `python -m <launcher...> up`; the launcher is
-    `pingtower.cli` or a wrapper taking the same arguments (bench.uvloop_cli, or
+    `pingtower.cli` or a wrapper taking the same arguments (bench.loop_lag_cli, or
     bench.tracemalloc_cli with its snapshot path). Its output is appended to `log_path`; it
     can be stopped and started again on the same data dir and port."""
 

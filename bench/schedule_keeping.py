@@ -209,7 +209,7 @@ def main_run(args: argparse.Namespace) -> None:
         PINGTOWER_PROBE_PER_TARGET_CONCURRENCY=str(args.per_target),
     )
     heap = Path(args.tracemalloc) if args.tracemalloc else None
-    launcher = ["bench.uvloop_cli" if args.uvloop else "pingtower.cli"]
+    launcher = ["pingtower.cli"]
     lag_log = workdir / "loop-lag.log" if args.loop_lag else None
     if lag_log is not None:
         launcher = ["bench.loop_lag_cli", str(lag_log)]
@@ -267,7 +267,6 @@ def main_run(args: argparse.Namespace) -> None:
     worst = max(lateness, default=float("nan"))
     rows = [
         ("monitors x interval", f"{args.monitors} x {interval} s", ""),
-        ("event loop", "uvloop" if args.uvloop else "asyncio (as `pingtower up`)", ""),
         ("checks done / due", f"{done} / {due} ({done / due:.1%})", "all due checks run"),
         ("checks not UP", str(failed), "0 (the target is up)"),
         ("lateness p50", f"{p50 * 1000:.0f} ms", ""),
@@ -309,7 +308,6 @@ def main() -> None:
         "--settle", type=int, default=0, help="seconds to wait after creating (min interval + 2)"
     )
     parser.add_argument("--profile", metavar="PATH", help="py-spy collapsed stacks to PATH")
-    parser.add_argument("--uvloop", action="store_true", help="run the process on uvloop")
     parser.add_argument(
         "--loop-lag",
         action="store_true",
