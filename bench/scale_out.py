@@ -2,7 +2,7 @@
 mode (PostgreSQL, RabbitMQ), against a local nginx.
 
     set -a; . /tmp/testenv.vars; set +a
-    .venv/bin/python -m bench.scale_out [--seconds 10] [--feed queue|scheduler]
+    .venv/bin/python -m bench.scale_out [--seconds 10] [--feed queue|scheduler] [--jobs-per-pack 16]
 
 It creates a throwaway Pinger database on PINGTOWER_TEST_POSTGRES_URL and a throwaway broker
 namespace on PINGTOWER_TEST_RABBITMQ_URL, writes N HTTP monitors straight into the database, and
@@ -16,7 +16,9 @@ traffic during the window counts too.
 
 The probes must be the bottleneck for the ratio to mean anything. With --feed queue (the
 default) the job queue is filled beforehand with jobs for the monitors (deadlines an hour away),
-so the probes run flat out; the run says if the queue ran dry. With --feed scheduler the
+published as the scheduler publishes a tick's (`publish_jobs`: packs of `--jobs-per-pack` jobs
+of the region per message; 1 sends each alone, the framing before performance round 8), so the
+probes run flat out; the run says if the queue ran dry. With --feed scheduler the
 scheduler publishes the jobs of N monitors every interval; its own publishing rate is then
 shown, and it caps the probes when it is lower than theirs. Everything the run created is
 removed at the end; load goes to 127.0.0.1 only, at most 100,000 checks per window.
@@ -43,6 +45,7 @@ from bench._database import create_database, drop_database, server_url, unique_n
 from bench._monitor_rows import http_monitor_row
 from bench._runtime import process_cpu_seconds, stop_process, wait_ready
 from bench.local_nginx import LocalNginx, free_port
+from pingtower.common.messaging.packing import MAX_PACKED_JOBS
 
 TARGET_ADDED = 0.8
 MAX_JOBS_PER_WINDOW = 100_000
@@ -96,17 +99,22 @@ async def insert_monitors(
 
 
 async def fill_queue(
-    broker: str, namespace: str, monitor_ids: list[uuid.UUID], target: str, count: int
+    broker: str,
+    namespace: str,
+    monitor_ids: list[uuid.UUID],
+    target: str,
+    count: int,
+    jobs_per_pack: int,
 ) -> None:
     """`count` check jobs for the monitors, round robin, published in batches (confirmations
-    awaited together) straight to the region's job queue."""
+    awaited together) straight to the region's job queue, `jobs_per_pack` to a message."""
     from datetime import timedelta
 
     from pingtower.common.events import utcnow
     from pingtower.common.messaging.rabbitmq import RabbitMQBus
     from pingtower.pinger.scheduler.jobs import job_envelope
 
-    bus = RabbitMQBus(broker, namespace=namespace)
+    bus = RabbitMQBus(broker, namespace=namespace, max_packed_jobs=jobs_per_pack)
     await bus.start()
     try:
         now = utcnow()
@@ -315,7 +323,10 @@ def run(args: argparse.Namespace) -> None:
                 wait_ready(process.base, process.popen, process.name)
             scheduler = None if queue_fed else processes[0]
             if queue_fed:
-                print(f"{args.monitors} monitors; {fill} jobs queued before each window")
+                print(
+                    f"{args.monitors} monitors; {fill} jobs queued before each window, "
+                    f"{args.jobs_per_pack} to a message"
+                )
             else:
                 offered = args.monitors / args.interval
                 print(f"{args.monitors} monitors x {args.interval} s: {offered:.0f} checks/s due")
@@ -323,7 +334,9 @@ def run(args: argparse.Namespace) -> None:
             windows: list[Window] = []
             for count in (1, 2):
                 if queue_fed:
-                    asyncio.run(fill_queue(broker, namespace, ids, nginx.url, fill))
+                    asyncio.run(
+                        fill_queue(broker, namespace, ids, nginx.url, fill, args.jobs_per_pack)
+                    )
                 probes.append(start(f"probe-{count}", "probe", env, log_dir))
                 processes.append(probes[-1])
                 wait_ready(probes[-1].base, probes[-1].popen, probes[-1].name)
@@ -397,10 +410,18 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10, help="per window (max 120)")
     parser.add_argument("--concurrency", type=int, default=128, help="checks per probe at once")
+    parser.add_argument(
+        "--jobs-per-pack",
+        type=int,
+        default=MAX_PACKED_JOBS,
+        help="jobs of the region in one message when the queue is filled (--feed queue; "
+        "1: each alone)",
+    )
     args = parser.parse_args()
     args.interval = max(1, args.interval)
     args.seconds = min(max(args.seconds, 5.0), 120.0)
     args.monitors = min(max(args.monitors, 1), 50_000)
+    args.jobs_per_pack = max(1, args.jobs_per_pack)
     run(args)
 
 

@@ -16,6 +16,7 @@ from pingtower.common.settings import Settings
 from pingtower.pinger.scheduler.scheduler import Scheduler
 from pingtower.pinger.store.database import PingerDatabase
 from tests.integration.common.broker import Broker
+from tests.integration.common.test_rabbitmq_bus import events_of
 from tests.integration.pinger.harness import insert_monitor
 
 pytestmark = pytest.mark.rabbitmq
@@ -69,7 +70,9 @@ async def test_a_ticks_due_jobs_are_confirmed_in_the_queue_when_publish_due_retu
     clock.now += 10  # every monitor's slot comes due in this one tick
     assert await scheduler.publish_due() == 300
 
-    assert await broker.ready_count(bus.job_queue_name("default")) == 300
+    # 16 jobs to a message (packing.py).
+    assert await broker.ready_count(bus.job_queue_name("default")) == 19
+    assert len(events_of(await broker.take_all(bus.job_queue_name("default")))) == 300
     assert counted("pingtower_pinger_jobs_published_total") - published == 300
 
 
@@ -87,7 +90,7 @@ async def test_jobs_the_broker_does_not_take_are_retried_then_counted_and_the_re
     assert await scheduler.publish_due() == 5  # declares both regions' queues
     channel = await broker.channel()
     await channel.queue_delete(bus.job_queue_name("eu"))  # nothing routes "eu" now
-    assert len(await broker.take_all(bus.job_queue_name("us"))) == 2
+    assert len(events_of(await broker.take_all(bus.job_queue_name("us")))) == 2
     published = counted("pingtower_pinger_jobs_published_total")
     unpublished = counted("pingtower_pinger_jobs_unpublished_total")
 
@@ -96,7 +99,7 @@ async def test_jobs_the_broker_does_not_take_are_retried_then_counted_and_the_re
 
     assert counted("pingtower_pinger_jobs_unpublished_total") - unpublished == 3
     assert counted("pingtower_pinger_jobs_published_total") - published == 2
-    assert await broker.ready_count(bus.job_queue_name("us")) == 2
+    assert len(events_of(await broker.take_all(bus.job_queue_name("us")))) == 2
 
 
 async def test_a_job_reaches_the_broker_as_the_bytes_of_the_job_built_from_scratch(

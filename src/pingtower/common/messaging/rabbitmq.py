@@ -7,8 +7,9 @@ Topology (every name starts with the namespace ``<ns>``, default ``pingtower``; 
   the consumer's routing keys (topic patterns). Processes that subscribe with the same consumer
   name compete on that queue; different consumer names each get a copy.
 - ``<ns>.jobs``: direct exchange for check jobs, routed by region, to the quorum queue
-  ``<ns>.jobs.<region>`` that the probes of the region compete on. A job expires (AMQP
-  ``expiration``) at its deadline, so the broker drops a job that waited too long.
+  ``<ns>.jobs.<region>`` that the probes of the region compete on. A message of jobs expires
+  (AMQP ``expiration``) at its latest job's deadline, so the broker drops a job that waited too
+  long, and the probe drops the stale ones of a pack that is still valid.
 - ``<ns>.dlx``: fanout dead-letter exchange, bound to the queue ``<ns>.dead-letters``. Every
   quorum queue above has ``x-delivery-limit``: a message whose handler failed on each of its
   ``delivery_limit`` deliveries is dead-lettered there instead of being retried forever.
@@ -24,9 +25,15 @@ carrying the pack's deliveries so far, and the pack is then acknowledged; if tha
 the pack is returned whole (the inbox skips the envelopes already handled). Consumers must read
 packed messages before any producer sends them: upgrade consumers first.
 
+Check jobs published together travel packed too, up to ``MAX_PACKED_JOBS`` of one region in a
+message (``packing.job_packs_of``); a lone job, or one already stale, goes alone. The job
+consumer unpacks them and hands them to the handler one by one, at most ``concurrency`` at a
+time; unlike an event, a message of jobs is acknowledged when its first job starts, not when its
+last one ends (see `_start`), and its jobs that fail are published again alone.
+
 Publishing uses publisher confirms: ``publish`` returns when the broker has taken responsibility
 for every message (persistent, on a durable queue), which is what lets the outbox mark rows
-sent. Consuming acknowledges a message only after its handler returned, that is after the
+sent. Consuming events acknowledges a message only after its handler returned, that is after the
 consumer's transaction committed; a crash before that means a redelivery, which the consumer's
 inbox makes harmless. The acks of the deliveries that finished in one event-loop iteration go out
 together, as one `multiple` ack where the finished ones are contiguous
@@ -39,7 +46,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Coroutine, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -72,12 +80,16 @@ from pingtower.common.messaging.coalescing import CoalescingRobustConnection
 from pingtower.common.messaging.packing import (
     COUNT_HEADER,
     MAX_PACKED_EVENTS,
+    MAX_PACKED_JOBS,
     PACKED_CONTENT_TYPE,
     SINGLE_CONTENT_TYPE,
+    JobPack,
     Pack,
     UnpackError,
+    deadline_of,
     declared_count,
     is_packed,
+    job_packs_of,
     packs_of,
     unpack,
 )
@@ -110,9 +122,14 @@ RETURNED_TO_HEADER = "x-pingtower-returned-to"
 BATCH_LINGER_SECONDS = 0.005
 # How long close() lets in-flight handlers finish before it cancels them.
 CLOSE_GRACE_SECONDS = 10.0
-# Publishes awaiting their confirmation at once in publish_jobs: enough to hide the round trip,
-# few enough that a tick of 50,000 jobs does not hold 50,000 futures and frames in memory.
-MAX_JOBS_IN_FLIGHT = 1000
+# Messages awaiting their confirmation at once in publish_jobs: enough to hide the round trip,
+# few enough that a huge tick does not hold a future and frames per message in memory at once.
+MAX_JOB_MESSAGES_IN_FLIGHT = 1000
+# A job consumer's prefetch (in messages, packs or lone jobs, none of whose jobs started yet)
+# is about this share of its concurrency in full packs: enough to keep its handlers fed across
+# a round trip to the broker, few enough that a probe does not sit on jobs that another probe
+# of the region could run now.
+JOBS_WAITING_SHARE = 4
 # How long a delivery that finished above one still running waits to be covered by a multiple
 # ack before it is acknowledged on its own: short, since it holds a prefetch slot meanwhile.
 ACK_HOLD_SECONDS = 0.05
@@ -154,9 +171,25 @@ class _JobConsumer:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     consumed: Counter = field(init=False)  # its label resolved once, not per job
     acks: _ChannelAcks | None = None
+    # Delivered jobs not started yet, in delivery order, each with the message it came in.
+    waiting: deque[tuple[Envelope, _JobMessage]] = field(default_factory=deque)
+    # Tasks taking jobs from `waiting` (counted from the moment one is decided on, so that two
+    # deliveries in one loop iteration do not start more than `concurrency`).
+    working: int = 0
 
     def __post_init__(self) -> None:
         self.consumed = CONSUMED.labels(f"jobs.{self.region}")
+
+
+@dataclass(slots=True)
+class _JobMessage:
+    """A delivered message of check jobs (a pack, or one job alone) while its jobs wait."""
+
+    channel: aiormq.abc.AbstractChannel
+    tag: int
+    acks: _ChannelAcks | None
+    deliveries: int  # earlier deliveries of its jobs, for the delivery limit
+    started: bool = False  # a job of it started: it is acknowledged
 
 
 class _ChannelAcks:
@@ -277,6 +310,7 @@ class RabbitMQBus(Bus):
         delivery_limit: int = 5,
         prefetch: int = 64,
         max_packed_events: int = MAX_PACKED_EVENTS,
+        max_packed_jobs: int = MAX_PACKED_JOBS,
     ) -> None:
         self.url = url
         self.namespace = namespace
@@ -287,6 +321,8 @@ class RabbitMQBus(Bus):
         # Events of one routing key sent in one message at most (1: each event alone, the
         # framing of consumers older than packing.py).
         self.max_packed_events = max(1, max_packed_events)
+        # Jobs of one region sent in one message at most (1: each job alone).
+        self.max_packed_jobs = max(1, max_packed_jobs)
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._events: AbstractExchange | None = None
@@ -297,6 +333,10 @@ class RabbitMQBus(Bus):
         self._job_consumers: list[_JobConsumer] = []
         self._pending_starts: set[asyncio.Task[None]] = set()
         self._delayed_nacks: set[asyncio.Task[None]] = set()
+        # Jobs waiting for their back-off before they are published again, and those being
+        # published again (`_give_back`).
+        self._held_back: dict[object, tuple[asyncio.TimerHandle, Callable[[], None]]] = {}
+        self._returning: set[asyncio.Task[None]] = set()
         self._started = False
         self._closing = False
 
@@ -386,6 +426,18 @@ class RabbitMQBus(Bus):
             await self._cancel_consumer(job_consumer.queue, job_consumer.consumer_tag)
             job_consumer.consumer_tag = None
         await self._finish_in_flight()
+        for job_consumer in self._job_consumers:
+            # Jobs of an acknowledged message that did not start go back to the queue for
+            # another probe; those of a message none of whose jobs started come back with it
+            # when the channel closes.
+            left = [(job, held) for job, held in job_consumer.waiting if held.started]
+            job_consumer.waiting.clear()
+            if left:
+                self._give_back(job_consumer, left, 0.0)
+        for timer, send in list(self._held_back.values()):
+            timer.cancel()
+            send()
+        await asyncio.gather(*self._returning, return_exceptions=True)
         # A failed message waiting for its delayed nack is returned now: closing the connection
         # would return it anyway, but an explicit nack counts towards its delivery limit.
         for task in self._delayed_nacks:
@@ -482,8 +534,9 @@ class RabbitMQBus(Bus):
         # Declared on first use, so jobs wait for a probe that is starting instead of vanishing.
         if region not in self._job_queues_declared:
             await self._declare_job_queue(region)
+        [alone] = job_packs_of([(job, region)], now=utcnow(), max_jobs=1)
         try:
-            await self._publish_job(exchange, job, region)
+            await self._publish_jobs_message(exchange, alone)
         except Exception as exc:
             raise PublishFailedError(f"job {job.id} for region {region} not confirmed") from exc
         PUBLISHED.labels("job").inc()
@@ -504,32 +557,43 @@ class RabbitMQBus(Bus):
             for job, region in jobs
             if region in undeclared
         )
+        # The jobs of a region travel in packs (packing.py); a pack the broker did not take
+        # is every one of its jobs unpublished, for the caller to retry or count.
+        packs = job_packs_of(ready, now=utcnow(), max_jobs=self.max_packed_jobs)
         # A publish on a confirming channel returns when its confirmation arrives; started
-        # together, a chunk costs about one round trip instead of one per job.
-        for start in range(0, len(ready), MAX_JOBS_IN_FLIGHT):
-            chunk = ready[start : start + MAX_JOBS_IN_FLIGHT]
+        # together, a chunk costs about one round trip instead of one per message.
+        for start in range(0, len(packs), MAX_JOB_MESSAGES_IN_FLIGHT):
+            chunk = packs[start : start + MAX_JOB_MESSAGES_IN_FLIGHT]
             results = await asyncio.gather(
-                *(self._publish_job(exchange, job, region) for job, region in chunk),
+                *(self._publish_jobs_message(exchange, pack) for pack in chunk),
                 return_exceptions=True,
             )
-            unpublished.extend(
-                UnpublishedJob(job, region, result)
-                for (job, region), result in zip(chunk, results, strict=True)
-                if isinstance(result, BaseException)
-            )
+            for pack, result in zip(chunk, results, strict=True):
+                if isinstance(result, BaseException):
+                    unpublished.extend(
+                        UnpublishedJob(job, pack.routing_key, result) for job in pack.envelopes
+                    )
         PUBLISHED.labels("job").inc(len(jobs) - len(unpublished))
         return unpublished
 
-    async def _publish_job(self, exchange: AbstractExchange, job: Envelope, region: str) -> None:
-        # Read straight from the payload: validating the whole CheckJob again for one field
-        # was a measurable share of the scheduler's CPU per job.
-        raw = job.payload["deadline"]
-        deadline = raw if isinstance(raw, datetime) else datetime.fromisoformat(raw)
-        remaining_ms = int((deadline - utcnow()).total_seconds() * 1000)
-        # The broker drops the job once its deadline passed; 0 would mean "deliver now or
-        # never", and the probe checks the deadline itself anyway.
-        expiration = timedelta(milliseconds=max(1, remaining_ms))
-        await exchange.publish(self._message(job, expiration=expiration), region)
+    async def _publish_jobs_message(self, exchange: AbstractExchange, pack: JobPack) -> None:
+        assert pack.deadline is not None  # a pack holds at least one job
+        # The broker drops the message once its last job's deadline passed; 0 would mean
+        # "deliver now or never", and the probe checks each job's deadline itself anyway.
+        expiration = _expiration(pack.deadline)
+        first = pack.envelopes[0]
+        message = aio_pika.Message(
+            pack.body(),
+            content_type=PACKED_CONTENT_TYPE if pack.packed else SINGLE_CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            # A pack's first job's id: what a log line or the dead-letter queue shows for it
+            # (and, unique, what a broker's return of the message is matched by).
+            message_id=str(first.id),
+            type=first.type,
+            expiration=expiration,
+            headers={COUNT_HEADER: len(pack.envelopes)} if pack.packed else None,
+        )
+        await exchange.publish(message, pack.routing_key)
 
     @staticmethod
     def _message(
@@ -864,11 +928,15 @@ class RabbitMQBus(Bus):
 
         self._track(asyncio.create_task(settle()))
 
-    async def _republish(self, queue: str, envelopes: list[Envelope], deliveries: int) -> None:
+    async def _republish(
+        self, queue: str, envelopes: list[Envelope], deliveries: int, *, jobs: bool = False
+    ) -> None:
         """Publish `envelopes`, each alone, back to `queue`, or to the dead-letter exchange if
-        `deliveries` reached the limit; returns once the broker confirmed every one."""
+        `deliveries` reached the limit; returns once the broker confirmed every one. `jobs`:
+        they are check jobs, which expire in the queue at their deadline again."""
         channel = self._require(self._publish_channel)
-        if deliveries >= self.delivery_limit:
+        dead = deliveries >= self.delivery_limit
+        if dead:
             exchange, routing_key = self._require(self._dead_letters), ""
         else:
             exchange, routing_key = channel.default_exchange, queue
@@ -876,7 +944,15 @@ class RabbitMQBus(Bus):
         # Mandatory: a queue deleted meanwhile is an error, not a silent loss.
         await asyncio.gather(
             *(
-                exchange.publish(self._message(e, headers=headers), routing_key, mandatory=True)
+                exchange.publish(
+                    self._message(
+                        e,
+                        headers=headers,
+                        expiration=_expiration(deadline_of(e)) if jobs and not dead else None,
+                    ),
+                    routing_key,
+                    mandatory=True,
+                )
                 for e in envelopes
             )
         )
@@ -896,9 +972,13 @@ class RabbitMQBus(Bus):
     async def _start_job_consumer(self, job_consumer: _JobConsumer) -> None:
         connection = self._require(self._connection)
         channel = await connection.channel()
-        # The prefetch is the concurrency: the broker hands out no more jobs than run at once,
-        # so the other probes of the region get the rest.
-        prefetch = job_consumer.concurrency
+        # In messages, none of whose jobs started (a message is acknowledged when its first job
+        # starts): the jobs this consumer holds are the `concurrency` running, the rest of the
+        # message they were last taken from, and this many messages waiting. The broker hands
+        # the other messages to the other probes of the region.
+        prefetch = max(
+            2, -(-job_consumer.concurrency // (JOBS_WAITING_SHARE * self.max_packed_jobs))
+        )
         await channel.set_qos(prefetch_count=prefetch)
         jobs = await channel.declare_exchange(
             self.jobs_exchange, aio_pika.ExchangeType.DIRECT, durable=True
@@ -914,8 +994,9 @@ class RabbitMQBus(Bus):
         redelivered = REDELIVERED.labels(consumer)  # resolved once, not per job
 
         async def on_delivery(message: DeliveredMessage) -> None:
-            # aiormq runs each delivery in a task of its own: the job runs here rather than
-            # in one more task per job. Tracked so that close() waits for it.
+            # aiormq runs each delivery in a task of its own: that task runs jobs itself rather
+            # than start one more task (for a lone job, the usual case below a few thousand
+            # monitors, no task of ours at all). Tracked so that close() waits for it.
             task = asyncio.current_task()
             if task is not None:
                 job_consumer.tasks.add(task)
@@ -929,7 +1010,14 @@ class RabbitMQBus(Bus):
             try:
                 if delivery.redelivered:
                     redelivered.inc()
-                await self._run_job(job_consumer, consumer, message, tag, acks)
+                jobs = await self._jobs_in(consumer, message, tag, acks)
+                if not jobs:
+                    return
+                held = _JobMessage(
+                    message.channel, tag, acks, _delivery_count(message.header.properties.headers)
+                )
+                job_consumer.waiting.extend((job, held) for job in jobs)
+                await self._take_jobs(job_consumer)
             finally:
                 if task is not None:
                     job_consumer.tasks.discard(task)
@@ -963,48 +1051,142 @@ class RabbitMQBus(Bus):
 
         await consume()
         channel.reopen_callbacks.add(consume)
-        log.info("consuming jobs", queue=queue.name, concurrency=job_consumer.concurrency)
+        log.info(
+            "consuming jobs",
+            queue=queue.name,
+            concurrency=job_consumer.concurrency,
+            prefetch=prefetch,
+        )
 
-    async def _run_job(
+    async def _jobs_in(
         self,
-        job_consumer: _JobConsumer,
         consumer: str,
         message: DeliveredMessage,
         tag: int,
         acks: _ChannelAcks | None,
-    ) -> None:
-        channel = message.channel
+    ) -> list[Envelope]:
+        """The jobs of a delivered message, packed or alone (a consumer reads both: producers
+        of either framing may run during an upgrade); an undecodable one is dead-lettered."""
+        properties = message.header.properties
         try:
-            job = Envelope.from_bytes(message.body)
-        except ValidationError as exc:
+            if is_packed(properties.content_type):
+                return unpack(message.body, declared_count(properties.headers))
+            return [Envelope.from_bytes(message.body)]
+        except ValueError as exc:  # UnpackError, or pydantic's ValidationError
             await self._dead_letter_undecodable(
                 consumer,
-                message.header.properties.message_id,
+                properties.message_id,
                 message.routing_key,
-                channel.basic_reject(tag, requeue=False),
+                message.channel.basic_reject(tag, requeue=False),
                 tag,
                 acks,
                 str(exc).splitlines()[0],
             )
-            return
+            return []
+
+    async def _take_jobs(self, job_consumer: _JobConsumer) -> None:
+        """Run waiting jobs while there are free places: this task takes one place, and one
+        more task starts for each further place that a waiting job can fill."""
+        places = min(job_consumer.concurrency - job_consumer.working, len(job_consumer.waiting))
+        if places <= 0:
+            return  # the tasks at work take the new jobs as they finish theirs
+        job_consumer.working += places
+        for _ in range(places - 1):
+            task = asyncio.create_task(self._work(job_consumer))
+            job_consumer.tasks.add(task)
+            task.add_done_callback(job_consumer.tasks.discard)
+        await self._work(job_consumer)
+
+    async def _work(self, job_consumer: _JobConsumer) -> None:
+        """Run the waiting jobs one after another, in delivery order, until none is left; the
+        place was counted in `working` by whoever started this."""
+        waiting = job_consumer.waiting
+        try:
+            while waiting and not self._closing:
+                job, held = waiting.popleft()
+                if not held.started:
+                    if held.channel.is_closed:
+                        continue  # the broker has returned its message: it comes again whole
+                    self._start(held)
+                await self._run_job(job_consumer, job, held)
+        finally:
+            job_consumer.working -= 1
+
+    @staticmethod
+    def _start(held: _JobMessage) -> None:
+        """A message's first job starts: the message is acknowledged now.
+
+        Not when its last job ends, as an event's message is: once one of its checks ran, a
+        redelivery of the whole message (after this probe crashed, say) would run that check
+        again in the same interval, and a probe cannot know which jobs of a message another one
+        already ran. Acknowledged now, a crash loses the message's jobs that had not finished,
+        this interval's checks of the monitors the probe held, and none runs twice; before it,
+        a crash returns the message whole and nothing of it has run. It also frees the
+        message's prefetch place as soon as its jobs are at work, which keeps the prefetch a
+        count of messages none of whose jobs started (see `_start_job_consumer`)."""
+        held.started = True
+        if held.acks is not None:
+            held.acks.finished(held.tag)
+
+    async def _run_job(self, job_consumer: _JobConsumer, job: Envelope, held: _JobMessage) -> None:
         try:
             await job_consumer.handler(job)
+        except asyncio.CancelledError:
+            # The bus is closing and the check did not finish in its grace time: its message is
+            # acknowledged, so it goes back to the queue for another probe.
+            self._give_back(job_consumer, [(job, held)], 0.0)
+            raise
         except Exception as exc:
-            FAILED.labels(consumer).inc()
+            FAILED.labels(f"jobs.{job_consumer.region}").inc()
             log.warning(
                 "check job failed; returned to the queue",
                 job_id=str(job.id),
                 region=job_consumer.region,
-                delivery=_delivery_count(message.header.properties.headers) + 1,
+                delivery=held.deliveries + 1,
                 error=repr(exc),
             )
-            await self._settle(channel.basic_nack(tag, requeue=True), consumer)
-            if acks is not None:
-                acks.settled(tag)
+            self._give_back(job_consumer, [(job, held)], _backoff_seconds(held.deliveries))
             return
-        if acks is not None:
-            acks.finished(tag)
         job_consumer.consumed.inc()
+
+    def _give_back(
+        self, job_consumer: _JobConsumer, jobs: list[tuple[Envelope, _JobMessage]], delay: float
+    ) -> None:
+        """Publish jobs of acknowledged messages again, each alone, to the region's queue after
+        `delay` (at once if the bus closes meanwhile), carrying their deliveries so far: a job
+        that failed on each of its `delivery_limit` deliveries goes to the dead-letter exchange
+        instead (`_republish`). If the broker cannot take it, the job is lost: logged, its
+        check does not run this interval."""
+        key = object()
+
+        def send() -> None:
+            self._held_back.pop(key, None)
+            task = asyncio.create_task(self._return_jobs(job_consumer.region, jobs))
+            self._returning.add(task)
+            task.add_done_callback(self._returning.discard)
+
+        if delay <= 0 or self._closing:
+            send()
+            return
+        # A timer rather than a sleeping task: close() sends what still waits at once, and a
+        # task cancelled before its first step would never send it.
+        timer = asyncio.get_running_loop().call_later(delay, send)
+        self._held_back[key] = (timer, send)
+
+    async def _return_jobs(self, region: str, jobs: list[tuple[Envelope, _JobMessage]]) -> None:
+        queue = self.job_queue_name(region)
+        results = await asyncio.gather(
+            *(self._republish(queue, [job], held.deliveries + 1, jobs=True) for job, held in jobs),
+            return_exceptions=True,
+        )
+        for (job, _held), result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error(
+                    "check job lost: could not return it to the queue",
+                    job_id=str(job.id),
+                    region=region,
+                    error=repr(result),
+                )
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -1035,6 +1217,13 @@ class RabbitMQBus(Bus):
         if value is None or not self._started:
             raise ConnectionError("the RabbitMQ bus is not started")
         return value
+
+
+def _expiration(deadline: datetime) -> timedelta:
+    """A message's AMQP expiration for a deadline: at least 1 ms (0 would mean "deliver now or
+    never")."""
+    remaining_ms = int((deadline - utcnow()).total_seconds() * 1000)
+    return timedelta(milliseconds=max(1, remaining_ms))
 
 
 def _properties(pack: Pack) -> aiormq.spec.Basic.Properties:

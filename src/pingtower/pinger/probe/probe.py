@@ -4,10 +4,12 @@ Stateless and database-free: a job carries the whole check. A job past its deadl
 and counted, never run late (its monitor's next job is already due). Checks against one host are
 bounded by a per-host gate so many monitors on one server do not hammer it.
 
-A job is acknowledged only once its result is confirmed by the bus, so a probe killed mid-check
-loses nothing but that check. Waiting for the confirmation takes longer than most checks, so the
-probe holds more jobs than it runs checks at once (`JOBS_IN_HAND`), and the results finished in
-the same event-loop iteration are published together, their confirmations awaited as one.
+A job's handling ends once its result is confirmed by the bus (on RabbitMQ its message is
+acknowledged when its first job starts, so a probe killed mid-check loses that interval's checks
+of the jobs it held, and none runs twice). Waiting for the confirmation takes longer than most
+checks, so the probe holds more jobs than it runs checks at once (`JOBS_IN_HAND`), and the results
+finished in the same event-loop iteration are published together, their confirmations awaited as
+one.
 """
 
 from __future__ import annotations
@@ -321,7 +323,7 @@ class Probe(Component):
                 self.limiter.part(host, joined)
         finally:
             checks.leave()
-        # Returns once the result is confirmed; only then does the bus acknowledge the job.
+        # Returns once the result is confirmed; only then does the bus count the job handled.
         await self.results.publish(
             Envelope.wrap(
                 completed,
