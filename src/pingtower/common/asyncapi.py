@@ -12,6 +12,7 @@ from pingtower.common.messaging.packing import (
     COUNT_HEADER,
     MAX_PACKED_BYTES,
     MAX_PACKED_EVENTS,
+    MAX_PACKED_JOBS,
     PACKED_CONTENT_TYPE,
 )
 
@@ -95,7 +96,12 @@ def document(namespace: str = "pingtower") -> dict[str, Any]:
         "description": (
             "Check jobs from the scheduler to the probes of one region: a quorum work queue "
             f"{namespace}.jobs.<region> on the direct exchange {namespace}.jobs; probes are "
-            "competing consumers. A job expires at its deadline and is never run late."
+            "competing consumers. A job expires at its deadline and is never run late. "
+            f"The jobs of one scheduler tick travel packed: one message of content type "
+            f"{PACKED_CONTENT_TYPE} holding up to {MAX_PACKED_JOBS} job Envelopes, which "
+            "expires at the latest of their deadlines (a probe drops each stale job itself) "
+            "and is acknowledged when its first job starts, so that no check runs twice after "
+            "a probe dies; a lone job travels alone as application/json."
         ),
         "parameters": {"region": {"schema": {"type": "string"}}},
         "subscribe": {
