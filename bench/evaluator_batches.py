@@ -11,14 +11,16 @@ later than its last, all UP: the steady state of `bench.schedule_keeping`) are a
 envelopes are made beforehand by `Envelope.wrap`, as the in-process bus hands them over.
 "CPU" is the process's CPU time (every thread: the loop's and aiosqlite's, user + system)
 per result; "loop thread" the event loop's thread alone. On PostgreSQL the server's own CPU is
-not counted. Compare code versions by running a copy of the old sources with `PYTHONPATH`
-(bench/README.md, performance round 5).
+not counted. The garbage collector is set as `pingtower up` sets it once started (performance
+round 8; earlier rounds' figures were taken without). Compare code versions by running a copy
+of the old sources with `PYTHONPATH` (bench/README.md, performance round 5).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import resource
 import tempfile
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from bench._database import throwaway_database
 from bench._monitor_rows import http_monitor_row
+from pingtower.cli import GC_THRESHOLDS
 from pingtower.common.events import CheckCompleted, Envelope, Outcome, utcnow
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
@@ -91,6 +94,14 @@ async def measure(url: str, monitor_count: int, batch: int, batches: int) -> str
             [result(ids[(n % per_round) * batch + k], 1 + n // per_round) for k in range(batch)]
             for n in range(batches)
         ]
+        # As `pingtower up` runs once started (cli.py): what exists now (the prepared
+        # envelopes included) frozen, and the collector's thresholds raised. Without it the
+        # collections walking the prepared batches were part of the measured CPU (py-spy put
+        # them on whatever line allocated), which the process does not have.
+        thresholds = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu, loop_cpu = time.process_time(), time.thread_time()
         for envelopes in work:
@@ -100,6 +111,8 @@ async def measure(url: str, monitor_count: int, batch: int, batches: int) -> str
         system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - usage.ru_stime
         results = batch * batches
         per = 1e6 / results  # microseconds per result
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
         return (
             f"{url.split(':')[0]:<20} {results:>7,} results, per result: CPU {cpu * per:6.1f} us,"
             f" loop thread {loop_cpu * per:6.1f} us, system {system * per:5.1f} us"

@@ -26,20 +26,28 @@ statement, or of its COMMIT: a trip less per batch (bench/README.md, performance
 They run in the order given and before anything later in the transaction, so every statement
 sees them; a rollback drops those not run yet. A deferred write that fails fails the statement
 or the COMMIT it ran with, and so the transaction.
+
+A transaction that works on the driver alone (`plain_transaction`: the Pinger's evaluator)
+takes its connection from the engine's pool without SQLAlchemy's Session or Connection: those
+cost more than the transaction's two trips (a Session, its transaction and its close, with
+the BEGIN run through SQLAlchemy's statement machinery: about 0.6 ms of CPU against 0.2 ms;
+bench/README.md, performance round 8).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
+from sqlalchemy.util import greenlet_spawn
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 _Description = tuple[tuple[Any, ...], ...] | None
 _Outcome = tuple[_Description, int, int | None, list[Any]]
@@ -198,6 +206,45 @@ async def driver_of(session: AsyncSession) -> OneTripConnection:
     if not isinstance(driver, OneTripConnection):
         raise TypeError(f"not the embedded mode's SQLite driver: {type(driver).__name__}")
     return driver
+
+
+class PlainTransaction:
+    """A write transaction on a pooled driver connection (`plain_transaction`)."""
+
+    def __init__(self, driver: OneTripConnection) -> None:
+        self.driver = driver
+        self._after_commit: list[Callable[[], object]] = []
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Call `callback` once the transaction committed (not after a rollback)."""
+        self._after_commit.append(callback)
+
+
+@asynccontextmanager
+async def plain_transaction(engine: AsyncEngine) -> AsyncIterator[PlainTransaction]:
+    """A transaction (BEGIN IMMEDIATE, as every SQLite transaction of the embedded mode begins)
+    on a connection of `engine`'s pool, for code that works on the driver connection alone:
+    committed when the block ends, rolled back if it raises, the connection then given back
+    to the pool."""
+    pooled = await engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        if not isinstance(driver, OneTripConnection):
+            raise TypeError(f"not the embedded mode's SQLite driver: {type(driver).__name__}")
+        transaction = PlainTransaction(driver)
+        driver.begin_later()
+        try:
+            yield transaction
+            await driver.commit()
+        except BaseException:
+            await driver.rollback()
+            raise
+    finally:
+        # The pool's return runs its reset (a rollback, which needs no trip after a COMMIT)
+        # through SQLAlchemy's adapter, which must run in a greenlet.
+        await greenlet_spawn(pooled.close)
+    for callback in transaction._after_commit:
+        callback()
 
 
 def connector(database: str, **kwargs: Any) -> Callable[[], Any]:

@@ -12,19 +12,27 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pingtower.common.events import CheckCompleted, Outcome
-from pingtower.common.sqlite_driver import OneTripConnection
+from pingtower.common.events import CheckCompleted, MonitorStatusChanged, Outcome, Status
+from pingtower.common.sqlite_driver import OneTripConnection, plain_transaction
 from pingtower.pinger.evaluator import plain_rows
-from pingtower.pinger.evaluator.evaluator import _RESULT_COLUMNS
+from pingtower.pinger.evaluator.evaluator import _RESULT_COLUMNS, _sqlite_result_rows
 from pingtower.pinger.evaluator.plain_rows import Write, run_writes, update_rows
+from pingtower.pinger.store.maintenance import tenant_windows
 from pingtower.pinger.store.states import (
     load_states_with_monitors,
     load_states_with_monitors_generic,
+    plain_open_incident,
+    plain_tenant_windows,
 )
-from pingtower.pinger.store.tables import check_results, maintenance_windows, monitor_states
+from pingtower.pinger.store.tables import (
+    check_results,
+    maintenance_windows,
+    monitor_states,
+    outbox,
+)
 from tests.integration.pinger.harness import insert_monitor, outbox_events
 from tests.integration.pinger.test_evaluator import T0, Replica, completed
 
@@ -279,7 +287,7 @@ async def test_the_evaluator_stores_a_result_row_exactly_as_sqlalchemy_stores_it
         async with one.db.sessions() as session, session.begin():
             await session.execute(insert(check_results), [{"id": 1, **values}])
             writes: list[Write] = []
-            await one.evaluator._store(session, [("acme", event)], 1, writes)
+            assert _sqlite_result_rows([("acme", event)], 1, writes) == [2]
             await run_writes(session, writes)
             first, second = await raw_rows(session, "check_results", "id")
         assert second[0] == 2
@@ -337,7 +345,7 @@ async def test_state_rows_read_on_sqlite_are_those_sqlalchemy_reads(sqlite_url: 
                 )
             )
             writes: list[Write] = []
-            await one.evaluator._store(session, [("acme", completed_event(plain))], None, writes)
+            _sqlite_result_rows([("acme", completed_event(plain))], None, writes)
             await run_writes(session, writes)
         ids = [parent, plain, child, gone, uuid.uuid4()]  # the last one has no rows
         async with one.db.sessions() as session:
@@ -472,5 +480,93 @@ async def test_a_batch_on_sqlite_is_two_trips_to_sqlites_thread(
         monkeypatch.undo()
         found = await states(one)
         assert {found[m].consecutive_successes for m in monitor_ids} == {2}  # type: ignore[attr-defined]
+    finally:
+        await one.db.engine.dispose()
+
+
+async def test_the_plain_outbox_row_is_the_row_sqlalchemy_stores(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Outbox.add_plain` (the evaluator's events on SQLite, without a Session) against
+    `Outbox.add`: the same event with the same id and times is stored byte for byte alike."""
+    one = Replica(sqlite_url)
+    await one.db.prepare()
+    woken = one.db.outbox.wakeup_event()
+    event_id = uuid.uuid4()
+    monkeypatch.setattr("pingtower.common.events.new_event_id", lambda: event_id)
+    monkeypatch.setattr(
+        "pingtower.common.messaging.outbox.utcnow", lambda: T0 + timedelta(microseconds=5)
+    )
+    changed = MonitorStatusChanged(
+        monitor_id=uuid.uuid4(),
+        previous=Status.UP,
+        current=Status.DOWN,
+        changed_at=T0,
+        reason="2 consecutive failures",
+        check_id=uuid.uuid4(),
+        incident_id=uuid.uuid4(),
+        error_kind="connect",
+        error_message="refused",
+    )
+    try:
+        async with one.db.sessions() as session, session.begin():
+            await one.db.outbox.add(session, changed, tenant="acme", occurred_at=T0)
+            first = (await raw_rows(session, "outbox", "id"))[0]
+            await session.execute(delete(outbox))  # the message id is unique
+        woken.clear()
+        async with plain_transaction(one.db.engine) as transaction:
+            one.db.outbox.add_plain(transaction, changed, tenant="acme", occurred_at=T0)
+            assert not woken.is_set()  # only once committed
+        assert woken.is_set()
+        async with one.db.sessions() as session:
+            (second,) = await raw_rows(session, "outbox", "id")
+        assert second[1:] == first[1:]
+        assert isinstance(second[3], bytes)  # a BLOB, as SQLAlchemy's LargeBinary stores it
+    finally:
+        await one.db.engine.dispose()
+
+
+async def test_the_plain_reads_of_windows_and_open_incidents_are_those_sqlalchemy_reads(
+    sqlite_url: str,
+) -> None:
+    """`plain_tenant_windows` and `plain_open_incident` (SQLite, without a Session) against
+    `tenant_windows` and the typed query, over every kind of window."""
+    one = Replica(sqlite_url)
+    await one.db.prepare()
+    down, up = await insert_monitor(one.db), await insert_monitor(one.db)
+    incident = uuid.uuid4()
+    common = {"tenant": "acme", "timezone": "Europe/Berlin", "created_at": T0}
+    windows = [
+        {"kind": "once", "starts_at": T0, "ends_at": T0 + timedelta(microseconds=1)},
+        {"kind": "weekly", "days": [0, 4], "start_time": "02:30", "duration_minutes": 90},
+        {"kind": "cron", "cron": "0 3 * * *", "duration_minutes": 30},
+    ]
+    try:
+        async with one.db.sessions() as session, session.begin():
+            for n, window in enumerate(windows):
+                covered = [str(down)] if n else []
+                await session.execute(
+                    insert(maintenance_windows).values(
+                        id=uuid.uuid4(), name=f"w{n}", monitor_ids=covered, **common, **window
+                    )
+                )
+            for monitor_id in (down, up):
+                await session.execute(
+                    update(monitor_states)
+                    .where(monitor_states.c.monitor_id == monitor_id)
+                    .values(status="down" if monitor_id == down else "up", incident_id=incident)
+                )
+        async with one.db.sessions() as session:
+            expected = await tenant_windows(session, "acme")
+        async with plain_transaction(one.db.engine) as transaction:
+            found = await plain_tenant_windows(transaction.driver, "acme")
+            assert await plain_tenant_windows(transaction.driver, "other") == []
+            opened = [
+                await plain_open_incident(transaction.driver, monitor_id)
+                for monitor_id in (down, up, uuid.uuid4())
+            ]
+        assert len(found) == 3
+        assert found == expected
+        assert opened == [incident, None, None]  # an open incident only of a DOWN monitor
     finally:
         await one.db.engine.dispose()

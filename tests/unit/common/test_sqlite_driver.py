@@ -5,6 +5,7 @@ errors, streaming, lock waits that do not block the event loop), with fewer trip
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -362,3 +363,70 @@ async def test_deferred_writes_wait_for_a_begin_that_failed_and_run_after_it(
     finally:
         await other.dispose()
     assert await _names(engine) == ["first", "deferred", "second"]
+
+
+def _plain_insert(driver: sqlite_driver.OneTripConnection, name: str) -> None:
+    """On the connection's thread: an INSERT of `name`."""
+    driver._conn.execute("INSERT INTO things (name, size) VALUES (?, 0)", (name,)).close()
+
+
+async def test_a_plain_transaction_commits_in_two_trips_and_then_calls_back(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with engine.connect():
+        pass  # the pool's connection exists (its pragmas ran)
+    trips = Trips(monkeypatch)
+    called: list[str] = []
+    async with sqlite_driver.plain_transaction(engine) as transaction:
+        driver = transaction.driver
+        await driver.run(lambda: _plain_insert(driver, "a"))
+        _deferred_insert(driver, "b")
+        transaction.after_commit(lambda: called.append("committed"))
+        assert called == []
+    assert trips.count == 2  # BEGIN with the INSERT; the deferred write with the COMMIT
+    assert called == ["committed"]
+    assert await _names(engine) == ["a", "b"]
+    # The connection went back to the pool, outside any transaction
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert not driver._conn.in_transaction
+
+
+async def test_a_plain_transaction_that_raises_is_rolled_back_without_its_callbacks(
+    engine: AsyncEngine,
+) -> None:
+    called: list[str] = []
+
+    async def fail_after_writing() -> None:
+        async with sqlite_driver.plain_transaction(engine) as transaction:
+            driver = transaction.driver
+            await driver.run(lambda: _plain_insert(driver, "x"))
+            _deferred_insert(driver, "y")
+            transaction.after_commit(lambda: called.append("committed"))
+            raise RuntimeError("effect failed")
+
+    with pytest.raises(RuntimeError, match="effect failed"):
+        await fail_after_writing()
+    assert called == []
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    await _insert(engine, "after")  # the connection is usable, and kept no lock
+    assert await _names(engine) == ["after"]
+
+
+async def test_a_plain_transaction_whose_commit_fails_commits_nothing(
+    engine: AsyncEngine,
+) -> None:
+    await _insert(engine, "taken")
+    called: list[str] = []
+
+    async def write_a_taken_name_with_the_commit() -> None:
+        async with sqlite_driver.plain_transaction(engine) as transaction:
+            driver = transaction.driver
+            await driver.run(lambda: _plain_insert(driver, "x"))
+            _deferred_insert(driver, "taken")  # a unique name again: fails with the COMMIT
+            transaction.after_commit(lambda: called.append("committed"))
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await write_a_taken_name_with_the_commit()
+    assert called == []
+    assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert await _names(engine) == ["taken"]

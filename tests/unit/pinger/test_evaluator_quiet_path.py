@@ -6,10 +6,10 @@ of `decision_values` for every result) leaves them, over any batch of one monito
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -89,18 +89,39 @@ def _items(seq: list[tuple[Outcome, int, str]]) -> list[tuple[CheckCompleted, in
     return items
 
 
+class RecordingBatch:
+    """The step's batch, recording the decisions it writes as events."""
+
+    def __init__(self, events: list[Decision]) -> None:
+        self.events = events
+
+    async def add_decision_events(self, *, decision: Decision, **_: Any) -> None:
+        self.events.append(decision)
+
+
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Decision]:
     """The decisions the step writes as events; incident ids and `changed_at` made
     reproducible, so two runs over the same input can be compared."""
-    events: list[Decision] = []
-
-    async def record(*_: Any, decision: Decision, **__: Any) -> None:
-        events.append(decision)
-
-    monkeypatch.setattr(evaluator_module, "add_decision_events", record)
     monkeypatch.setattr("pingtower.pinger.store.states.utcnow", lambda: T0)
-    return events
+    return []
+
+
+FRESH = 5000  # the first of the fresh incident ids the step is given
+
+
+def _renamed(value: object) -> str:
+    """`repr(value)` with each fresh incident id replaced by its order of appearance: the
+    full path draws a fresh id for every failure it judges, the quiet path none for a failure
+    it only counts, so one incident may get a later id from one path than from the other."""
+    names: dict[str, str] = {}
+
+    def name(found: re.Match[str]) -> str:
+        if uuid.UUID(found[1]).int < FRESH:
+            return found[0]
+        return names.setdefault(found[1], f"fresh incident {len(names)}")
+
+    return re.sub(r"UUID\('([0-9a-f-]+)'\)", name, repr(value))
 
 
 def _run(
@@ -109,17 +130,19 @@ def _run(
     seq: list[tuple[Outcome, int, str]],
     events: list[Decision],
     monkeypatch: pytest.MonkeyPatch,
-) -> tuple[int, dict[uuid.UUID, dict[str, Any]], list[Decision]]:
+) -> str:
+    """What the step did (applied count, changed columns, decisions written as events), its
+    fresh incident ids renamed (`_renamed`)."""
     events.clear()
-    ids = (uuid.UUID(int=5000 + n) for n in itertools.count())
+    ids = (uuid.UUID(int=FRESH + n) for n in itertools.count())
     changes: dict[uuid.UUID, dict[str, Any]] = {}
-    evaluator = Evaluator.__new__(Evaluator)
-    evaluator.db = SimpleNamespace(outbox=None)  # type: ignore[assignment]  # events recorded
-    step = evaluator._apply_monitor
+    step = Evaluator.__new__(Evaluator)._apply_monitor
+    batch = RecordingBatch(events)
     with monkeypatch.context() as patched:
         patched.setattr(uuid, "uuid4", lambda: next(ids))  # incident ids, in order
-        applied = _drive(step(None, monitor, row, _items(seq), {}, changes, []))  # type: ignore[arg-type]
-    return applied, changes, list(events)
+        applied = _drive(step(batch, monitor, row, _items(seq), {}, changes))  # type: ignore[arg-type]
+    in_order = {monitor_id: sorted(values.items()) for monitor_id, values in changes.items()}
+    return _renamed((applied, in_order, events))
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)

@@ -4,7 +4,8 @@ so a redelivered message finds its id already there and changes nothing.
 On SQLite an effect may run the claim itself (`Inbox.handler`'s `claimed_by`), as the first
 statement of its first trip to SQLite's thread, and learn from it which messages are new: the
 Pinger's evaluator reads its state rows in that trip, where the claim was a trip of its own
-(bench/README.md, performance round 7).
+(bench/README.md, performance round 7). Such an effect works on the driver connection alone,
+in a `plain_transaction` without SQLAlchemy's Session (performance round 8).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.types import TypeEngine
 
 from pingtower.common.db import UtcDateTime
 from pingtower.common.events import Envelope, utcnow
 from pingtower.common.messaging.bus import BatchHandler
+from pingtower.common.sqlite_driver import PlainTransaction, plain_transaction
 from pingtower.common.sqlite_values import utc_text
 
 DUPLICATES = Counter(
@@ -74,7 +76,7 @@ class Claim:
         return [envelope for message_id, envelope in self.unique.items() if message_id in claimed]
 
 
-ClaimingEffect = Callable[[AsyncSession, Claim], Awaitable[None]]
+ClaimingEffect = Callable[[PlainTransaction, Claim], Awaitable[None]]
 
 
 class Inbox:
@@ -143,6 +145,7 @@ class Inbox:
         *,
         keyed_by_effect: Collection[str] = (),
         claimed_by: ClaimingEffect | None = None,
+        engine: AsyncEngine | None = None,
     ) -> BatchHandler:
         """Wrap `effect` to run in one transaction with the inbox, for new messages only.
 
@@ -150,11 +153,15 @@ class Inbox:
         the fact under the fact's own key, so it finds it already there); they go to `effect`
         without an inbox row, which saves the consumer a statement per batch of them.
 
-        `claimed_by`: on SQLite, the batch goes to this effect instead, with its `Claim` to run
-        first in the transaction (on another database `effect` gets the new messages)."""
+        `claimed_by`: if `engine` (that of `sessions`) is SQLite's, the batch goes to this
+        effect instead, in a `plain_transaction` on `engine`, with its `Claim` to run first
+        in the transaction (on another database `effect` gets the new messages)."""
         if claimed_by is not None and keyed_by_effect:
             raise ValueError("an effect that runs the claim takes every message type")
+        if claimed_by is not None and engine is None:
+            raise ValueError("an effect that runs the claim needs the engine")
         by_effect = frozenset(keyed_by_effect)
+        plain = claimed_by if engine is not None and engine.dialect.name == "sqlite" else None
 
         async def handle(batch: Sequence[Envelope]) -> None:
             ids = [str(envelope.id) for envelope in batch]
@@ -166,10 +173,11 @@ class Inbox:
                     unique.setdefault(message_id, envelope)
                     given += 1
             with structlog.contextvars.bound_contextvars(consumer=self.consumer, message_ids=ids):
+                if plain is not None and engine is not None:
+                    async with plain_transaction(engine) as transaction:
+                        await plain(transaction, Claim(self, unique, given))
+                    return
                 async with sessions() as session, session.begin():
-                    if claimed_by is not None and session.get_bind().dialect.name == "sqlite":
-                        await claimed_by(session, Claim(self, unique, given))
-                        return
                     if not unique:
                         fresh = list(batch)
                     else:

@@ -36,6 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pingtower.common.db import BigId, UtcDateTime, call_after_commit
 from pingtower.common.events import Contract, Envelope, utcnow
 from pingtower.common.messaging.bus import Bus
+from pingtower.common.sqlite_driver import PlainTransaction
+from pingtower.common.sqlite_values import utc_text
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +87,30 @@ class Outbox:
             )
         )
         call_after_commit(session, self._wake)
+        return envelope
+
+    def add_plain(
+        self,
+        transaction: PlainTransaction,
+        event: Contract,
+        *,
+        tenant: str,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        """`add` in a `plain_transaction` on SQLite: the same row, with the values SQLAlchemy
+        would store (a test compares the two), written in the trip of the transaction's next
+        statement or COMMIT (`OneTripConnection.defer`)."""
+        envelope = Envelope.wrap(
+            event, producer=self.producer, tenant=tenant, occurred_at=occurred_at
+        )
+        row = (str(envelope.id), envelope.type, envelope.to_bytes(), utc_text(utcnow()))
+        statement = (
+            f"INSERT INTO {self.table.name} (message_id, type, body, created_at)"
+            " VALUES (?, ?, ?, ?)"
+        )
+        connection = transaction.driver._conn
+        transaction.driver.defer(lambda: connection.execute(statement, row).close())
+        transaction.after_commit(self._wake)
         return envelope
 
     def wakeup_event(self) -> asyncio.Event:

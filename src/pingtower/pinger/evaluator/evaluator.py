@@ -18,18 +18,21 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter
 from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import CheckCompleted, Envelope, Outcome, Status, utcnow
 from pingtower.common.messaging.bus import BatchHandler, Bus
 from pingtower.common.messaging.inbox import Claim, Inbox
+from pingtower.common.messaging.outbox import Outbox
 from pingtower.common.runtime import Component
 from pingtower.common.settings import Settings
+from pingtower.common.sqlite_driver import PlainTransaction, driver_of
 from pingtower.common.sqlite_values import result_texts, utc_text
 from pingtower.pinger.domain.maintenance import in_maintenance
 from pingtower.pinger.domain.status import (
@@ -52,9 +55,12 @@ from pingtower.pinger.store.states import (
     add_decision_events,
     changed_columns,
     changes_by_columns,
+    decision_events,
     decision_values,
     load_states_after,
     load_states_with_monitors,
+    plain_open_incident,
+    plain_tenant_windows,
     state_from_row,
     update_states,
 )
@@ -156,20 +162,157 @@ def _confirmation(failures_before_down: int, successes_before_up: int) -> Confir
     return Confirmation(failures_before_down, successes_before_up)
 
 
-async def _write_states(
-    session: AsyncSession, changes: dict[uuid.UUID, dict[str, Any]], writes: list[Write]
-) -> None:
-    """The changed state rows; on SQLite with plain values (`plain_rows`), after `writes` (the
-    batch's results), all in the trip of the transaction's next statement or of its COMMIT
-    (`plain_rows.defer_writes`)."""
-    if session.get_bind().dialect.name != "sqlite":
-        await update_states(session, changes)
-        return
-    dialect = session.get_bind().dialect
+Changes = dict[uuid.UUID, dict[str, Any]]  # per monitor, its state row's changed columns
+
+
+class _Batch(Protocol):
+    """Where a batch's reads and writes go, beside the state rows' read: a Session's
+    transaction (PostgreSQL, and `Evaluator.apply`), or on SQLite a `plain_transaction` on the
+    driver connection alone (`Evaluator.handler`)."""
+
+    async def windows(self, tenant: str) -> TenantWindows:
+        """Every maintenance window of the workspace."""
+
+    async def store(
+        self, results: Sequence[tuple[str, CheckCompleted]], last_id: int | None
+    ) -> list[int]:
+        """Insert the results in one statement; their ids, in the order given."""
+
+    async def write_states(self, changes: Changes) -> None:
+        """The changed state rows, after the results stored (on SQLite both in the trip of
+        the transaction's next statement or COMMIT)."""
+
+    async def open_incident_of(self, monitor_id: uuid.UUID) -> uuid.UUID | None:
+        """The monitor's open incident if it is DOWN, so a child's incident can be linked to
+        it (and its notifications suppressed downstream)."""
+
+    async def add_decision_events(self, *, tenant: str, **decided: Any) -> None:
+        """A decision's events into the outbox (`states.decision_events`' arguments)."""
+
+
+def _sqlite_result_rows(
+    results: Sequence[tuple[str, CheckCompleted]], last_id: int | None, writes: list[Write]
+) -> list[int]:
+    """On SQLite the ids are given here, following `last_id` (read under the transaction's
+    write lock, which no other writer can take meanwhile): SQLite may return the rows of a
+    multi-row INSERT ... RETURNING in any order, so SQLAlchemy, asked to sort them, sent one
+    INSERT per result, a trip to SQLite's thread each, which was most of the evaluator's
+    cost. The INSERT goes to `writes`, run with the state rows' UPDATEs."""
+    first = (last_id or 0) + 1
+    rows = [
+        _stored_result_row(id_, tenant, result)
+        for id_, (tenant, result) in enumerate(results, first)
+    ]
+    writes.append(stored_insert(check_results, ("id", *_RESULT_COLUMNS), rows))
+    return list(range(first, first + len(results)))
+
+
+def _state_writes(dialect: Dialect, changes: Changes, writes: list[Write]) -> None:
     for columns, rows in changes_by_columns(changes).items():
         writes.append(update_write(dialect, monitor_states, columns, "monitor_id", rows))
-    await plain_rows.defer_writes(session, writes)
-    writes.clear()
+
+
+class _SessionBatch:
+    """A batch in a Session's transaction, on either database."""
+
+    def __init__(self, session: AsyncSession, outbox: Outbox) -> None:
+        self.session = session
+        self.outbox = outbox
+        self.dialect = session.get_bind().dialect
+        self.writes: list[Write] = []  # SQLite: written with the state rows
+
+    async def windows(self, tenant: str) -> TenantWindows:
+        return await tenant_windows(self.session, tenant)
+
+    async def store(
+        self, results: Sequence[tuple[str, CheckCompleted]], last_id: int | None
+    ) -> list[int]:
+        """PostgreSQL numbers the results from its sequence, sorted by SQLAlchemy in one
+        statement per batch."""
+        if not results:
+            return []
+        if self.dialect.name == "sqlite":
+            return _sqlite_result_rows(results, last_id, self.writes)
+        rows = [
+            (
+                result.check_id,
+                result.monitor_id,
+                tenant,
+                result.region,
+                result.scheduled_at,
+                result.started_at,
+                result.finished_at,
+                result.outcome.value,
+                result.latency_ms,
+                result.error_kind,
+                result.error_message,
+                result.status_code,
+                result.size_bytes,
+                result.phases_ms,
+                result.cert_expires_at,
+            )
+            for tenant, result in results
+        ]
+        inserted = await self.session.execute(
+            insert(check_results).returning(check_results.c.id, sort_by_parameter_order=True),
+            [dict(zip(_RESULT_COLUMNS, row, strict=True)) for row in rows],
+        )
+        return [int(found) for found in inserted.scalars()]
+
+    async def write_states(self, changes: Changes) -> None:
+        """On SQLite with plain values (`plain_rows`), after the batch's results, all in the
+        trip of the transaction's next statement or of its COMMIT."""
+        if self.dialect.name != "sqlite":
+            await update_states(self.session, changes)
+            return
+        _state_writes(self.dialect, changes, self.writes)
+        await plain_rows.defer_writes(await driver_of(self.session), self.writes)
+        self.writes.clear()
+
+    async def open_incident_of(self, monitor_id: uuid.UUID) -> uuid.UUID | None:
+        found = await self.session.scalar(
+            select(monitor_states.c.incident_id).where(
+                monitor_states.c.monitor_id == monitor_id,
+                monitor_states.c.status == Status.DOWN.value,
+            )
+        )
+        return found if isinstance(found, uuid.UUID) else None
+
+    async def add_decision_events(self, *, tenant: str, **decided: Any) -> None:
+        await add_decision_events(self.session, self.outbox, tenant=tenant, **decided)
+
+
+class _PlainBatch:
+    """A batch on SQLite in a `plain_transaction`: every statement on the driver connection,
+    each value converted as its column's type would (tests compare the stored rows with
+    those of `_SessionBatch`)."""
+
+    def __init__(self, transaction: PlainTransaction, outbox: Outbox, dialect: Dialect) -> None:
+        self.transaction = transaction
+        self.driver = transaction.driver
+        self.outbox = outbox
+        self.dialect = dialect
+        self.writes: list[Write] = []
+
+    async def windows(self, tenant: str) -> TenantWindows:
+        return await plain_tenant_windows(self.driver, tenant)
+
+    async def store(
+        self, results: Sequence[tuple[str, CheckCompleted]], last_id: int | None
+    ) -> list[int]:
+        return _sqlite_result_rows(results, last_id, self.writes) if results else []
+
+    async def write_states(self, changes: Changes) -> None:
+        _state_writes(self.dialect, changes, self.writes)
+        await plain_rows.defer_writes(self.driver, self.writes)
+        self.writes.clear()
+
+    async def open_incident_of(self, monitor_id: uuid.UUID) -> uuid.UUID | None:
+        return await plain_open_incident(self.driver, monitor_id)
+
+    async def add_decision_events(self, *, tenant: str, **decided: Any) -> None:
+        for event, occurred_at in decision_events(**decided):
+            self.outbox.add_plain(self.transaction, event, tenant=tenant, occurred_at=occurred_at)
 
 
 class Evaluator(Component):
@@ -195,9 +338,11 @@ class Evaluator(Component):
 
     def handler(self) -> BatchHandler:
         """The consumer of `check.completed`: `apply` in the inbox's transaction, for new
-        results only; on SQLite the inbox's claim runs in the trip that reads the state rows
-        (`_apply_claimed`)."""
-        return self.inbox.handler(self.db.sessions, self.apply, claimed_by=self._apply_claimed)
+        results only; on SQLite without a Session, the inbox's claim in the trip that reads
+        the state rows (`_apply_claimed`)."""
+        return self.inbox.handler(
+            self.db.sessions, self.apply, claimed_by=self._apply_claimed, engine=self.db.engine
+        )
 
     async def start(self) -> None:
         self._pruner = asyncio.create_task(self._prune_forever(), name="pinger-results-pruner")
@@ -221,26 +366,29 @@ class Evaluator(Component):
         # ids' integers is that of their texts, fixed-width hex, without making the texts.)
         monitor_ids = sorted(by_monitor, key=_uuid_int)
         loaded = await load_states_with_monitors(session, monitor_ids)
-        await self._apply_loaded(session, by_monitor, monitor_ids, loaded)
+        batch = _SessionBatch(session, self.db.outbox)
+        await self._apply_loaded(batch, by_monitor, monitor_ids, loaded)
 
-    async def _apply_claimed(self, session: AsyncSession, claim: Claim) -> None:
-        """`apply` on SQLite, to the results `claim` finds new: the claim runs in the trip that
-        reads the state rows, the rows of every monitor the batch names (a redelivered
-        result's too: a row more to read costs less than a trip of its own)."""
+    async def _apply_claimed(self, transaction: PlainTransaction, claim: Claim) -> None:
+        """`apply` on SQLite, to the results `claim` finds new, on the driver connection alone
+        (`_PlainBatch`): the claim runs in the trip that reads the state rows, the rows of
+        every monitor the batch names (a redelivered result's too: a row more to read costs
+        less than a trip of its own)."""
         named = _by_monitor(claim.unique.values())
         claimed, loaded = await load_states_after(
-            session, (claim.statement, claim.parameters), sorted(named, key=_uuid_int)
+            transaction.driver, (claim.statement, claim.parameters), sorted(named, key=_uuid_int)
         )
         fresh = claim.fresh(claimed)
         # Usually every message is new, and the results are those already grouped
         by_monitor = named if len(fresh) == len(claim.unique) else _by_monitor(fresh)
         if by_monitor:
             monitor_ids = sorted(by_monitor, key=_uuid_int)
-            await self._apply_loaded(session, by_monitor, monitor_ids, loaded)
+            batch = _PlainBatch(transaction, self.db.outbox, self.db.engine.dialect)
+            await self._apply_loaded(batch, by_monitor, monitor_ids, loaded)
 
     async def _apply_loaded(
         self,
-        session: AsyncSession,
+        batch: _Batch,
         by_monitor: dict[uuid.UUID, list[tuple[str, CheckCompleted]]],
         monitor_ids: list[uuid.UUID],
         loaded: LoadedStates,
@@ -269,31 +417,29 @@ class Evaluator(Component):
                 kept.append(result)
             to_store.extend((monitor.tenant, result) for result in kept)
             accepted.append((monitor, state_row, kept))
-        # SQLite: the results are written with the state rows, in one trip (`_write_states`)
-        writes: list[Write] = []
-        result_ids = iter(await self._store(session, to_store, loaded.last_result_id, writes))
+        # SQLite: the results are written with the state rows, in one trip (`write_states`)
+        result_ids = iter(await batch.store(to_store, loaded.last_result_id))
         windows: dict[str, TenantWindows] = {}  # read once per batch and workspace
         for tenant in sorted(loaded.tenants_with_windows):
-            windows[tenant] = await tenant_windows(session, tenant)
-        changes: dict[uuid.UUID, dict[str, Any]] = {}
+            windows[tenant] = await batch.windows(tenant)
+        changes: Changes = {}
         applied = 0
         for monitor, state_row, kept in accepted:
             stored = [(result, next(result_ids)) for result in kept]
             applied += await self._apply_monitor(
-                session, monitor, state_row, stored, windows, changes, writes
+                batch, monitor, state_row, stored, windows, changes
             )
         RESULTS_APPLIED.inc(applied)  # once per batch: the counter takes a lock per call
-        await _write_states(session, changes, writes)
+        await batch.write_states(changes)
 
     async def _apply_monitor(
         self,
-        session: AsyncSession,
+        batch: _Batch,
         monitor: MonitorColumns,
         state_row: StateColumns,
         items: list[tuple[CheckCompleted, int]],
         tenant_windows_: dict[str, TenantWindows],
-        changes: dict[uuid.UUID, dict[str, Any]],
-        writes: list[Write],
+        changes: Changes,
     ) -> int:
         """Run one monitor's results through its status machine; the state row's changed
         columns go to `changes` (written for the whole batch at once), its events to the
@@ -372,9 +518,9 @@ class Evaluator(Component):
             parent_incident = None
             if decision.opened is not None and monitor.parent_id is not None:
                 # The parent may be in this batch: its state row must be written first.
-                await _write_states(session, changes, writes)
+                await batch.write_states(changes)
                 changes.clear()
-                parent_incident = await self._open_incident_of(session, monitor.parent_id)
+                parent_incident = await batch.open_incident_of(monitor.parent_id)
             pending.update(
                 decision_values(decision),
                 last_scheduled_at=at,
@@ -383,9 +529,7 @@ class Evaluator(Component):
                 round_outcomes=None,
             )
             if decision.transition or decision.opened or decision.resolved:
-                await add_decision_events(
-                    session,
-                    self.db.outbox,
+                await batch.add_decision_events(
                     tenant=tenant,
                     monitor_id=monitor_id,
                     decision=decision,
@@ -401,71 +545,6 @@ class Evaluator(Component):
         if changed:
             changes[monitor_id] = changed
         return applied
-
-    async def _open_incident_of(
-        self, session: AsyncSession, monitor_id: uuid.UUID
-    ) -> uuid.UUID | None:
-        """The parent's open incident, so a child's incident can be linked to it (and its
-        notifications suppressed downstream)."""
-        found = await session.scalar(
-            select(monitor_states.c.incident_id).where(
-                monitor_states.c.monitor_id == monitor_id,
-                monitor_states.c.status == Status.DOWN.value,
-            )
-        )
-        return found if isinstance(found, uuid.UUID) else None
-
-    async def _store(
-        self,
-        session: AsyncSession,
-        results: Sequence[tuple[str, CheckCompleted]],
-        last_id: int | None,
-        writes: list[Write],
-    ) -> list[int]:
-        """Insert the results in one executemany; their ids, in the order given.
-
-        On SQLite the ids are given here, following `last_id` (read under the transaction's
-        write lock, which no other writer can take meanwhile): SQLite may return the rows of
-        a multi-row INSERT ... RETURNING in any order, so SQLAlchemy, asked to sort them, sent
-        one INSERT per result, a trip to SQLite's thread each, which was most of the
-        evaluator's cost. The INSERT goes to `writes`, run with the state rows' UPDATEs.
-        PostgreSQL numbers them from its sequence, sorted by SQLAlchemy in one statement per
-        batch."""
-        if not results:
-            return []
-        if session.get_bind().dialect.name == "sqlite":
-            first = (last_id or 0) + 1
-            rows = [
-                _stored_result_row(id_, tenant, result)
-                for id_, (tenant, result) in enumerate(results, first)
-            ]
-            writes.append(stored_insert(check_results, ("id", *_RESULT_COLUMNS), rows))
-            return list(range(first, first + len(results)))
-        rows = [
-            (
-                result.check_id,
-                result.monitor_id,
-                tenant,
-                result.region,
-                result.scheduled_at,
-                result.started_at,
-                result.finished_at,
-                result.outcome.value,
-                result.latency_ms,
-                result.error_kind,
-                result.error_message,
-                result.status_code,
-                result.size_bytes,
-                result.phases_ms,
-                result.cert_expires_at,
-            )
-            for tenant, result in results
-        ]
-        inserted = await session.execute(
-            insert(check_results).returning(check_results.c.id, sort_by_parameter_order=True),
-            [dict(zip(_RESULT_COLUMNS, row, strict=True)) for row in rows],
-        )
-        return [int(found) for found in inserted.scalars()]
 
     async def prune(self) -> None:
         """Drop results past the retention window, and tombstones nobody needs any more."""

@@ -117,28 +117,27 @@ async def run_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
     """Each write's executemany, in order, in one trip to SQLite's thread, in the session's
     transaction: a batch's results and its state rows together (a trip, with its hand-over of
     the GIL to the thread and back, cost more than a small statement)."""
-    prepared = await _prepared(session, writes)
-    if prepared is not None:
-        await prepared[0].run(prepared[1])
+    driver = await driver_of(session)
+    run = _runner(driver, writes)
+    if run is not None:
+        await driver.run(run)
 
 
-async def defer_writes(session: AsyncSession, writes: Sequence[Write]) -> None:
-    """`run_writes`, but in the trip of the transaction's next statement or of its COMMIT
-    (`OneTripConnection.defer`): for the last writes of a transaction, a trip less. A write
-    that fails fails that statement or the COMMIT."""
-    prepared = await _prepared(session, writes)
-    if prepared is not None:
-        prepared[0].defer(prepared[1])
+async def defer_writes(driver: OneTripConnection, writes: Sequence[Write]) -> None:
+    """`run_writes` in the transaction on `driver`, but in the trip of its next statement or
+    of its COMMIT (`OneTripConnection.defer`): for the last writes of a transaction, a trip
+    less. A write that fails fails that statement or the COMMIT."""
+    run = _runner(driver, writes)
+    if run is not None:
+        driver.defer(run)
 
 
-async def _prepared(
-    session: AsyncSession, writes: Sequence[Write]
-) -> tuple[OneTripConnection, Callable[[], None]] | None:
-    """The session's driver connection and the function running `writes` on its thread."""
+def _runner(driver: OneTripConnection, writes: Sequence[Write]) -> Callable[[], None] | None:
+    """The function running `writes` on the driver's thread (None if there is nothing to
+    write)."""
     writes = [(statement, rows) for statement, rows in writes if rows]
     if not writes:
         return None
-    driver = await driver_of(session)
     db = driver._conn
 
     def run() -> None:
@@ -149,4 +148,4 @@ async def _prepared(
         finally:
             cursor.close()
 
-    return driver, run
+    return run

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import (
+    Contract,
     IncidentOpened,
     IncidentResolved,
     MonitorStatusChanged,
@@ -27,8 +28,9 @@ from pingtower.common.events import (
     utcnow,
 )
 from pingtower.common.messaging.outbox import Outbox
-from pingtower.common.sqlite_driver import driver_of
+from pingtower.common.sqlite_driver import OneTripConnection
 from pingtower.pinger.domain.status import Decision, MonitorState, OpenIncident
+from pingtower.pinger.store.maintenance import TenantWindows, window_from_row
 from pingtower.pinger.store.tables import (
     check_results,
     maintenance_windows,
@@ -50,6 +52,10 @@ def initial_state_row(monitor_id: uuid.UUID, tenant: str, *, paused: bool) -> di
     }
 
 
+# `Status(text)` runs the Enum machinery's call for each state row read; a lookup does not.
+_STATUS_OF = {status.value: status for status in Status}
+
+
 def state_from_row(row: Any) -> MonitorState:
     incident = None
     if row.incident_id is not None:
@@ -60,7 +66,7 @@ def state_from_row(row: Any) -> MonitorState:
             row.incident_first_error,
         )
     return MonitorState(
-        status=Status(row.status),
+        status=_STATUS_OF.get(row.status) or Status(row.status),
         since=row.since,
         consecutive_failures=row.consecutive_failures,
         consecutive_successes=row.consecutive_successes,
@@ -246,12 +252,12 @@ Before = tuple[str, Sequence[Any]]
 
 
 async def load_states_after(
-    session: AsyncSession, before: Before, monitor_ids: Sequence[uuid.UUID]
+    driver: OneTripConnection, before: Before, monitor_ids: Sequence[uuid.UUID]
 ) -> tuple[list[Any], LoadedStates]:
-    """On SQLite: `before`'s rows (the inbox's claim), then `load_states_with_monitors`, in
-    one trip to SQLite's thread, where they were a trip each."""
+    """On SQLite, in a transaction on `driver`: `before`'s rows (the inbox's claim), then
+    `load_states_with_monitors`, in one trip to SQLite's thread, where they were a trip
+    each."""
     by_hex = {monitor_id.hex: monitor_id for monitor_id in monitor_ids}
-    driver = await driver_of(session)
     db = driver._conn
     states_query, ids = _plain_query(), json.dumps(list(by_hex))
 
@@ -265,6 +271,65 @@ async def load_states_after(
 
     first, rows = await driver.run(run)
     return first, _loaded(rows, by_hex)
+
+
+class _WindowRow(NamedTuple):
+    """What `window_from_row` reads of a maintenance window's row."""
+
+    kind: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    days: list[int] | None
+    start_time: str | None
+    duration_minutes: int | None
+    cron: str | None
+    timezone: str
+
+
+_WINDOWS_QUERY = (
+    "SELECT monitor_ids, kind, starts_at, ends_at, days, start_time, duration_minutes, cron,"
+    " timezone FROM maintenance_windows WHERE tenant = ?"
+)
+
+
+async def plain_tenant_windows(driver: OneTripConnection, tenant: str) -> TenantWindows:
+    """`maintenance.tenant_windows` on SQLite's driver connection, each value converted as its
+    column's type converts it (a test compares the two)."""
+    db = driver._conn
+
+    def run() -> list[Any]:
+        return db.execute(_WINDOWS_QUERY, (tenant,)).fetchall()
+
+    windows: TenantWindows = []
+    for monitor_ids, kind, starts, ends, days, start_time, minutes, cron, zone in await driver.run(
+        run
+    ):
+        row = _WindowRow(
+            kind,
+            _utc_time(starts),
+            _utc_time(ends),
+            None if days is None else json.loads(days),
+            start_time,
+            minutes,
+            cron,
+            zone,
+        )
+        windows.append((frozenset(json.loads(monitor_ids)), window_from_row(row)))
+    return windows
+
+
+async def plain_open_incident(driver: OneTripConnection, monitor_id: uuid.UUID) -> uuid.UUID | None:
+    """On SQLite's driver connection: the monitor's open incident if it is DOWN."""
+    db = driver._conn
+
+    def run() -> list[Any]:
+        return db.execute(
+            "SELECT incident_id FROM monitor_states WHERE monitor_id = ? AND status = ?",
+            (monitor_id.hex, Status.DOWN.value),
+        ).fetchall()
+
+    rows = await driver.run(run)
+    return _uuid(rows[0][0]) if rows else None
 
 
 async def _load_plain(session: AsyncSession, monitor_ids: Sequence[uuid.UUID]) -> LoadedStates:
@@ -449,54 +514,80 @@ async def add_decision_events(
     parent_incident_id: uuid.UUID | None = None,
 ) -> None:
     """The `incident.*` and `monitor.status_changed` events of a decision, into the outbox."""
+    for event, occurred_at in decision_events(
+        monitor_id=monitor_id,
+        decision=decision,
+        check_id=check_id,
+        error_kind=error_kind,
+        error_message=error_message,
+        region=region,
+        parent_incident_id=parent_incident_id,
+    ):
+        await outbox.add(session, event, tenant=tenant, occurred_at=occurred_at)
+
+
+def decision_events(
+    *,
+    monitor_id: uuid.UUID,
+    decision: Decision,
+    check_id: uuid.UUID | None = None,
+    error_kind: str | None = None,
+    error_message: str | None = None,
+    region: str | None = None,
+    parent_incident_id: uuid.UUID | None = None,
+) -> list[tuple[Contract, datetime]]:
+    """The `incident.*` and `monitor.status_changed` events of a decision, each with the time
+    it occurred, in the order they go into the outbox."""
+    events: list[tuple[Contract, datetime]] = []
     incident = decision.state.incident
     if decision.opened is not None:
         opened = decision.opened
-        await outbox.add(
-            session,
-            IncidentOpened(
-                incident_id=opened.id,
-                monitor_id=monitor_id,
-                started_at=opened.started_at,
-                cause=opened.cause,
-                first_error=opened.first_error,
-                region=region,
-                parent_incident_id=parent_incident_id,
-            ),
-            tenant=tenant,
-            occurred_at=opened.started_at,
+        events.append(
+            (
+                IncidentOpened(
+                    incident_id=opened.id,
+                    monitor_id=monitor_id,
+                    started_at=opened.started_at,
+                    cause=opened.cause,
+                    first_error=opened.first_error,
+                    region=region,
+                    parent_incident_id=parent_incident_id,
+                ),
+                opened.started_at,
+            )
         )
     if decision.transition is not None:
         transition = decision.transition
         related = decision.opened or decision.resolved or incident
-        await outbox.add(
-            session,
-            MonitorStatusChanged(
-                monitor_id=monitor_id,
-                previous=transition.previous,
-                current=transition.current,
-                changed_at=transition.at,
-                reason=transition.reason
-                + ("; the parent monitor is down" if parent_incident_id else ""),
-                check_id=check_id,
-                incident_id=related.id if related else None,
-                error_kind=error_kind,
-                error_message=error_message,
-            ),
-            tenant=tenant,
-            occurred_at=transition.at,
+        events.append(
+            (
+                MonitorStatusChanged(
+                    monitor_id=monitor_id,
+                    previous=transition.previous,
+                    current=transition.current,
+                    changed_at=transition.at,
+                    reason=transition.reason
+                    + ("; the parent monitor is down" if parent_incident_id else ""),
+                    check_id=check_id,
+                    incident_id=related.id if related else None,
+                    error_kind=error_kind,
+                    error_message=error_message,
+                ),
+                transition.at,
+            )
         )
     if decision.resolved is not None:
         resolved = decision.resolved
         resolved_at: datetime = decision.transition.at if decision.transition else utcnow()
-        await outbox.add(
-            session,
-            IncidentResolved(
-                incident_id=resolved.id,
-                monitor_id=monitor_id,
-                started_at=resolved.started_at,
-                resolved_at=resolved_at,
-            ),
-            tenant=tenant,
-            occurred_at=resolved_at,
+        events.append(
+            (
+                IncidentResolved(
+                    incident_id=resolved.id,
+                    monitor_id=monitor_id,
+                    started_at=resolved.started_at,
+                    resolved_at=resolved_at,
+                ),
+                resolved_at,
+            )
         )
+    return events
