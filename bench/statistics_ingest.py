@@ -16,27 +16,42 @@ as the in-process bus hands it over, already a contract. The PostgreSQL database
 for the run and dropped afterwards; the SQLite file lives in a temporary folder. "CPU s/1k" is
 this process's CPU time (user + system) per 1,000 results, so it excludes the database server.
 Target from issue 5: 5,000 results/s.
+
+    .venv/bin/python -m bench.statistics_ingest --steps [--prefill 240000] [--results 60000] \
+        [--monitors 10000] [--interval 20] [--batch 60]
+
+`--steps`: the embedded mode's ingest taken apart (performance round 8). A SQLite database
+migrated by the code on the path is filled with `--prefill` results (untimed: a store some
+minutes old, whose indexes no longer fit SQLite's cache), then the next `--results` are
+stored step by step as `sqlite_ingest` stores a batch, straight on one sqlite3 connection
+with its functions registered, each step timed in CPU; us per result. Run it from two copies
+of the sources (`PYTHONPATH`) to compare their schemas and code.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import resource
+import sqlite3
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 from bench._database import throwaway_database
+from pingtower.common import db
 from pingtower.common.events import CheckCompleted, Envelope, Outcome
 from pingtower.common.messaging.inprocess import InProcessBus
 from pingtower.common.settings import Settings
-from pingtower.statistics.service import StatisticsService
+from pingtower.statistics.service import MIGRATIONS, StatisticsService
+from pingtower.statistics.store import ingest, sqlite_ingest
 
 TARGET = 5000.0
 START = datetime(2026, 11, 10, tzinfo=UTC)
@@ -122,6 +137,68 @@ async def run(
     return Figures(storage, total, seconds, cpu_seconds, compaction)
 
 
+STEPS = ("rows", "owners", "insert", "cells", "upsert", "last checks", "commit")
+
+
+def step_costs(every: Sequence[Envelope], prefill: int, batch: int) -> dict[str, float]:
+    """CPU us per result of each step of `sqlite_ingest._store_if_known` and the COMMIT, for
+    the results of `every` after the first `prefill` (stored first, untimed)."""
+    facts = [(envelope, envelope.parse()) for envelope in every]
+    spent = dict.fromkeys(STEPS, 0.0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/statistics.db"
+        db.run_migrations(f"sqlite+aiosqlite:///{path}", MIGRATIONS)
+        connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            # as common/db.py sets every connection of the embedded mode
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            for name, (arguments, function) in sqlite_ingest._FUNCTIONS.items():
+                connection.create_function(name, arguments, function, deterministic=True)
+            owners = {(e.monitor_id.hex, envelope.tenant) for envelope, e in facts}
+            connection.executemany(
+                "INSERT INTO monitors (monitor_id, tenant, name, type, target, tags, public, "
+                "paused) VALUES (?, ?, '', 'http', '', '[]', 0, 0)",
+                sorted(owners),
+            )
+            gc.collect()
+            gc.freeze()  # the setup's objects: no collection pass lands on one step or another
+            for start in range(0, len(facts), batch):
+                timed = start >= prefill
+                clock = time.process_time
+                marks = [clock()]
+                checks = ingest._unique_results(facts[start : start + batch])
+                rows = sqlite_ingest._result_rows(checks)
+                marks.append(clock())
+                connection.execute("BEGIN IMMEDIATE")
+                cursor = connection.cursor()
+                _, folded = sqlite_ingest._read_owners(connection, list({r[2] for r in rows}))
+                marks.append(clock())
+                fresh = sqlite_ingest._insert_results(cursor, checks, rows)
+                marks.append(clock())
+                fresh_rows = [rows[i] for i in fresh]
+                cells = sqlite_ingest._fresh_cell_rows(
+                    [checks[i] for i in fresh], fresh_rows, folded
+                )
+                marks.append(clock())
+                cursor.executemany(sqlite_ingest._ADD_TO_CELL, cells)
+                marks.append(clock())
+                last = sqlite_ingest._last_checks(fresh_rows)
+                cursor.executemany(sqlite_ingest._MOVE_LAST_CHECK, last)
+                cursor.close()
+                marks.append(clock())
+                connection.execute("COMMIT")
+                marks.append(clock())
+                if timed:
+                    for step, (a, b) in zip(STEPS, pairwise(marks), strict=True):
+                        spent[step] += b - a
+            gc.unfreeze()
+        finally:
+            connection.close()
+    timed_count = len(facts) - prefill
+    return {step: seconds / timed_count * 1e6 for step, seconds in spent.items()}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=int, default=50_000)
@@ -136,7 +213,22 @@ async def main() -> None:
     )
     parser.add_argument("--postgres", default=os.environ.get("PINGTOWER_TEST_POSTGRES_URL"))
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--steps", action="store_true", help="SQLite's ingest step by step, CPU us per result"
+    )
+    parser.add_argument("--prefill", type=int, default=240_000, help="with --steps")
     args = parser.parse_args()
+
+    if args.steps:
+        every = envelopes(args.prefill + args.results, args.monitors, args.interval)
+        costs = await asyncio.to_thread(step_costs, every, args.prefill, args.batch)
+        print(
+            f"{args.results} results after {args.prefill} over {args.monitors} monitors every "
+            f"{args.interval:g} s, batches of {args.batch}; CPU us per result:"
+        )
+        print(" | ".join(f"{step} {cost:.1f}" for step, cost in costs.items()))
+        print(f"total {sum(costs.values()):.1f}")
+        return
 
     every = envelopes(args.results, args.monitors, args.interval)
     batches = [every[i : i + args.batch] for i in range(0, len(every), args.batch)]

@@ -294,7 +294,7 @@ _INSERT_RESULTS_PG = text(
     "CAST(:error_kind AS varchar[]), CAST(:status_code AS integer[]), "
     "CAST(:phases AS text[])) AS batch(tenant, check_id, monitor_id, region, scheduled_at, "
     "started_at, finished_at, outcome, latency_ms, error_kind, status_code, phases) "
-    "ON CONFLICT (check_id, finished_at) DO NOTHING RETURNING check_id, finished_at"
+    "ON CONFLICT (finished_at, check_id) DO NOTHING RETURNING check_id, finished_at"
 )
 
 

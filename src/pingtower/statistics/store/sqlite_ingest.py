@@ -16,7 +16,10 @@ histogram and the phase maps by functions registered on the connection, which ad
 `Cell.merge` does. SQLite's one writer (every transaction is BEGIN IMMEDIATE) keeps concurrent
 batches from interleaving. A result's converted values are shared with the Pinger's evaluator
 (`common/sqlite_values.py`), and a cell of one result is written without a `Cell`
-(`_fresh_cell_rows`): about a quarter less CPU per result (bench/README.md, round 6).
+(`_fresh_cell_rows`): about a quarter less CPU per result (bench/README.md, round 6). A
+result's row has one index besides its id, its unique key time first (migration 0006): the
+two keyed by a random id it had put every result on two random pages, most of a batch's
+COMMIT and half of its insert (round 8).
 
 Compaction on SQLite reads the minute cells here as stored and makes its upsert's rows from
 those forms (`coarser_rows`): in steady state a minute cell alone in its hour passes through
@@ -446,7 +449,7 @@ _INSERT_RESULT = (
     "INSERT INTO results (tenant, check_id, monitor_id, region, scheduled_at, started_at, "
     "finished_at, outcome, latency_ms, error_kind, status_code, phases) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (check_id, finished_at) DO NOTHING"
+    "ON CONFLICT (finished_at, check_id) DO NOTHING"
 )
 # NULL-safe: min(NULL, x) is NULL in SQL, while a cell without latencies has none to compare
 _ADD_TO_CELL = (
