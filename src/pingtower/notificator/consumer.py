@@ -44,6 +44,13 @@ from pingtower.notificator.domain.decisions import (
 from pingtower.notificator.domain.rules import CHECK_EVENTS, EventKind, MonitorView, Rule
 from pingtower.notificator.domain.silences import Silence, is_silenced
 from pingtower.notificator.slo_alerts import apply_slo_event
+from pingtower.notificator.store.projection import (
+    BatchProjection,
+    OpenStatusAlerts,
+    ProjectedMonitor,
+    new_monitor,
+    placeholder,
+)
 from pingtower.notificator.store.rules import (
     active_silences,
     load_monitor,
@@ -102,6 +109,19 @@ def skip_unwanted_check_results(
             await handler(batch)
 
     return handle
+
+
+def definition_of(tenant: str, event: MonitorCreated | MonitorUpdated) -> dict[str, Any]:
+    """The projection's columns a monitor's creation or update sets (`DEFINED`)."""
+    return {
+        "tenant": tenant,
+        "name": event.name,
+        "type": event.type,
+        "target": event.target,
+        "tags": list(event.tags),
+        "parent_id": event.parent_id,
+        "updated_at": utcnow(),
+    }
 
 
 def heartbeat_late(monitor: MonitorView, event: MonitorStatusChanged) -> bool:
@@ -175,22 +195,35 @@ class EventEffects:
     async def __call__(self, session: AsyncSession, batch: Sequence[Envelope]) -> None:
         # Rules are read once per tenant and batch (one transaction, so one consistent view).
         cache = _BatchCache()
+        events = [(envelope, envelope.parse()) for envelope in batch]
+        # A definition's values are made once: the row inserted for a new monitor and the
+        # event's application to it must agree (`updated_at` included).
+        definitions = {
+            position: definition_of(envelope.tenant, event)
+            for position, (envelope, event) in enumerate(events)
+            if isinstance(event, MonitorCreated | MonitorUpdated)
+        }
+        projection, open_alerts = await self._batch_monitors(session, events, definitions)
         results: dict[str, list[CheckCompleted]] = {}
         queued = 0
-        for envelope in batch:
-            event = envelope.parse()
+        for position, (envelope, event) in enumerate(events):
             if isinstance(event, CheckCompleted):
                 # The bulk of the traffic: gathered, then applied per workspace at once.
                 results.setdefault(envelope.tenant, []).append(event)
             elif isinstance(event, MonitorCreated | MonitorUpdated):
-                await self._upsert_monitor(session, envelope.tenant, event)
+                await self._define_monitor(session, projection, event, definitions[position])
             elif isinstance(event, MonitorDeleted):
                 await self._delete_monitor(session, event.monitor_id)
+                projection.deleted(event.monitor_id)
+                open_alerts.changed(event.monitor_id)
             elif isinstance(event, MonitorStatusChanged):
-                await self._status_changed(session, envelope.tenant, event, cache)
+                await self._status_changed(
+                    session, envelope.tenant, event, cache, projection, open_alerts
+                )
             elif isinstance(event, IncidentOpened):
                 await self._link_incident(session, envelope.tenant, event)
             elif isinstance(event, SloBurnRateExceeded):
+                await projection.flush(session)  # it reads the monitor's row
                 queued += await apply_slo_event(
                     session,
                     envelope,
@@ -200,6 +233,7 @@ class EventEffects:
                     self.public_url,
                 )
             # incident.resolved changes nothing: the recovery's status change closes the alert.
+        await projection.flush(session)  # before check results read and lock the rows
         for tenant, tenant_results in results.items():
             rules = await cache.rules(session, tenant)
             if not any(rule.wants_check_results for rule in rules):
@@ -229,27 +263,48 @@ class EventEffects:
             .values(incident_id=event.incident_id)
         )
 
-    async def _upsert_monitor(
-        self, session: AsyncSession, tenant: str, event: MonitorCreated | MonitorUpdated
+    async def _batch_monitors(
+        self,
+        session: AsyncSession,
+        events: Sequence[tuple[Envelope, Any]],
+        definitions: dict[int, dict[str, Any]],
+    ) -> tuple[BatchProjection, OpenStatusAlerts]:
+        """The projection rows of the batch's monitor events, read and locked, each missing one
+        inserted as its monitor's first event would make it (a status change's placeholder),
+        and the open status alerts of the monitors whose status change may decide something."""
+        first: dict[uuid.UUID, ProjectedMonitor | None] = {}
+        deciding: list[uuid.UUID] = []
+        now = utcnow()
+        for position, (envelope, event) in enumerate(events):
+            if isinstance(event, MonitorCreated | MonitorUpdated):
+                if event.monitor_id not in first:
+                    first[event.monitor_id] = new_monitor(event.monitor_id, definitions[position])
+            elif isinstance(event, MonitorStatusChanged):
+                if event.monitor_id not in first:
+                    first[event.monitor_id] = placeholder(event.monitor_id, envelope.tenant, now)
+                if classify(event.current.value) is not None:
+                    deciding.append(event.monitor_id)
+            elif isinstance(event, MonitorDeleted):
+                first.setdefault(event.monitor_id, None)  # locked, but no row made for it
+        projection = BatchProjection()
+        await projection.load(session, first)
+        # After the rows' locks: another replica changes a monitor's alerts only under them.
+        open_alerts = OpenStatusAlerts(STATUS_PROBLEMS)
+        await open_alerts.load(session, deciding)
+        return projection, open_alerts
+
+    async def _define_monitor(
+        self,
+        session: AsyncSession,
+        projection: BatchProjection,
+        event: MonitorCreated | MonitorUpdated,
+        definition: dict[str, Any],
     ) -> None:
-        values: dict[str, Any] = {
-            "tenant": tenant,
-            "name": event.name,
-            "type": event.type,
-            "target": event.target,
-            "tags": list(event.tags),
-            "parent_id": event.parent_id,
-            "updated_at": utcnow(),
-        }
-        result = await session.execute(
-            update(monitors).where(monitors.c.monitor_id == event.monitor_id).values(**values)
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            await session.execute(
-                insert_ignoring_duplicates(session, monitors).values(
-                    monitor_id=event.monitor_id, status="unknown", recent_changes=[], **values
-                )
-            )
+        row = projection.get(event.monitor_id)
+        if row is None:  # deleted earlier in this batch (`_batch_monitors` made the others)
+            await projection.insert(session, [new_monitor(event.monitor_id, definition)])
+        else:
+            row.define(definition)
 
     async def _delete_monitor(self, session: AsyncSession, monitor_id: uuid.UUID) -> None:
         open_ids = list(
@@ -270,25 +325,13 @@ class EventEffects:
         tenant: str,
         event: MonitorStatusChanged,
         cache: _BatchCache,
+        projection: BatchProjection,
+        status_alerts: OpenStatusAlerts,
     ) -> None:
-        row = await load_monitor(session, event.monitor_id, lock=True)
-        if row is None:
-            # A status before the monitor's creation event (should not happen with one ordered
-            # producer, but must not lose the alert): a placeholder that monitor.created fills.
-            await session.execute(
-                insert_ignoring_duplicates(session, monitors).values(
-                    monitor_id=event.monitor_id,
-                    tenant=tenant,
-                    name=f"monitor {event.monitor_id}",
-                    type="",
-                    target="",
-                    tags=[],
-                    status="unknown",
-                    recent_changes=[],
-                    updated_at=utcnow(),
-                )
-            )
-            row = await load_monitor(session, event.monitor_id, lock=True)
+        row = projection.get(event.monitor_id)
+        if row is None:  # deleted earlier in this batch (`_batch_monitors` made the others)
+            await projection.insert(session, [placeholder(event.monitor_id, tenant, utcnow())])
+            row = projection.get(event.monitor_id)
             assert row is not None
         if row.tenant != tenant:
             log.warning("status event for another workspace's monitor dropped",
@@ -297,28 +340,15 @@ class EventEffects:
         if row.status_changed_at is not None and event.changed_at < row.status_changed_at:
             return  # older than what we already applied: out of order, obsolete
         kind = classify(event.current.value)
-        recent = recent_changes(row.recent_changes, event.changed_at if kind else None)
-        await session.execute(
-            update(monitors)
-            .where(monitors.c.monitor_id == event.monitor_id)
-            .values(
-                status=event.current.value,
-                status_changed_at=event.changed_at,
-                recent_changes=[t.isoformat() for t in recent],
-            )
-        )
+        # Written by the batch's `flush`, with the rest of the batch's changed rows
+        row.status = event.current.value
+        row.status_changed_at = event.changed_at
         if kind is None:
-            return
+            return  # its recent changes stay as they are
+        recent = recent_changes(row.recent_changes, event.changed_at)
+        row.recent_changes = [t.isoformat() for t in recent]
         monitor = monitor_from_row(row)
-        open_rows = (
-            await session.execute(
-                select(alerts).where(
-                    alerts.c.monitor_id == event.monitor_id,
-                    alerts.c.status == "open",
-                    alerts.c.problem.in_(STATUS_PROBLEMS),
-                )
-            )
-        ).all()
+        open_rows = await status_alerts.of(session, event.monitor_id)
         attempted = await self._attempted_channels(session, [r.id for r in open_rows])
         open_alerts = {
             r.rule_id: OpenAlert(
@@ -332,7 +362,12 @@ class EventEffects:
         rules = await cache.rules(session, tenant)
         parent_down = False
         if monitor.parent_id is not None:
-            parent = await load_monitor(session, monitor.parent_id)
+            # As this batch left it, if one of its events concerns the parent
+            parent: Any = (
+                projection.get(monitor.parent_id)
+                if monitor.parent_id in projection
+                else await load_monitor(session, monitor.parent_id)
+            )
             parent_down = parent is not None and parent.status == "down"
         silenced = is_silenced(
             await cache.silences(session, tenant, event.changed_at), monitor, event.changed_at
@@ -350,6 +385,7 @@ class EventEffects:
         )
         if decision.empty:
             return
+        status_alerts.changed(event.monitor_id)
         opened_at = {r.id: r.opened_at for r in open_rows}
         rule_names = {rule.rule_id: rule.name for rule in rules}
         await self._apply(session, decision, monitor, event, opened_at, rule_names)
