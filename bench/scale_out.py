@@ -205,6 +205,9 @@ class Window:
     lateness_s: float | None  # ... and its mean lateness in the window
     ran_dry: bool = False  # with the queue feeding: the queue emptied during the window
     broker_share: float | None = None  # RabbitMQ's CPU (of a core), if it runs here
+    # Cores the whole machine kept busy (every process: probes, broker, evaluator, PostgreSQL):
+    # near the core count, the second probe can only take CPU from the others.
+    machine_busy: float = float("nan")
 
     @property
     def probe_ms_per_check(self) -> float:
@@ -215,6 +218,14 @@ class Window:
         if self.broker_share is None or not self.rate:
             return None
         return 1000 * self.broker_share / self.rate
+
+
+def busy_and_total_jiffies() -> tuple[int, int]:
+    """The machine's CPU time since boot from /proc/stat: (busy, total), in clock ticks."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
 
 
 def measure(scheduler: Process | None, probes: list[Process], seconds: float) -> Window:
@@ -234,9 +245,17 @@ def measure(scheduler: Process | None, probes: list[Process], seconds: float) ->
     cpu = [process_cpu_seconds(p.popen.pid) for p in probes]
     broker = broker_pid()
     broker_cpu = process_cpu_seconds(broker) if broker is not None else 0.0
+    machine_before = busy_and_total_jiffies()
     started = time.monotonic()
     time.sleep(seconds)
     elapsed = time.monotonic() - started
+    machine_after = busy_and_total_jiffies()
+    cores = len(os.sched_getaffinity(0))
+    machine_busy = (
+        cores
+        * (machine_after[0] - machine_before[0])
+        / max(1, machine_after[1] - machine_before[1])
+    )
     broker_share = (
         (process_cpu_seconds(broker) - broker_cpu) / elapsed if broker is not None else None
     )
@@ -265,6 +284,7 @@ def measure(scheduler: Process | None, probes: list[Process], seconds: float) ->
         unpublished / elapsed if scheduler is not None else None,
         late_sum / late_count if scheduler is not None and late_count else None,
         broker_share=broker_share,
+        machine_busy=machine_busy,
     )
 
 
@@ -365,7 +385,8 @@ def report(args: argparse.Namespace, one: Window, two: Window, log_dir: Path) ->
     header = (
         f"{'probes':>6} {'checks/s':>9} {'per probe':>14} {'expired/s':>10} "
         f"{'probe CPU (of a core)':>22} {'probe ms/check':>15} {'broker CPU':>11} "
-        f"{'broker ms/check':>16} {'published/s':>12} {'unpublished/s':>14} {'lateness':>9}"
+        f"{'broker ms/check':>16} {'machine busy':>13} {'published/s':>12} "
+        f"{'unpublished/s':>14} {'lateness':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -382,7 +403,8 @@ def report(args: argparse.Namespace, one: Window, two: Window, log_dir: Path) ->
         print(
             f"{window.probes:>6} {window.rate:>9.0f} {per_probe:>14} "
             f"{window.expired_rate:>10.0f} {shares:>22} {window.probe_ms_per_check:>15.2f} "
-            f"{broker:>11} {per_check:>16} {published:>12} {lost:>14} {late:>9}{dry}"
+            f"{broker:>11} {per_check:>16} {window.machine_busy:>7.2f} cores "
+            f"{published:>12} {lost:>14} {late:>9}{dry}"
         )
     added = (two.rate - one.rate) / one.rate if one.rate else float("nan")
     print(
