@@ -485,3 +485,20 @@ async def test_a_job_queue_refuses_a_take_when_it_is_empty(bus: InProcessBus) ->
     job = event("check.job")
     await bus.publish_job(job, "default")
     assert (queue.qsize(), queue.get_nowait(), queue.empty()) == (1, job, True)
+
+
+async def test_a_tick_of_jobs_wakes_one_waiting_task_per_job_and_passes_over_cancelled_ones(
+    bus: InProcessBus,
+) -> None:
+    queue = bus._job_queue("default")
+    takers = [asyncio.create_task(queue.get()) for _ in range(3)]
+    await eventually(lambda: len(queue._waiting) == 3)
+    queue._waiting[0].cancel()  # its task was cancelled and has not run yet
+    jobs = [event("check.job") for _ in range(4)]
+    queue.put_all(jobs)
+    taken = await asyncio.wait_for(asyncio.gather(*takers[1:]), timeout=3)
+    assert taken == jobs[:2], "each woken task takes the next job, in order"
+    with pytest.raises(asyncio.CancelledError):
+        await takers[0]
+    assert [queue.get_nowait() for _ in range(queue.qsize())] == jobs[2:]
+    assert not queue._waiting

@@ -18,6 +18,7 @@ from pingtower.pinger.domain.schedule import (
     next_cron,
     next_run,
     offset_fraction,
+    ranked_fractions,
     spread,
     validate_cron,
 )
@@ -74,6 +75,18 @@ def test_spread_does_not_depend_on_the_order_monitors_are_loaded(
 def test_spread_with_cached_hashes_is_the_same_spread(ids: list[uuid.UUID], phase: float) -> None:
     cached = {monitor_id: offset_fraction(monitor_id) for monitor_id in ids}
     assert spread(ids, phase, fraction=cached.__getitem__) == spread(ids, phase)
+
+
+@given(
+    st.lists(st.uuids(), min_size=1, max_size=100, unique=True), st.floats(0, 1, exclude_max=True)
+)
+def test_ranked_fractions_are_the_spread_of_monitors_ranked_by_hash_then_id(
+    ids: list[uuid.UUID], phase: float
+) -> None:
+    # As the scheduler ranks its entries: by the hash it keeps, then by id.
+    ranked = sorted(ids, key=lambda monitor_id: (offset_fraction(monitor_id), monitor_id))
+    fractions = ranked_fractions(len(ranked), phase)
+    assert dict(zip(ranked, fractions, strict=True)) == spread(ids, phase)
 
 
 @given(st.lists(st.uuids(), min_size=1, max_size=200, unique=True), st.uuids())

@@ -16,6 +16,8 @@ import contextlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 
 import structlog
 from prometheus_client import Counter
@@ -130,6 +132,18 @@ class _JobQueue:
     def put_nowait(self, job: Envelope) -> None:
         self._jobs.append(job)
         self._wake_one()
+
+    def put_all(self, jobs: Sequence[Envelope]) -> None:
+        """`put_nowait` of each job, in order, as one call: a tick's jobs wake a task each
+        without two method calls per job."""
+        self._jobs.extend(jobs)
+        waiting = self._waiting
+        wake = len(jobs)
+        while wake and waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():  # done: its task was cancelled
+                waiter.set_result(None)
+                wake -= 1
 
     def get_nowait(self) -> Envelope:
         if not self._jobs:
@@ -313,13 +327,9 @@ class InProcessBus(Bus):
         if self._closed:
             error = ConnectionError("in-process bus closed")
             return [UnpublishedJob(job, region, error) for job, region in jobs]
-        last_region = None
-        queue: _JobQueue | None = None
-        for job, region in jobs:
-            if region != last_region or queue is None:  # a tick's jobs are mostly of one region
-                last_region = region
-                queue = self._job_queue(region)
-            queue.put_nowait(job)
+        # A tick's jobs are mostly of one region: one run, handed over at once.
+        for region, run in groupby(jobs, key=itemgetter(1)):
+            self._job_queue(region).put_all([job for job, _ in run])
         return []
 
     def subscribe(

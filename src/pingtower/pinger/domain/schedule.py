@@ -68,8 +68,13 @@ def spread(
     monitor by at most one slot.
     """
     ordered = sorted(monitor_ids, key=lambda monitor_id: (fraction(monitor_id), monitor_id))
-    count = len(ordered)
-    return {monitor_id: (phase + rank / count) % 1.0 for rank, monitor_id in enumerate(ordered)}
+    return dict(zip(ordered, ranked_fractions(len(ordered), phase), strict=True))
+
+
+def ranked_fractions(count: int, phase: float = 0.0) -> list[float]:
+    """The grid fractions `spread` gives `count` monitors, by rank (0: the lowest hash), for a
+    caller that ranks them itself (the scheduler sorts its entries by the hash it keeps)."""
+    return [(phase + rank / count) % 1.0 for rank in range(count)]
 
 
 def next_cron(expression: str, timezone: str, after: float) -> float:

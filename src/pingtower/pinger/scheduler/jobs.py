@@ -102,7 +102,10 @@ class JobTemplate:
         # update=...)` is (the template was validated; the values have the fields' types). A
         # shallow copy: every run shares the template's settings, as in-process consumers share
         # one contract (frozen; nothing writes a job's settings).
-        fields = self._built().__dict__.copy()
+        job = self._job
+        if job is None:
+            job = self._built()
+        fields = job.__dict__.copy()
         fields["job_id"] = job_id
         fields["scheduled_at"] = scheduled_at
         fields["deadline"] = deadline

@@ -27,15 +27,16 @@ import math
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from heapq import heapify, heappop, heappush
+from operator import attrgetter
 from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import String, func, select, text, type_coerce
+from sqlalchemy import String, func, null, select, text, type_coerce, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pingtower.common.events import Envelope, Status, utcnow
@@ -43,7 +44,12 @@ from pingtower.common.messaging.bus import Bus, UnpublishedJob
 from pingtower.common.runtime import Component
 from pingtower.pinger.checks.base import get_check
 from pingtower.pinger.domain.monitor import InvalidSettingError
-from pingtower.pinger.domain.schedule import next_cron, next_run, offset_fraction, spread
+from pingtower.pinger.domain.schedule import (
+    next_cron,
+    next_run,
+    offset_fraction,
+    ranked_fractions,
+)
 from pingtower.pinger.scheduler.heartbeats import HeartbeatWatcher
 from pingtower.pinger.scheduler.jobs import JobTemplate, templates_of
 from pingtower.pinger.store.database import PingerDatabase
@@ -96,6 +102,7 @@ SCHEDULE_COLUMNS = (
     monitors.c.paused,
     monitors.c.deleted_at,
 )
+_SPREAD_ORDER = attrgetter("retry_slot", "id")  # `retry_slot` is the id's hash
 RECONCILED = Counter(
     "pingtower_pinger_scheduler_reconciled_total",
     "Monitors whose change the incremental poll missed and the full reconciliation found",
@@ -116,13 +123,47 @@ class Entry:
     cron: str | None = None
     timezone: str = "UTC"
     pending: bool = False
-    generation: int = 0
+    # The sequence number of its live heap item (0: none); the heap holds the entry itself, so
+    # a due run needs no lookup by id (a dict lookup hashing a UUID in Python per job).
+    queued: int = 0
+    # The reconciliation round that last found it in the table, or that began before a read
+    # of its row: one not found by the end of a round is no longer active.
+    reconciled: int = 0
     # Position on the interval's grid: evenly spread among the monitors of the same interval.
     slot: float = 0.0
     last_due: float | None = None
     # The table's `updated_at` as the driver returns it (before SQLAlchemy makes it a datetime),
     # once a reconciliation found it equal to `updated_at`: the next compares the raw values.
     stamp_read: Any = None
+
+
+@dataclass(slots=True)
+class _Reconciliation:
+    """A reconciliation under way: its round, how its stamps are parsed, the last id read."""
+
+    round: int
+    to_stamp: Callable[[Any], Any] | None
+    # The schedule's entries by their id's integer, as the round began: a page's ids are
+    # looked up without making a UUID each (its `__init__` checks were half of a round's CPU)
+    # or hashing one in Python. Entries made during the round are found by their UUID.
+    by_int: dict[int, Entry]
+    after: uuid.UUID | None = None
+    missed: int = 0  # rows the poll had missed, read whole and applied
+
+
+def _uuid_of(value: int) -> uuid.UUID:
+    """`uuid.UUID(int=value)` without its checks in Python, for a value read from the table
+    (so in range); its two slots set as `uuid.UUID` does."""
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)  # UUID's own __setattr__ refuses: it is immutable
+    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
+
+
+def _int_of(raw_id: Any) -> int:
+    """A monitor id as the driver returns it when not typed: asyncpg's UUID, or the 32 hex
+    digits SQLAlchemy's `Uuid` stores in SQLite."""
+    return raw_id.int if isinstance(raw_id, uuid.UUID) else int(raw_id, 16)
 
 
 def _log_unpublished(unpublished: list[UnpublishedJob]) -> None:
@@ -164,8 +205,12 @@ class Scheduler(Component):
         self.clock = clock
         self.heartbeats = HeartbeatWatcher(db)
         self.entries: dict[uuid.UUID, Entry] = {}
-        self.heap: list[tuple[float, int, uuid.UUID, int]] = []
-        self.groups: dict[int, set[uuid.UUID]] = {}
+        # (due, sequence number, entry): the sequence number orders equal times (an entry is
+        # never compared) and tells the live item from those a later push left stale.
+        self.heap: list[tuple[float, int, Entry]] = []
+        # The entries of each interval (cron monitors have none): a respread ranks entries, not
+        # ids, so that it hashes no UUID in Python per member (that was most of its CPU).
+        self.groups: dict[int, dict[uuid.UUID, Entry]] = {}
         self._dirty_groups: set[int] = set()
         # When each interval's group was last spread evenly (scheduler clock).
         self._spread_at: dict[int, float] = {}
@@ -178,6 +223,14 @@ class Scheduler(Component):
         self._states_seen: datetime | None = None
         # Wall-clock time of the last read of the tables (`load_all` or a poll).
         self._read_at: datetime | None = None
+        # Active monitors that get no jobs (heartbeats), with the reconciliation round that
+        # last found each: the lateness watcher's query runs only while there are any.
+        self.unscheduled: dict[uuid.UUID, int] = {}
+        self._round = 0
+        self._reconciling: _Reconciliation | None = None
+        self._runs_on_probes: dict[str, bool] = {}
+        self._next_poll = 0.0
+        self._next_reconcile = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -230,6 +283,8 @@ class Scheduler(Component):
         self._spread_at.clear()
         self._dirty_groups.clear()
         self._unqueued.clear()
+        self.unscheduled.clear()
+        self._reconciling = None
         SCHEDULED.set(0)
 
     async def _lead(self, lock_conn: AsyncConnection | None) -> None:
@@ -237,32 +292,42 @@ class Scheduler(Component):
         IS_LEADER.set(1)
         log.info("scheduler is the leader")
         await self.load_all()
-        next_poll = self.clock() + self.poll_seconds
+        self._next_poll = self.clock() + self.poll_seconds
         next_heartbeat = self.clock() + self.leader_retry_seconds
-        next_reconcile = self.clock() + self.reconcile_seconds
+        self._next_reconcile = self.clock() + self.reconcile_seconds
         while True:
-            await self.publish_due()
+            await self.lead_once()
             now = self.clock()
-            if now >= next_poll:
-                await self.poll_changes()
-                await self.heartbeats.report_late()
-                next_poll = now + self.poll_seconds
-            if now >= next_reconcile:
-                await self.reconcile()
-                next_reconcile = now + self.reconcile_seconds
             if lock_conn is not None and now >= next_heartbeat:
                 # A dead lock connection means the lock is gone and another may lead.
                 async with asyncio.timeout(5):
                     await lock_conn.execute(text("SELECT 1"))
                     await lock_conn.commit()
                 next_heartbeat = now + self.leader_retry_seconds
-            await asyncio.sleep(max(0.0, self.wake_at(next_poll) - self.clock()))
+            await asyncio.sleep(max(0.0, self.wake_at(self._next_poll) - self.clock()))
+
+    async def lead_once(self) -> None:
+        """One wake-up of the leader: publish what is due, poll for changes when a poll is
+        due, and read the next page of a reconciliation once one is due (a page a wake-up:
+        read at once, 30,000 monitors held the loop for 0.3 s, every run due meanwhile late)."""
+        await self.publish_due()
+        now = self.clock()
+        if now >= self._next_poll:
+            await self.poll_changes()
+            if self.unscheduled:
+                await self.heartbeats.report_late()
+            self._next_poll = now + self.poll_seconds
+        reconciling = self._reconciling is not None or now >= self._next_reconcile
+        if reconciling and await self._reconcile_page() is not None:
+            self._next_reconcile = self.clock() + self.reconcile_seconds
 
     # --- the schedule -----------------------------------------------------------------------
 
     def wake_at(self, next_poll: float) -> float:
         """When the leader wakes next, having just published: for the next poll, or for the
         next due job but not before a tick has passed (the jobs due meanwhile go with it)."""
+        if self._reconciling is not None:
+            return min(next_poll, self.clock() + TICK_SECONDS)  # its next page
         if not self.heap:
             return next_poll
         return min(next_poll, max(self.heap[0][0], self.clock() + TICK_SECONDS))
@@ -271,8 +336,8 @@ class Scheduler(Component):
         """Queue the entry's next run: the grid point nearest one interval after its last run
         (so a slot that moved a little neither repeats nor skips a run), or the first one after
         now for a monitor new to this leader."""
-        entry.generation += 1
         self._seq += 1
+        seq = entry.queued = self._seq  # an item pushed before is stale from now on
         last_due = entry.last_due
         if entry.cron is not None and not entry.pending:
             # Exact times, as written: the next one after the last run (or after now).
@@ -287,7 +352,7 @@ class Scheduler(Component):
                 interval, fraction = entry.interval, entry.slot
             after = self.clock() if last_due is None else last_due + interval / 2
             due = next_run(after, interval, fraction)
-        heappush(self.heap, (due, self._seq, entry.id, entry.generation))
+        heappush(self.heap, (due, seq, entry))
 
     def _respread(self) -> None:
         """Give the monitors of each changed interval their evenly spread slots again, at most
@@ -306,15 +371,16 @@ class Scheduler(Component):
             phase = offset_fraction(uuid.UUID(int=interval))  # intervals do not all start at :00
             if now < self._spread_at.get(interval, -math.inf) + RESPREAD_SECONDS:
                 deferred.add(interval)
-                for monitor_id in self._unqueued & members:
-                    entry = self.entries[monitor_id]
-                    entry.slot = (phase + entry.retry_slot) % 1.0
-                    self._push(entry)
+                for monitor_id in self._unqueued:
+                    if (entry := members.get(monitor_id)) is not None:
+                        entry.slot = (phase + entry.retry_slot) % 1.0
+                        self._push(entry)
                 continue
             self._spread_at[interval] = now
-            for monitor_id, slot in spread(members, phase, fraction=self._hash_of).items():
-                entry = self.entries[monitor_id]
-                if monitor_id in self._unqueued:
+            # The order `spread` ranks them in: by hash, then id.
+            ordered = sorted(members.values(), key=_SPREAD_ORDER)
+            for entry, slot in zip(ordered, ranked_fractions(len(ordered), phase), strict=True):
+                if entry.queued == 0:  # new to the schedule (`_unqueued`): never pushed yet
                     entry.slot = slot
                     self._push(entry)
                 elif entry.slot != slot:
@@ -329,31 +395,25 @@ class Scheduler(Component):
                 self._push(own_times)  # cron monitors keep their own times: no group
         self._dirty_groups = deferred
         self._unqueued.clear()
-        if len(self.heap) > 2 * len(self.entries) + 1024:
-            # Rescheduling leaves stale heap items behind; drop them now and then.
-            self.heap = [item for item in self.heap if self._is_live(item)]
+        # Every entry is queued once now: the rest of the heap is stale items, left by pushes
+        # again (a respread moves a whole group) and removals. Dropped once they are a fifth:
+        # at twice the entries, a respread of 50,000 left 50,000 more items to sift through
+        # and pop for up to an interval.
+        if len(self.heap) > len(self.entries) + len(self.entries) // 4 + 64:
+            self.heap = [item for item in self.heap if item[2].queued == item[1]]
             heapify(self.heap)
-
-    def _hash_of(self, monitor_id: uuid.UUID) -> float:
-        return self.entries[monitor_id].retry_slot
-
-    def _is_live(self, item: tuple[float, int, uuid.UUID, int]) -> bool:
-        entry = self.entries.get(item[2])
-        return entry is not None and entry.generation == item[3]
 
     async def publish_due(self) -> int:
         """Publish every job due by now; returns how many monitors were due."""
         now = self.clock()
         heap = self.heap
-        entries = self.entries
         windows = self._windows
         count = 0
         oldest: float | None = None
         jobs: list[tuple[Envelope, str]] = []
         while heap and heap[0][0] <= now:
-            due, _seq, monitor_id, generation = heappop(heap)
-            entry = entries.get(monitor_id)
-            if entry is None or entry.generation != generation:
+            due, seq, entry = heappop(heap)
+            if entry.queued != seq:
                 continue  # removed or rescheduled since it was pushed
             if oldest is None:
                 oldest = due
@@ -401,15 +461,43 @@ class Scheduler(Component):
             _log_unpublished(unpublished)
 
     def _remove(self, monitor_id: uuid.UUID) -> None:
+        self.unscheduled.pop(monitor_id, None)
         entry = self.entries.pop(monitor_id, None)
-        if entry is not None and entry.cron is None:
-            self.groups[entry.interval].discard(monitor_id)
+        if entry is None:
+            return
+        entry.queued = 0  # its heap item is stale
+        if entry.cron is None:
+            self.groups[entry.interval].pop(monitor_id, None)
             self._dirty_groups.add(entry.interval)
+
+    def _check_runs_on_probes(self, check_type: str) -> bool:
+        runs = self._runs_on_probes.get(check_type)
+        if runs is None:
+            runs = self._runs_on_probes[check_type] = _runs_on_probes(check_type)
+        return runs
 
     def _upsert(self, row: Any, pending: bool | None) -> None:
         current = self.entries.get(row.id)
-        if row.deleted_at is not None or row.paused or not _runs_on_probes(row.type):
+        if row.deleted_at is not None or row.paused:
             self._remove(row.id)
+            return
+        if not self._check_runs_on_probes(row.type):
+            self._remove(row.id)
+            self.unscheduled[row.id] = self._round
+            return
+        pending = current.pending if pending is None and current else bool(pending)
+        if current is not None and (
+            current.interval,
+            current.retry_interval,
+            current.cron,
+            current.timezone,
+        ) == (row.interval_seconds, row.retry_interval_seconds, row.cron, row.timezone):
+            # Same grid: the queued run stays valid, and its heap item holds this entry.
+            current.jobs = templates_of(row)
+            current.updated_at = row.updated_at
+            current.pending = pending
+            current.stamp_read = None
+            current.reconciled = self._round
             return
         entry = Entry(
             id=row.id,
@@ -420,25 +508,16 @@ class Scheduler(Component):
             retry_slot=current.retry_slot if current else offset_fraction(row.id),
             cron=row.cron,
             timezone=row.timezone,
-            pending=current.pending if pending is None and current else bool(pending),
+            pending=pending,
+            reconciled=self._round,
         )
         if current is not None:
-            entry.generation = current.generation
             entry.last_due = current.last_due
             entry.slot = current.slot
-            same_grid = (
-                current.interval,
-                current.retry_interval,
-                current.cron,
-                current.timezone,
-            ) == (entry.interval, entry.retry_interval, entry.cron, entry.timezone)
-            if same_grid:
-                self.entries[row.id] = entry  # the queued run stays valid
-                return
             self._remove(row.id)
         self.entries[row.id] = entry
         if entry.cron is None:
-            self.groups.setdefault(entry.interval, set()).add(row.id)
+            self.groups.setdefault(entry.interval, {})[row.id] = entry
             self._dirty_groups.add(entry.interval)
         self._unqueued.add(row.id)
 
@@ -460,6 +539,8 @@ class Scheduler(Component):
         self.heap.clear()
         self.groups.clear()
         self._spread_at.clear()
+        self.unscheduled.clear()
+        self._reconciling = None
         self._read_at = utcnow()
         async with self.db.sessions() as session:
             self._monitors_seen = await session.scalar(select(func.max(monitors.c.updated_at)))
@@ -479,62 +560,50 @@ class Scheduler(Component):
 
     async def reconcile(self) -> int:
         """Compare every active monitor's `updated_at` with the schedule and apply what the
-        incremental poll missed (new, changed, deleted or paused monitors); the count found."""
-        active: set[uuid.UUID] = set()
-        missed: list[uuid.UUID] = []
-        runs_on_probes: dict[str, bool] = {}
-        async with self.db.sessions() as session:
-            # The stamps are read raw and made datetimes only when they differ from the one
-            # last found equal: parsing every monitor's stamp (SQLite stores text) was a quarter
-            # of the reconciliation's CPU (bench/README.md, performance round 7).
+        incremental poll missed (new, changed, deleted or paused monitors), every page now;
+        the count found. The leader reads one page per wake-up instead (`lead_once`)."""
+        self._reconciling = None  # one under way starts again
+        for _ in range(10_000_000 // RECONCILE_PAGE + 1):  # bounded: 10 million monitors
+            found = await self._reconcile_page()
+            if found is not None:
+                return found
+        raise RuntimeError("the reconciliation did not reach the table's end")
+
+    async def _reconcile_page(self) -> int | None:
+        """Read and compare the next page of the table's active monitors, in the order of
+        their ids; at the last, remove what no page found and return the round's count (None
+        before). A page is its own short transaction: between two, the leader publishes and
+        polls, and an entry the poll (re)read meanwhile counts as found (its row is newer
+        than the round)."""
+        state = self._reconciling
+        if state is None:
+            self._round += 1
             dialect = self.db.engine.dialect
             to_stamp = monitors.c.updated_at.type.dialect_impl(dialect).result_processor(
                 dialect, None
             )
-            # In pages of ids with a yield between them: read and compared at once, 10,000
-            # monitors held the event loop for ~100 ms every `reconcile_seconds`. Only the
-            # leader loop changes the schedule, and it waits for this: a page read later sees
-            # the same entries.
-            after: uuid.UUID | None = None
-            for _ in range(10_000_000 // RECONCILE_PAGE + 1):  # bounded: 10 million monitors
-                query = (
-                    select(
-                        monitors.c.id, monitors.c.type, type_coerce(monitors.c.updated_at, String)
-                    )
-                    .where(monitors.c.deleted_at.is_(None), monitors.c.paused.is_(False))
-                    .order_by(monitors.c.id)
-                    .limit(RECONCILE_PAGE)
-                )
-                if after is not None:
-                    query = query.where(monitors.c.id > after)
-                page = (await session.execute(query)).all()
-                entries = self.entries
-                for monitor_id, check_type, stamp in page:
-                    runs = runs_on_probes.get(check_type)
-                    if runs is None:
-                        runs = runs_on_probes[check_type] = _runs_on_probes(check_type)
-                    if not runs:
-                        continue
-                    active.add(monitor_id)
-                    entry = entries.get(monitor_id)
-                    if entry is None:
-                        missed.append(monitor_id)
-                    elif entry.stamp_read != stamp:
-                        updated_at = stamp if to_stamp is None else to_stamp(stamp)
-                        if entry.updated_at == updated_at:
-                            entry.stamp_read = stamp
-                        else:
-                            missed.append(monitor_id)
-                if len(page) < RECONCILE_PAGE:
-                    break
-                after = page[-1].id
-                await asyncio.sleep(0)
-            rows: list[Any] = []
+            by_int = {entry.id.int: entry for entry in self.entries.values()}
+            state = self._reconciling = _Reconciliation(self._round, to_stamp, by_int)
+        # The stamps are read raw and made datetimes only when they differ from the one last
+        # found equal: parsing every monitor's stamp (SQLite stores text) was a quarter of the
+        # reconciliation's CPU (bench/README.md, performance round 7).
+        query = (
+            select(type_coerce(monitors.c.id, String), type_coerce(monitors.c.updated_at, String))
+            .where(monitors.c.deleted_at.is_(None), monitors.c.paused.is_(False))
+            .order_by(monitors.c.id)
+            .limit(RECONCILE_PAGE)
+        )
+        if state.after is not None:
+            query = query.where(monitors.c.id > state.after)
+        rows: list[Any] = []
+        async with self.db.engine.connect() as conn:
+            page = (await conn.execute(query)).all()
+            missed = self._compare(page, state)
             for start in range(0, len(missed), RECONCILE_CHUNK):
                 chunk = missed[start : start + RECONCILE_CHUNK]
                 rows.extend(
                     (
-                        await session.execute(
+                        await conn.execute(
                             select(*SCHEDULE_COLUMNS, monitor_states.c.status)
                             .join(monitor_states, monitor_states.c.monitor_id == monitors.c.id)
                             .where(monitors.c.id.in_(chunk))
@@ -543,16 +612,55 @@ class Scheduler(Component):
                 )
         for row in rows:
             self._upsert(row, row.status == Status.PENDING.value)
-        gone = [monitor_id for monitor_id in self.entries if monitor_id not in active]
+        state.missed += len(rows)
+        if len(page) == RECONCILE_PAGE:
+            state.after = _uuid_of(_int_of(page[-1][0]))
+            if rows:
+                self._respread()
+                SCHEDULED.set(len(self.entries))
+            return None
+        self._reconciling = None
+        gone = [i for i, entry in self.entries.items() if entry.reconciled != state.round]
         for monitor_id in gone:
             self._remove(monitor_id)
-        found = len(rows) + len(gone)
+        for monitor_id in [i for i, seen in self.unscheduled.items() if seen != state.round]:
+            del self.unscheduled[monitor_id]
+        found = state.missed + len(gone)
         if found:
             RECONCILED.inc(found)
-            log.info("schedule reconciled with the table", missed=len(rows), gone=len(gone))
+            log.info("schedule reconciled with the table", missed=state.missed, gone=len(gone))
             self._respread()
             SCHEDULED.set(len(self.entries))
         return found
+
+    def _compare(self, page: Sequence[Any], state: _Reconciliation) -> list[uuid.UUID]:
+        """Mark the page's monitors found in this round; the ids of those the schedule does
+        not know or knows at another stamp."""
+        entries = self.entries
+        by_int = state.by_int
+        unscheduled = self.unscheduled
+        to_stamp = state.to_stamp
+        round_ = state.round
+        missed: list[uuid.UUID] = []
+        for raw_id, stamp in page:
+            key = raw_id.int if isinstance(raw_id, uuid.UUID) else int(raw_id, 16)
+            entry = by_int.get(key)
+            if entry is None or entry.queued == 0:  # 0: removed since the round began
+                monitor_id = _uuid_of(key)
+                entry = entries.get(monitor_id)
+                if entry is None:
+                    if monitor_id in unscheduled:
+                        unscheduled[monitor_id] = round_
+                    else:
+                        missed.append(monitor_id)
+                    continue
+            entry.reconciled = round_
+            if entry.stamp_read != stamp:
+                if entry.updated_at == (stamp if to_stamp is None else to_stamp(stamp)):
+                    entry.stamp_read = stamp
+                else:
+                    missed.append(entry.id)
+        return missed
 
     def _poll_from(self, seen: datetime | None) -> datetime | None:
         """The stamp after which a poll reads: an overlap before the newest stamp seen or the
@@ -568,45 +676,51 @@ class Scheduler(Component):
         """Apply the monitors and states changed since the previous read; returns how many
         rows the poll read (stamps and states), what a quiet table should keep near zero."""
         read_at = utcnow()
-        async with self.db.sessions() as session:
-            query = select(monitors.c.id, monitors.c.updated_at)
-            if (monitors_from := self._poll_from(self._monitors_seen)) is not None:
-                query = query.where(monitors.c.updated_at > monitors_from)
-            stamps = (await session.execute(query)).all()
+        # The changed monitors' stamps and the changed states in one statement (a state row's
+        # status is never NULL), on a connection, not an ORM session: the poll runs twice a
+        # second, and each statement is a trip to SQLite's thread and SQLAlchemy's work
+        # around it (a session cost a quarter more than the connection).
+        query = select(
+            monitors.c.id, monitors.c.updated_at, type_coerce(null(), String).label("status")
+        )
+        if (monitors_from := self._poll_from(self._monitors_seen)) is not None:
+            query = query.where(monitors.c.updated_at > monitors_from)
+        states_query = select(
+            monitor_states.c.monitor_id, monitor_states.c.changed_at, monitor_states.c.status
+        )
+        if (states_from := self._poll_from(self._states_seen)) is not None:
+            states_query = states_query.where(monitor_states.c.changed_at > states_from)
+        async with self.db.engine.connect() as conn:
+            read = (await conn.execute(union_all(query, states_query))).all()
+            stamps = [row for row in read if row[2] is None]
+            states = [row for row in read if row[2] is not None]
             # The overlap returns the rows of its last seconds again; only the new or changed
             # ones are read whole.
             unknown = [
-                stamp.id
-                for stamp in stamps
-                if (known := self.entries.get(stamp.id)) is None
-                or known.updated_at != stamp.updated_at
+                monitor_id
+                for monitor_id, updated_at, _ in stamps
+                if (known := self.entries.get(monitor_id)) is None or known.updated_at != updated_at
             ]
             changed: list[Any] = []
             for start in range(0, len(unknown), RECONCILE_CHUNK):
                 chunk = unknown[start : start + RECONCILE_CHUNK]
                 changed.extend(
                     (
-                        await session.execute(
+                        await conn.execute(
                             select(*SCHEDULE_COLUMNS).where(monitors.c.id.in_(chunk))
                         )
                     ).all()
                 )
-            states_query = select(
-                monitor_states.c.monitor_id, monitor_states.c.status, monitor_states.c.changed_at
-            )
-            if (states_from := self._poll_from(self._states_seen)) is not None:
-                states_query = states_query.where(monitor_states.c.changed_at > states_from)
-            states = (await session.execute(states_query)).all()
         self._read_at = read_at
         for row in changed:
             self._upsert(row, None)
-        for stamp in stamps:
-            if self._monitors_seen is None or stamp.updated_at > self._monitors_seen:
-                self._monitors_seen = stamp.updated_at
-        for state in states:
-            self._set_pending(state.monitor_id, state.status == Status.PENDING.value)
-            if self._states_seen is None or state.changed_at > self._states_seen:
-                self._states_seen = state.changed_at
+        for _, updated_at, _ in stamps:
+            if self._monitors_seen is None or updated_at > self._monitors_seen:
+                self._monitors_seen = updated_at
+        for monitor_id, changed_at, status in states:
+            self._set_pending(monitor_id, status == Status.PENDING.value)
+            if self._states_seen is None or changed_at > self._states_seen:
+                self._states_seen = changed_at
         self._respread()
         SCHEDULED.set(len(self.entries))
         return len(stamps) + len(states)
