@@ -107,6 +107,7 @@ def test_at_the_bound_the_settings_nothing_else_holds_are_forgotten(
 ) -> None:
     monkeypatch.setattr(http_module, "SHARED_SETTINGS_KEPT", 4)
     monkeypatch.setattr(http_module, "_BY_IDENTITY", {})
+    monkeypatch.setattr(http_module, "_GROWN_TO", [0])
     held = [settings(keyword=f"held {index}") for index in range(2)]
     for given in held:
         _prepared_shared(given)
@@ -117,16 +118,30 @@ def test_at_the_bound_the_settings_nothing_else_holds_are_forgotten(
     assert set(http_module._BY_IDENTITY) == {id(given) for given in [*held, newest]}
 
 
-def test_at_the_bound_a_fleet_of_held_settings_is_forgotten_at_once(
+def test_a_fleet_of_held_settings_past_the_bound_stays_prepared_and_unheld_ones_still_go(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(http_module, "SHARED_SETTINGS_KEPT", 4)
     monkeypatch.setattr(http_module, "_BY_IDENTITY", {})
-    held = [settings(keyword=f"fleet {index}") for index in range(5)]
+    monkeypatch.setattr(http_module, "_GROWN_TO", [0])
+    held = [settings(keyword=f"fleet {index}") for index in range(7)]
     prepared = [_prepared_shared(given) for given in held]
-    # Nothing to drop at the fifth: all forgotten, then found again by their JSON.
-    assert list(http_module._BY_IDENTITY) == [id(held[4])]
-    assert _prepared_shared(held[0]) is prepared[0]
+    # The sweep at the fifth freed nothing: the next waits for as many again (8), and every
+    # monitor's settings are still found without their JSON.
+    assert set(http_module._BY_IDENTITY) == {id(given) for given in held}
+    preparing = http_module._prepared
+    monkeypatch.setattr(http_module, "_prepared", _no_json_path)
+    assert [_prepared_shared(given) for given in held] == prepared
+    monkeypatch.setattr(http_module, "_prepared", preparing)
+    assert http_module._GROWN_TO == [8]
+    # A monitor edited since: its old dict is held by the entry alone and goes at the next
+    # sweep (when an entry comes to eight), the fleet's stay.
+    del held[0]
+    newer, newest = settings(keyword="newer"), settings(keyword="newest")
+    _prepared_shared(newer)
+    _prepared_shared(newest)
+    assert set(http_module._BY_IDENTITY) == {id(given) for given in [*held, newer, newest]}
+    assert http_module._GROWN_TO[0] == 2 * (len(held) + 1)
 
 
 def _no_json_path(_settings: dict[str, Any]) -> None:
