@@ -1,6 +1,7 @@
-"""The probe's result publishing: results finished together go out in one publish, each caller
-returns only once its own result is confirmed, and a result that is not confirmed fails its
-job (so the bus does not acknowledge it); on RabbitMQ the job is acknowledged after that."""
+"""The probe's result publishing: results finished together go out in one hand-over, each caller
+returns only once the bus holds its own result (on RabbitMQ: its confirm), and a result the bus
+did not take fails its job (so the bus does not acknowledge it); on RabbitMQ the job is
+acknowledged after that."""
 
 from __future__ import annotations
 
@@ -21,13 +22,14 @@ from tests.integration.pinger.test_probe import make_job
 
 
 class RecordingBus(InProcessBus):
-    """The in-process bus, remembering the size of each publish call."""
+    """The in-process bus, remembering the size of each hand-over, which it confirms only once
+    its consumers committed (as a broker that confirms late)."""
 
     def __init__(self) -> None:
         super().__init__(linger_seconds=0.0)
         self.calls: list[int] = []
 
-    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+    async def hand_over(self, envelopes: Sequence[Envelope]) -> None:
         self.calls.append(len(envelopes))
         await super().publish(envelopes)
 
@@ -36,7 +38,7 @@ def result(n: int) -> Envelope:
     return Envelope(type="check.completed", producer="test", tenant="acme", payload={"n": n})
 
 
-async def test_results_handed_over_together_are_published_in_one_call() -> None:
+async def test_results_finished_together_are_handed_over_in_one_call() -> None:
     bus = RecordingBus()
     committed: list[int] = []
     release = asyncio.Event()
@@ -50,7 +52,7 @@ async def test_results_handed_over_together_are_published_in_one_call() -> None:
     publisher = ResultPublisher(bus)
     try:
         callers = [asyncio.create_task(publisher.publish(result(n))) for n in range(20)]
-        await eventually(lambda: bus.calls == [20], what="one publish of 20")
+        await eventually(lambda: bus.calls == [20], what="one hand-over of 20")
         await asyncio.sleep(0.05)
         assert not any(caller.done() for caller in callers)  # none returns before its confirm
         release.set()

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
+from prometheus_client import REGISTRY
 
 from pingtower.common.events import Envelope, MonitorDeleted
 from pingtower.common.messaging.bus import deliver_batch
@@ -118,6 +119,71 @@ async def test_publish_fails_for_events_not_consumed_when_the_bus_closes(
     await bus.close()
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(publishing, 5)
+
+
+async def test_hand_over_returns_once_queued_and_the_consumer_still_gets_every_event(
+    bus: InProcessBus,
+) -> None:
+    # A probe's result is held like a confirmed RabbitMQ message: the probe does not wait
+    # for the consumers' commits (a busy consumer would stop the checks).
+    handler = Recorder()
+    bus.subscribe("statistics.checks", ["check.completed"], handler)
+    handed = [event("check.completed") for _ in range(3)]
+    await asyncio.wait_for(bus.hand_over(handed), 1)  # no consumer runs yet
+    assert handler.received == []
+    assert bus.pending("statistics.checks") == 3
+    await bus.start()
+    await eventually(lambda: len(handler.received) == 3)
+    assert [e.id for e in handler.received] == [e.id for e in handed]
+
+
+async def test_hand_over_waits_for_the_commits_once_a_consumer_is_backlogged() -> None:
+    bus = InProcessBus(backlog_limit=2)
+    handler = Recorder()
+    bus.subscribe("statistics.checks", ["check.completed"], handler)
+    try:
+        await bus.hand_over([event("check.completed"), event("check.completed")])
+        waiting = asyncio.create_task(bus.hand_over([event("check.completed")]))
+        await asyncio.sleep(0.02)
+        assert not waiting.done()  # two queued: the third waits for its commit
+        await bus.start()
+        await asyncio.wait_for(waiting, 5)
+        assert len(handler.received) == 3
+        # A backlog of another consumer's does not hold these back.
+        bus.subscribe("audit.monitors", ["monitor.*"], Recorder())
+        await bus.hand_over([event("check.completed")])
+    finally:
+        await bus.close()
+
+
+async def test_handed_over_events_still_queued_at_close_are_counted_lost(bus: InProcessBus) -> None:
+    bus.subscribe("statistics.checks", ["check.completed"], Recorder())
+    lost = REGISTRY.get_sample_value("pingtower_inprocess_handed_over_lost_total") or 0.0
+    await bus.hand_over([event("check.completed"), event("check.completed")])
+    await bus.close()
+    assert REGISTRY.get_sample_value("pingtower_inprocess_handed_over_lost_total") == lost + 2
+    with pytest.raises(ConnectionError):
+        await bus.hand_over([event("check.completed")])
+
+
+async def test_a_handed_over_event_that_fails_is_redelivered_then_dead_lettered(
+    bus: InProcessBus,
+) -> None:
+    poison, good = event("check.completed"), event("check.completed")
+    tries = 0
+
+    async def handler(batch: Sequence[Envelope]) -> None:
+        nonlocal tries
+        if any(e.id == poison.id for e in batch):
+            tries += len(batch) == 1
+            raise RuntimeError("cannot apply this one")
+
+    bus.subscribe("statistics.checks", ["check.completed"], handler, max_batch=10)
+    await bus.hand_over([poison, good])
+    await bus.start()
+    await eventually(lambda: bus.dead_letters == [poison])
+    assert tries == bus.delivery_limit
+    assert bus.pending("statistics.checks") == 0
 
 
 async def test_an_event_nobody_subscribed_to_is_dropped(bus: InProcessBus) -> None:

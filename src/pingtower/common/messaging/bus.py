@@ -42,6 +42,14 @@ class Bus(abc.ABC):
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Publish events; returns only when the broker has confirmed every one of them."""
 
+    async def hand_over(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish events whose loss in a stop the caller accepts (a probe's check results: a
+        lost one is that interval's check, as when a probe dies mid-check); returns once the
+        transport holds them. On RabbitMQ that is the broker's confirm, as `publish`; the
+        in-process bus holds them in memory, queued for their consumers, without waiting for
+        their commits while its queues are short."""
+        await self.publish(envelopes)
+
     @abc.abstractmethod
     async def publish_job(self, job: Envelope, region: str) -> None:
         """Put a check job on the work queue of `region`."""

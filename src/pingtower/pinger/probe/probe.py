@@ -4,12 +4,13 @@ Stateless and database-free: a job carries the whole check. A job past its deadl
 and counted, never run late (its monitor's next job is already due). Checks against one host are
 bounded by a per-host gate so many monitors on one server do not hammer it.
 
-A job's handling ends once its result is confirmed by the bus (on RabbitMQ its message is
-acknowledged when its first job starts, so a probe killed mid-check loses that interval's checks
-of the jobs it held, and none runs twice). Waiting for the confirmation takes longer than most
-checks, so the probe holds more jobs than it runs checks at once (`JOBS_IN_HAND`), and the results
-finished in the same event-loop iteration are published together, their confirmations awaited as
-one.
+A job's handling ends once the bus holds its result (`Bus.hand_over`). On RabbitMQ that is the
+broker's confirm, and a job's message is acknowledged when its first job starts, so a probe
+killed mid-check loses that interval's checks of the jobs it held, and none runs twice. Waiting
+for the confirmation takes longer than most checks, so the probe holds more jobs than it runs
+checks at once (`JOBS_IN_HAND`), and the results finished in the same event-loop iteration are
+published together, their confirmations awaited as one. The in-process bus holds a result once
+it is queued for its consumers, so there a job ends with its check.
 """
 
 from __future__ import annotations
@@ -205,8 +206,8 @@ class _Host(Gate):
 
 class ResultPublisher:
     """Publishes `check.completed` events in batches: the results handed over during one
-    event-loop iteration go out in one `publish`, whose confirmations are awaited together;
-    each caller returns once its own event is confirmed (or raises if it was not)."""
+    event-loop iteration go out in one `Bus.hand_over`, whose confirmations are awaited
+    together; each caller returns once the bus holds its own event (or raises if it did not)."""
 
     def __init__(self, bus: Bus, *, max_batch: int = RESULT_BATCH) -> None:
         self.bus = bus
@@ -231,7 +232,7 @@ class ResultPublisher:
 
     async def _publish(self, batch: list[tuple[Envelope, asyncio.Future[None]]]) -> None:
         try:
-            await self.bus.publish([envelope for envelope, _ in batch])
+            await self.bus.hand_over([envelope for envelope, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc)
@@ -239,7 +240,7 @@ class ResultPublisher:
             # One refused event must not fail its neighbours (their jobs would run again):
             # each on its own; a copy of one the broker already took is dropped by the inbox.
             results = await asyncio.gather(
-                *(self.bus.publish([envelope]) for envelope, _ in batch), return_exceptions=True
+                *(self.bus.hand_over([envelope]) for envelope, _ in batch), return_exceptions=True
             )
             for (_, confirmed), result in zip(batch, results, strict=True):
                 _settle(confirmed, result if isinstance(result, BaseException) else None)
@@ -323,7 +324,7 @@ class Probe(Component):
                 self.limiter.part(host, joined)
         finally:
             checks.leave()
-        # Returns once the result is confirmed; only then does the bus count the job handled.
+        # Returns once the bus holds the result; only then does it count the job handled.
         await self.results.publish(
             Envelope.wrap(
                 completed,
