@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,22 +55,48 @@ def monitor_bodies(url: str, count: int, interval: int) -> list[dict[str, object
     ]
 
 
-def batch_counters(base: str) -> dict[str, tuple[float, float]]:
-    """Per in-process consumer: (batches, messages) so far, from the process's /metrics."""
+@dataclass
+class ConsumerCounts:
+    """One in-process consumer's counters so far, from the process's /metrics: batches,
+    messages, and the cumulative histogram of each batch's oldest message's wait (le -> count)."""
+
+    batches: float = 0.0
+    messages: float = 0.0
+    waits: dict[float, float] = field(default_factory=dict)
+
+
+def consumer_counts(base: str) -> dict[str, ConsumerCounts]:
     import urllib.request
 
     # a minute: at 10,000 monitors the exposition alone takes seconds on a busy process
     with urllib.request.urlopen(f"{base}/metrics", timeout=60) as response:
         text = response.read().decode()
-    found: dict[str, list[float]] = {}
+    found: dict[str, ConsumerCounts] = {}
     for line in text.splitlines():
-        for index, name in enumerate(
-            ("pingtower_inprocess_batches_total", "pingtower_inprocess_batched_messages_total")
-        ):
-            if line.startswith(name + "{"):
-                consumer = line.split('consumer="', 1)[1].split('"', 1)[0]
-                found.setdefault(consumer, [0.0, 0.0])[index] = float(line.rsplit(" ", 1)[1])
-    return {consumer: (b, m) for consumer, (b, m) in found.items()}
+        if not line.startswith("pingtower_inprocess_"):
+            continue
+        name, _, rest = line.partition("{")
+        if 'consumer="' not in rest:
+            continue
+        counts = found.setdefault(rest.split('consumer="', 1)[1].split('"', 1)[0], ConsumerCounts())
+        value = float(line.rsplit(" ", 1)[1])
+        if name == "pingtower_inprocess_batches_total":
+            counts.batches = value
+        elif name == "pingtower_inprocess_batched_messages_total":
+            counts.messages = value
+        elif name == "pingtower_inprocess_queue_wait_seconds_bucket":
+            counts.waits[float(rest.split('le="', 1)[1].split('"', 1)[0])] = value
+    return found
+
+
+def wait_bounds(start: dict[float, float], end: dict[float, float]) -> tuple[float, float] | None:
+    """Upper bounds (histogram buckets) of the window's p99 and longest batch wait."""
+    counts = {le: end[le] - start.get(le, 0.0) for le in sorted(end)}
+    total = counts.get(float("inf"), 0.0)
+    if not total:
+        return None
+    p99 = next(le for le, count in counts.items() if count >= 0.99 * total)
+    return p99, next(le for le, count in counts.items() if count >= total)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -231,7 +258,7 @@ def main_run(args: argparse.Namespace) -> None:
             # Every monitor has been scheduled once; `--settle` gives a bulk import's events
             # (a monitor.created and a first status change per monitor) time to drain first.
             time.sleep(max(args.settle, interval + 2))
-            batches_start = batch_counters(base)
+            batches_start = consumer_counts(base)
             print(f"measuring for {seconds} s ({windows} x {interval} s)")
             slices = []  # CPU share per interval: shows a backlog draining or a steady cost
             profiler = start_profiler(args.profile, process.pid, seconds)
@@ -248,7 +275,7 @@ def main_run(args: argparse.Namespace) -> None:
                 slices.append((process_cpu_seconds(process.pid) - before) / interval)
             cpu = process_cpu_seconds(process.pid) - cpu_start
             rss_after = process_rss_kib(process.pid)
-            batches_end = batch_counters(base)
+            batches_end = consumer_counts(base)
             if heap is not None:
                 take_heap_snapshot(process.pid, Path(f"{heap}.2"))
             if profiler is not None:
@@ -282,12 +309,16 @@ def main_run(args: argparse.Namespace) -> None:
     if lag_log is not None:
         lag_rows, causes = loop_lag(lag_log, start.timestamp(), end.timestamp())
         rows += lag_rows
-    for consumer, (batches, messages) in sorted(batches_end.items()):
-        batches -= batches_start.get(consumer, (0.0, 0.0))[0]
-        messages -= batches_start.get(consumer, (0.0, 0.0))[1]
+    for consumer, counts in sorted(batches_end.items()):
+        earlier = batches_start.get(consumer, ConsumerCounts())
+        batches = counts.batches - earlier.batches
         if batches:
-            mean = f"{messages / batches:.1f} ({batches:.0f} batches)"
+            mean = f"{(counts.messages - earlier.messages) / batches:.1f} ({batches:.0f} batches)"
             rows.append((f"mean batch, {consumer}", mean, ""))
+        bounds = wait_bounds(earlier.waits, counts.waits)
+        if bounds is not None:
+            p99, longest = bounds
+            rows.append((f"queue wait p99 / max, {consumer}", f"<= {p99:g} / <= {longest:g} s", ""))
     print_rows(rows, 28, "target (issue 3)")
     if causes:
         print("\nwhat held the event loop in stalls over 100 ms (25 ms samples, innermost first):")

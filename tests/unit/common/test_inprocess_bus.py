@@ -137,23 +137,61 @@ async def test_hand_over_returns_once_queued_and_the_consumer_still_gets_every_e
     assert [e.id for e in handler.received] == [e.id for e in handed]
 
 
-async def test_hand_over_waits_for_the_commits_once_a_consumer_is_backlogged() -> None:
+async def test_hand_over_waits_for_room_once_a_consumer_is_backlogged() -> None:
     bus = InProcessBus(backlog_limit=2)
-    handler = Recorder()
-    bus.subscribe("statistics.checks", ["check.completed"], handler)
+    release = asyncio.Event()
+    committed: list[Envelope] = []
+
+    async def slow(batch: Sequence[Envelope]) -> None:
+        await release.wait()
+        committed.extend(batch)
+
+    bus.subscribe("statistics.checks", ["check.completed"], slow, max_batch=1)
     try:
         await bus.hand_over([event("check.completed"), event("check.completed")])
         waiting = asyncio.create_task(bus.hand_over([event("check.completed")]))
         await asyncio.sleep(0.02)
-        assert not waiting.done()  # two queued: the third waits for its commit
+        assert not waiting.done()  # two queued: the third waits
         await bus.start()
+        # The consumer took one off the queue: room, though nothing is committed yet.
         await asyncio.wait_for(waiting, 5)
-        assert len(handler.received) == 3
+        assert committed == []
+        release.set()
+        await eventually(lambda: len(committed) == 3)
         # A backlog of another consumer's does not hold these back.
         bus.subscribe("audit.monitors", ["monitor.*"], Recorder())
         await bus.hand_over([event("check.completed")])
     finally:
         await bus.close()
+
+
+async def test_the_wait_of_each_batch_s_oldest_message_is_measured(bus: InProcessBus) -> None:
+    name = f"waited.{uuid.uuid4().hex}"
+    handler = Recorder()
+    bus.subscribe(name, ["check.completed"], handler)
+    await bus.hand_over([event("check.completed")])
+    await asyncio.sleep(0.3)  # queued while no consumer runs
+    await bus.start()
+    await eventually(lambda: len(handler.received) == 1)
+
+    def sample(suffix: str, le: str | None = None) -> float | None:
+        labels = {"consumer": name} | ({} if le is None else {"le": le})
+        return REGISTRY.get_sample_value(f"pingtower_inprocess_queue_wait_seconds{suffix}", labels)
+
+    assert sample("_count") == 1
+    assert sample("_bucket", "0.25") == 0  # it waited longer
+    assert (sample("_sum") or 0.0) >= 0.3
+
+
+async def test_a_hand_over_waiting_for_room_fails_when_the_bus_closes() -> None:
+    bus = InProcessBus(backlog_limit=1)
+    bus.subscribe("statistics.checks", ["check.completed"], Recorder())
+    await bus.hand_over([event("check.completed")])
+    waiting = asyncio.create_task(bus.hand_over([event("check.completed")]))
+    await asyncio.sleep(0.02)
+    await bus.close()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(waiting, 5)
 
 
 async def test_handed_over_events_still_queued_at_close_are_counted_lost(bus: InProcessBus) -> None:

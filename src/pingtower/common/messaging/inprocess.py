@@ -12,7 +12,9 @@ A handler must therefore never publish directly an event that its own consumer s
 as the messages are queued, as RabbitMQ confirms a message it holds without waiting for its
 consumers: a consumer busy for seconds (statistics folding a minute of 50,000 monitors) then
 lags behind instead of stopping the checks. A consumer's queue is not let grow past
-`backlog_limit`: past it, `hand_over` waits for the consumers' commits as `publish` does.
+`backlog_limit`: past it, `hand_over` waits until the consumer has taken messages off it, so the
+probe goes at the consumer's pace (waiting instead for the commits of its own messages, at the
+end of a full queue, would hold each job for the whole queue's time and starve the probe).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from itertools import groupby
 from operator import itemgetter
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from pingtower.common.events import Envelope
 from pingtower.common.messaging.bus import (
@@ -50,6 +52,14 @@ BATCHED_MESSAGES = Counter(
     ["consumer"],
 )
 
+# How far behind a consumer is: the wait of each batch's oldest message, from its queueing (or
+# requeueing for a retry) to its handler (the linger for a fuller batch included).
+QUEUE_WAIT = Histogram(
+    "pingtower_inprocess_queue_wait_seconds",
+    "Wait of each in-process batch's oldest message before its handler got it",
+    ["consumer"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
 HANDED_OVER_LOST = Counter(
     "pingtower_inprocess_handed_over_lost_total",
     "Handed-over messages (check results) dropped unconsumed because the bus closed",
@@ -74,12 +84,15 @@ class _Settlement:
 
 
 class _Delivery:
-    __slots__ = ("attempt", "envelope", "settled", "settlement")
+    __slots__ = ("attempt", "envelope", "queued_at", "settled", "settlement")
 
-    def __init__(self, envelope: Envelope, attempt: int, settlement: _Settlement | None) -> None:
+    def __init__(
+        self, envelope: Envelope, attempt: int, settlement: _Settlement | None, queued_at: float
+    ) -> None:
         self.envelope = envelope
         self.attempt = attempt
         self.settlement = settlement
+        self.queued_at = queued_at  # loop time
         self.settled = False  # counted in its settlement (once only)
 
     def settle(self) -> None:
@@ -206,17 +219,28 @@ class _Consumer:
     waiting: list[asyncio.Future[None]] = field(default_factory=list)
     batches: Counter = field(init=False)  # its label resolved once, not per batch
     messages: Counter = field(init=False)
+    waited: Histogram = field(init=False)
     lingering: list[_Linger] = field(default_factory=list)  # its tasks waiting for a batch
+    backlog_limit: int = 20_000
+    # `hand_over` calls waiting for the queue to be under `backlog_limit` again
+    room: list[asyncio.Future[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.batches = BATCHES.labels(self.name)
         self.messages = BATCHED_MESSAGES.labels(self.name)
+        self.waited = QUEUE_WAIT.labels(self.name)
 
     def wake(self) -> None:
         for waiter in self.waiting:
             if not waiter.done():
                 waiter.set_result(None)
         self.waiting.clear()
+
+    def make_room(self) -> None:
+        for waiter in self.room:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.room.clear()
 
     async def wait(self) -> None:
         """Returns once a message is queued (at once if one is)."""
@@ -240,8 +264,8 @@ class InProcessBus(Bus):
         backlog_limit: int = 20_000,
     ) -> None:
         self.delivery_limit = delivery_limit
-        # Messages a consumer may have queued before `hand_over` waits for its commits: 12 s
-        # of results at 50,000 monitors every 30 s, some 40 MB of envelopes at most.
+        # Messages a consumer may have queued before `hand_over` waits for it to take some:
+        # 12 s of results at 50,000 monitors every 30 s, some 40 MB of envelopes at most.
         self.backlog_limit = backlog_limit
         # How long a consumer waits after a first message for more to fill its batch. Each
         # batch is one transaction; without the wait a consumer faster than its producers
@@ -278,6 +302,7 @@ class InProcessBus(Bus):
         for consumer in self._consumers.values():
             while consumer.queue:
                 consumer.queue.popleft().fail(ConnectionError("in-process bus closed"))
+            consumer.make_room()  # the waiting hand-overs find the bus closed
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -295,25 +320,34 @@ class InProcessBus(Bus):
             await settlement.future
 
     async def hand_over(self, envelopes: Sequence[Envelope]) -> None:
-        if self._closed:
-            raise ConnectionError("in-process bus closed")
-        if self._backlogged(envelopes):
-            await self.publish(envelopes)
-            return
+        while True:
+            if self._closed:
+                raise ConnectionError("in-process bus closed")
+            backlogged = self._backlogged(envelopes)
+            if backlogged is None:
+                break
+            room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            backlogged.room.append(room)
+            try:
+                await room
+            finally:
+                if room in backlogged.room:
+                    backlogged.room.remove(room)
         self._enqueue(envelopes, None)
 
-    def _backlogged(self, envelopes: Sequence[Envelope]) -> bool:
-        """Whether a consumer of `envelopes` has `backlog_limit` messages queued."""
-        limit = self.backlog_limit
+    def _backlogged(self, envelopes: Sequence[Envelope]) -> _Consumer | None:
+        """A consumer of `envelopes` with `backlog_limit` messages queued, if there is one."""
         for event_type in {envelope.type for envelope in envelopes}:
-            if any(len(consumer.queue) >= limit for consumer in self._route(event_type)):
-                return True
-        return False
+            for consumer in self._route(event_type):
+                if len(consumer.queue) >= consumer.backlog_limit:
+                    return consumer
+        return None
 
     def _enqueue(self, envelopes: Sequence[Envelope], settlement: _Settlement | None) -> None:
         """Queue each envelope for every consumer it routes to (counted in `settlement`, if
         someone waits for their commits) and wake those consumers."""
         loop = asyncio.get_running_loop()
+        now = loop.time()
         # Each consumer reached, with the shortest linger of the messages it got.
         reached: dict[str, tuple[_Consumer, float]] = {}
         consumers: list[_Consumer] = []
@@ -328,7 +362,7 @@ class InProcessBus(Bus):
                     if known is None or linger < known[1]:
                         reached[consumer.name] = (consumer, linger)
             for consumer in consumers:
-                consumer.queue.append(_Delivery(envelope, 1, settlement))
+                consumer.queue.append(_Delivery(envelope, 1, settlement, now))
             if settlement is not None:
                 settlement.remaining += len(consumers)
         for consumer, linger in reached.values():
@@ -386,7 +420,9 @@ class InProcessBus(Bus):
         # One process: a broadcast subscription is an ordinary one.
         existing = self._consumers.get(consumer)
         if existing is None:
-            existing = _Consumer(consumer, tuple(routing_keys), [], max_batch)
+            existing = _Consumer(
+                consumer, tuple(routing_keys), [], max_batch, backlog_limit=self.backlog_limit
+            )
             self._consumers[consumer] = existing
             self._routes.clear()
         existing.handlers.append(handler)
@@ -430,6 +466,7 @@ class InProcessBus(Bus):
                         self._take(consumer, deliveries)
                 consumer.batches.inc()
                 consumer.messages.inc(len(deliveries))
+                consumer.waited.observe(asyncio.get_running_loop().time() - deliveries[0].queued_at)
                 await self._deliver(consumer, handler, deliveries)
             except asyncio.CancelledError:
                 # Stopped mid-batch: the publishers learn it was not consumed, so their
@@ -443,6 +480,8 @@ class InProcessBus(Bus):
         queue = consumer.queue
         for _ in range(min(consumer.max_batch - len(deliveries), len(queue))):
             deliveries.append(queue.popleft())
+        if consumer.room and len(queue) < consumer.backlog_limit:
+            consumer.make_room()
 
     async def _linger(self, consumer: _Consumer, seconds: float, taken: int) -> None:
         loop = asyncio.get_running_loop()
@@ -493,7 +532,14 @@ class InProcessBus(Bus):
         await asyncio.sleep(min(0.05 * 2**delivery.attempt, 2.0))
         # The same message again: settling it settles the publish that is waiting for it.
         delivery.settled = True
-        consumer.queue.append(_Delivery(envelope, delivery.attempt + 1, delivery.settlement))
+        consumer.queue.append(
+            _Delivery(
+                envelope,
+                delivery.attempt + 1,
+                delivery.settlement,
+                asyncio.get_running_loop().time(),
+            )
+        )
         consumer.wake()
 
     async def _run_jobs(self, region: str, handler: JobHandler) -> None:
