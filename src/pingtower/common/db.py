@@ -59,17 +59,50 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         path = url.split(":///", 1)[1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        parsed = make_url(url)
-        args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
-        engine = create_async_engine(
-            url, async_creator=sqlite_driver.connector(*args, **kwargs, timeout=30)
-        )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = _sqlite_engine(url)
         # aiosqlite's default isolation issues BEGIN lazily; BEGIN IMMEDIATE avoids the
         # upgrade deadlock when two transactions read then write.
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def read_only_engine(url: str, engine: AsyncEngine) -> AsyncEngine:
+    """The engine for sessions that only read (`engine`: the one for `url`'s writers).
+
+    On SQLite a second engine on the same file whose connections refuse to write (`PRAGMA
+    query_only`) and whose transactions begin DEFERRED: such a transaction never takes the
+    write lock, and WAL lets it read a snapshot beside the writer, where every transaction of
+    `engine` (BEGIN IMMEDIATE) queues behind the writer and makes writers queue behind it.
+    Give it back with `dispose` (it is not `engine`). Elsewhere `engine` itself: PostgreSQL's
+    reads take no lock that holds writers."""
+    if not is_sqlite(url):
+        return engine
+    reader = _sqlite_engine(url)
+    event.listen(reader.sync_engine, "connect", _sqlite_query_only)
+    event.listen(reader.sync_engine, "begin", _sqlite_begin_deferred)
+    return reader
+
+
+def _sqlite_engine(url: str) -> AsyncEngine:
+    """An engine on the embedded mode's driver with the connection settings of every one."""
+    parsed = make_url(url)
+    args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
+    engine = create_async_engine(
+        url, async_creator=sqlite_driver.connector(*args, **kwargs, timeout=30)
+    )
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_query_only(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _sqlite_begin_deferred(conn: Any) -> None:
+    conn.exec_driver_sql(sqlite_driver.BEGIN_READ)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

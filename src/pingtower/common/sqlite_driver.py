@@ -18,7 +18,8 @@ statement's trip, so SQLite's write lock is taken at the same point of the trans
 (before any of its statements). A transaction that runs no statement takes no lock and commits
 nothing. A BEGIN that fails (the busy timeout ran out) fails that first statement, and the next
 one tries it again. That was a trip less for every transaction of the embedded process, a sixth
-of a consumer's batch (bench/README.md, performance round 6).
+of a consumer's batch (bench/README.md, performance round 6). A read-only engine's transactions
+(`db.read_only_engine`) begin the same way with `BEGIN DEFERRED`, which takes no write lock.
 
 Writes whose outcome the caller does not need back (`defer`: the evaluator's results and state
 rows, the last statements of its transaction) run in the trip of the transaction's next
@@ -55,6 +56,9 @@ _NOTHING: _Outcome = (None, -1, None, [])
 T = TypeVar("T")
 # As common/db.py begins every transaction (its only statement without parameters)
 BEGIN = "BEGIN IMMEDIATE"
+# As it begins those of a read-only engine (`db.read_only_engine`): no write lock taken
+BEGIN_READ = "BEGIN DEFERRED"
+_BEGINS = frozenset({BEGIN, BEGIN_READ})
 
 
 def _execute(
@@ -71,9 +75,9 @@ def _executemany(cursor: sqlite3.Cursor, sql: str, parameters: Iterable[Any]) ->
     return cursor.description, cursor.rowcount, cursor.lastrowid, []
 
 
-def _begun(connection: sqlite3.Connection, function: Callable[[], T]) -> T:
+def _begun(connection: sqlite3.Connection, begin: str, function: Callable[[], T]) -> T:
     """On the connection's thread: the transaction's BEGIN, then its first statement."""
-    connection.execute(BEGIN)
+    connection.execute(begin)
     return function()
 
 
@@ -105,8 +109,8 @@ class OneTripCursor:
     async def execute(
         self, sql: str, parameters: Sequence[Any] | dict[str, Any] | None = None
     ) -> OneTripCursor:
-        if sql == BEGIN and not parameters:
-            self._connection.begin_later()
+        if sql in _BEGINS and not parameters:
+            self._connection.begin_later(sql)
             self._took(_NOTHING)
             return self
         self._took(await self._connection.run(partial(_execute, self._cursor, sql, parameters)))
@@ -140,13 +144,15 @@ class OneTripCursor:
 
 class OneTripConnection(aiosqlite.Connection):
     _begin_pending = False  # a BEGIN to run before the next statement
+    _begin = BEGIN  # which
     _deferred: list[Callable[[], object]] | None = None  # writes to run before it
 
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
 
-    def begin_later(self) -> None:
+    def begin_later(self, begin: str = BEGIN) -> None:
         self._begin_pending = True
+        self._begin = begin
 
     def defer(self, write: Callable[[], object]) -> None:
         """Run `write` (on the connection's thread) in the trip of the transaction's next
@@ -187,7 +193,7 @@ class OneTripConnection(aiosqlite.Connection):
             return done
         self._begin_pending = False
         try:
-            begun: T = await self._execute(partial(_begun, self._conn, function))  # type: ignore[no-untyped-call]
+            begun: T = await self._execute(partial(_begun, self._conn, self._begin, function))  # type: ignore[no-untyped-call]
         except BaseException:
             if not self._conn.in_transaction:
                 # BEGIN itself failed: the next statement retries it, and the writes after it

@@ -101,6 +101,9 @@ class StatisticsService(Component):
         self.url = settings.database_url("statistics")
         self.engine = db.create_engine(self.url)
         self.sessions = db.session_factory(self.engine)
+        # for work that only reads: on SQLite, transactions that do not take the write lock
+        self.read_engine = db.read_only_engine(self.url, self.engine)
+        self.read_sessions = db.session_factory(self.read_engine)
         self.outbox = Outbox(tables.outbox, producer="statistics")
         self.inbox = Inbox(tables.inbox, consumer=CONSUMER)
         self.relay = OutboxRelay(
@@ -171,6 +174,8 @@ class StatisticsService(Component):
         self._tasks = []
         await self.relay.stop()
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
 
     async def ensure_partitions(self) -> None:
         """On PostgreSQL, make sure the coming days have their results partitions."""
@@ -182,12 +187,20 @@ class StatisticsService(Component):
     async def compact(self) -> int:
         """Fold minute cells into hour and day cells up to the last minute that ended at least
         `compact_grace` ago (results still arriving for it then go in as late ones), at most one
-        hour per short transaction; returns how many steps moved the watermark."""
+        hour per short transaction; returns how many steps moved the watermark. On SQLite a
+        step reads and sums outside the write lock and holds it only to write the sums
+        (`compaction.fold_next_hour_apart`)."""
         until = floor_to(self.clock() - self.compact_grace, Resolution.MINUTE.length)
         folded = 0
+        sqlite = db.is_sqlite(self.url)
         for _ in range(100_000):  # bounded: ~11 years of hours with data per run
-            async with self.sessions() as session, session.begin():
-                reached = await compaction.fold_next_hour(session, until)
+            if sqlite:
+                reached = await compaction.fold_next_hour_apart(
+                    self.engine, self.read_engine, until
+                )
+            else:
+                async with self.sessions() as session, session.begin():
+                    reached = await compaction.fold_next_hour(session, until)
             if reached is None:
                 break
             folded += 1
@@ -253,7 +266,9 @@ class StatisticsService(Component):
         p95: dict[uuid.UUID, float | None] = {}
         after: uuid.UUID | None = None
         for _ in range(10_000_000 // self.metrics_page + 1):  # bounded: 10 million monitors
-            async with self.sessions() as session:
+            # read-only: on SQLite the page's reads take no write lock, so ingest never
+            # queues behind them
+            async with self.read_sessions() as session:
                 page = await queries.monitor_facts_page(session, after, self.metrics_page)
                 if not page:
                     break

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pingtower.common.events import Envelope
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.service import Retention
-from pingtower.statistics.store import tables
+from pingtower.statistics.store import compaction, sqlite_ingest, tables
 from pingtower.statistics.store.watermark import folded_until
-from tests.integration.statistics.conftest import Harness
+from tests.integration.statistics.conftest import Clock, Harness, harness
 from tests.integration.statistics.story import (
     NOV10,
     SHOP,
@@ -208,3 +210,87 @@ async def test_two_consumers_adding_to_the_same_cells_lose_nothing(early_stats: 
         stored = (await session.execute(select(r.histogram, r.latency_max))).all()
     assert sum(Histogram.from_bytes(row.histogram).count for row in stored) == 160
     assert max(row.latency_max for row in stored) == 10.0 + 159
+
+
+class Folds:
+    """Counts the folds on SQLite that found their reads changed at their write and folded
+    again in one write transaction (`fold_next_hour` called by `fold_next_hour_apart`)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.again = 0
+        original = compaction.fold_next_hour
+
+        async def counted(session: AsyncSession, until: datetime) -> datetime | None:
+            self.again += 1
+            return await original(session, until)
+
+        monkeypatch.setattr(compaction, "fold_next_hour", counted)
+
+
+def late_check(at: datetime) -> Envelope:
+    return wrap(check(30, 1000.0).model_copy(update={"check_id": uuid.uuid4(), "finished_at": at}))
+
+
+@pytest.mark.parametrize(
+    ("folded_first_to", "late_at"),
+    [
+        # in the minutes the fold reads: a minute cell the read did not see
+        (None, NOV10 + 8 * H + 30 * M + timedelta(seconds=30)),
+        # before the watermark, in the hour being folded: its hour and day cells grow
+        (NOV10 + 8 * H + 40 * M, NOV10 + 8 * H + 20 * M),
+        # in minutes the fold moves the watermark past without a cell to fold
+        (NOV10 + 9 * H + 30 * M, NOV10 + 9 * H + 10 * M),
+    ],
+)
+async def test_a_late_result_stored_between_a_folds_read_and_its_write_counts_once(
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    folded_first_to: datetime | None,
+    late_at: datetime,
+) -> None:
+    """On SQLite a fold reads and sums outside the write lock: a result stored meanwhile
+    (more than `compact_grace` late) must make it fold again, never write sums that miss it
+    or move the watermark past its minute cell."""
+    async with harness(sqlite_url, tmp_path, Clock(NOV10 + 8 * H), background=False) as stats:
+        await feed(stats, everything())
+        if folded_first_to is not None:
+            stats.clock.now = folded_first_to + stats.service.compact_grace
+            assert await stats.service.compact() >= 1
+        folds = Folds(monkeypatch)
+        read = sqlite_ingest.read_fold
+        reads = 0
+
+        async def read_then_late_result(reader: AsyncEngine, until: datetime) -> Any:
+            nonlocal reads
+            found = await read(reader, until)
+            reads += 1
+            if reads == 1:
+                await stats.service.handler([late_check(late_at)])
+            return found
+
+        monkeypatch.setattr(sqlite_ingest, "read_fold", read_then_late_result)
+        stats.clock.now = NOV10 + 10 * H
+        await stats.service.compact()
+        assert folds.again == 1
+        stats.clock.now = NOV10 + 14 * H
+        await stats.service.compact()
+        stored = await cells(stats)
+        assert stored["minute"][1] == stored["hour"][1] == stored["day"][1] == 61
+        async with stats.service.sessions() as session:
+            assert await folded_until(session) == NOV10 + 14 * H - 5 * M
+        assert folds.again == 1
+
+
+async def test_folds_on_sqlite_with_nothing_changed_write_what_they_read(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with harness(sqlite_url, tmp_path, Clock(NOV10 + 8 * H), background=False) as stats:
+        await feed(stats, everything())
+        folds = Folds(monkeypatch)
+        for minutes in (10, 35, 61, 62, 120):  # in part, the rest, an hour's end, past it
+            stats.clock.now = NOV10 + 8 * H + minutes * M + stats.service.compact_grace
+            await stats.service.compact()
+        assert folds.again == 0
+        stored = await cells(stats)
+        assert stored["minute"][1] == stored["hour"][1] == stored["day"][1] == 60

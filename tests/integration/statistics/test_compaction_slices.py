@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pingtower.common.events import CheckCompleted, Envelope, Outcome
 from pingtower.statistics.store import compaction, tables
@@ -128,9 +129,18 @@ async def test_sqlite_folding_a_minute_cell_at_a_time_stores_what_the_general_pa
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Folded every 10 minutes, as in steady state each hour and day key gets one minute cell
-    per fold: on SQLite it passes through as stored and is added to the stored cell in the
-    database. The cells must be those of the general path (SQLAlchemy's rows decoded, summed
-    by `Cell`, encoded again), to the last bit."""
+    per fold: on SQLite it is added to the stored cells outside the write lock
+    (`fold_next_hour_apart`), or, folded in the write transaction, passes through as stored
+    and is added to the stored cell in the database. The cells must be those of the general
+    path (SQLAlchemy's rows decoded, summed by `Cell`, encoded again), to the last bit."""
+    apart = await folded_every_10_minutes(f"sqlite+aiosqlite:///{tmp_path}/apart.sqlite3", tmp_path)
+
+    async def locked(engine: AsyncEngine, _readers: object, until: datetime) -> datetime | None:
+        async with AsyncSession(engine) as session, session.begin():
+            return await compaction.fold_next_hour(session, until)
+
+    # the fold in one write transaction, its cells added inside SQLite by the upsert
+    monkeypatch.setattr(compaction, "fold_next_hour_apart", locked)
     passed_through = await folded_every_10_minutes(
         f"sqlite+aiosqlite:///{tmp_path}/through.sqlite3", tmp_path
     )
@@ -141,3 +151,4 @@ async def test_sqlite_folding_a_minute_cell_at_a_time_stores_what_the_general_pa
     cells, _ = general
     assert {row[2] for row in cells} == {"minute", "hour", "day"}
     assert passed_through == general
+    assert apart == general

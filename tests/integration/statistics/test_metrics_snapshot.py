@@ -3,8 +3,10 @@ snapshot that reading every monitor at once (the read side's general queries) gi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +15,7 @@ from pingtower.common.events import Envelope, MonitorCreated, Status
 from pingtower.statistics.domain.uptime import uptime
 from pingtower.statistics.metrics import MONITORS, MonitorSample
 from pingtower.statistics.store import queries, tables
-from tests.integration.statistics.conftest import Harness
+from tests.integration.statistics.conftest import Clock, Harness, harness
 from tests.integration.statistics.story import (
     NOV9,
     NOV10,
@@ -130,3 +132,16 @@ async def test_a_slow_refresh_spaces_out_the_next_and_keeps_its_figures_usable_u
     pause = stats.service.metrics_pause
     assert pause > timedelta(0)  # in proportion to how long the run took
     assert stats.service.latency.max_age == max(usual, 2 * pause)
+
+
+async def test_on_sqlite_the_snapshot_reads_beside_a_writer_without_waiting_for_it(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Its pages read in read-only transactions, which take no write lock: a writer holding
+    it (ingest, compaction) keeps the snapshot from nothing, nor the snapshot the writer."""
+    async with harness(sqlite_url, tmp_path, Clock(NOV10 + 10 * H), background=False) as stats:
+        await feed(stats, everything())
+        async with stats.service.sessions() as writer, writer.begin():
+            await writer.execute(tables.watermarks.update().values(name="rollups"))
+            # a writer would wait for the lock until the busy timeout (30 s)
+            assert await asyncio.wait_for(stats.service.refresh_metrics(), 10) > 0

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pingtower.common import sqlite_driver
-from pingtower.common.db import create_engine
+from pingtower.common.db import create_engine, read_only_engine, session_factory
 
 metadata = sa.MetaData()
 things = sa.Table(
@@ -430,3 +430,74 @@ async def test_a_plain_transaction_whose_commit_fails_commits_nothing(
     assert called == []
     assert engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert await _names(engine) == ["taken"]
+
+
+@pytest.fixture
+async def reader(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    found = read_only_engine(str(engine.url), engine)
+    assert found is not engine
+    yield found
+    await found.dispose()
+
+
+async def test_a_read_only_transaction_takes_no_write_lock_and_reads_its_snapshot(
+    engine: AsyncEngine, reader: AsyncEngine
+) -> None:
+    await _insert(engine, "before")
+    other = impatient_engine(engine)  # no busy timeout: a writer kept waiting fails at once
+    try:
+        async with reader.connect() as conn:
+            await conn.begin()
+            names = (await conn.execute(sa.select(things.c.name))).scalars()
+            assert list(names) == ["before"]
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            assert raw._conn.in_transaction
+            # a writer beside it is not kept waiting, and the reader's snapshot stays as it was
+            await _insert(other, "meanwhile")
+            count = sa.select(sa.func.count()).select_from(things)
+            assert await conn.scalar(count) == 1
+            await conn.commit()
+            assert await conn.scalar(count) == 2
+            await conn.rollback()
+        async with engine.connect() as holder:
+            await holder.begin()
+            await holder.execute(things.insert().values(name="uncommitted"))
+            async with reader.connect() as conn:  # nor is a reader kept waiting by a writer
+                assert await conn.scalar(count) == 2
+            await holder.commit()
+    finally:
+        await other.dispose()
+
+
+async def test_a_read_only_transaction_refuses_to_write(
+    engine: AsyncEngine, reader: AsyncEngine
+) -> None:
+    async with reader.connect() as conn:
+        with pytest.raises(OperationalError, match="readonly"):
+            await conn.execute(things.insert().values(name="refused"))
+        await conn.rollback()
+    sessions = session_factory(reader)
+    async with sessions() as session:
+        with pytest.raises(OperationalError, match="readonly"):
+            await session.execute(sa.update(things).values(size=1))
+    async with engine.connect() as conn:
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(things)) == 0
+
+
+async def test_a_read_only_transaction_begins_in_its_first_statements_trip(
+    reader: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with reader.connect() as conn:  # the pool's connection opened (and set) first
+        await conn.execute(sa.select(1))
+    trips = Trips(monkeypatch)
+    async with reader.connect() as conn:
+        await conn.execute(sa.select(1))
+        assert trips.count == 1
+        await conn.commit()
+    assert trips.count == 2
+
+
+def test_elsewhere_read_only_sessions_use_the_writers_engine(engine: AsyncEngine) -> None:
+    url = "postgresql+asyncpg://user:secret@127.0.0.1/db"
+    assert read_only_engine(url, engine) is engine

@@ -12,7 +12,10 @@ results still land.
 
 On PostgreSQL, ingest holds the watermark row FOR SHARE while it writes cells and compaction
 takes it FOR UPDATE: a fold never misses a minute cell written by a transaction that read the
-old watermark. SQLite runs one writer at a time (BEGIN IMMEDIATE), which gives the same.
+old watermark. SQLite runs one writer at a time (BEGIN IMMEDIATE), which gives the same; there
+a fold reads and sums outside the write lock and, in its one short write transaction, writes
+its sums only if no result that could change what it read was stored since, else folds again
+inside it (`fold_next_hour_apart`).
 
 When the watermark passes the end of an hour or a day, that cell is finished: compaction then
 writes its figures (percentiles, the series point: domain/cell_figures.py) into its row, and
@@ -26,12 +29,13 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from functools import partial
 from itertools import accumulate
 from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import Text, bindparam, cast, delete, func, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pingtower.statistics.domain.cell_figures import figures
 from pingtower.statistics.domain.histogram import Histogram
@@ -71,6 +75,44 @@ async def fold_next_hour(session: AsyncSession, until: datetime) -> datetime | N
     await finish(session, start, stop)
     await move(session, stop)
     return stop
+
+
+async def fold_next_hour_apart(
+    engine: AsyncEngine, reader: AsyncEngine, until: datetime
+) -> datetime | None:
+    """`fold_next_hour` on SQLite (`engine`), with its reads and sums outside the write lock.
+
+    The minute cells and the hour and day cells they go into are read in a read transaction
+    of `reader` (a read-only engine: no write lock; WAL gives it a snapshot beside the
+    writer), the final hour and day cells made from them and staged in a temporary table of
+    a writer connection (`sqlite_ingest.FoldStage`), still outside the lock: all of it on
+    the event loop's thread, a slice at a time between yields (`sqlite_ingest.read_fold`
+    says why). Then one short write transaction checks that nothing they came from has
+    changed (`sqlite_ingest.still_current`: no result stored since the read for a time from
+    the watermark's day on, the watermark where it was), copies them into `rollups` with
+    plain statements and moves the watermark: the same cells and watermark as one write
+    transaction gives, written at once, so a crash leaves the fold undone or done. If
+    something has changed (a result later than `compact_grace` arrived meanwhile), it folds
+    again in one write transaction, as `fold_next_hour` does. A fold that finishes an hour
+    writes its figures in the transaction that writes its cells (`finish`), the staged
+    cells copied the same way."""
+    read = await sqlite_ingest.read_fold(reader, until)
+    if read is None:
+        return None
+    async with engine.connect() as connection, sqlite_ingest.stage(connection) as stage:
+        for at in range(0, len(read.minutes), SQLITE_SLICE):
+            stage.add(sqlite_ingest.folded_rows(read.minutes[at : at + SQLITE_SLICE], read))
+            await asyncio.sleep(0)
+        if not finishes(read.start, read.stop):
+            if await stage.write_alone(read):
+                return read.stop
+        else:
+            async with AsyncSession(bind=connection) as session, session.begin():
+                if await sqlite_ingest.on_thread(session, partial(stage.write_staged, read=read)):
+                    await finish(session, read.start, read.stop)
+                    return read.stop
+    async with AsyncSession(engine) as session, session.begin():
+        return await fold_next_hour(session, until)
 
 
 async def _fold(session: AsyncSession, first: datetime, stop: datetime) -> None:
@@ -128,6 +170,12 @@ def whole_monitors(
         part.append(row)
     if part:
         yield part
+
+
+def finishes(start: datetime, stop: datetime) -> bool:
+    """Whether the watermark moving from `start` to `stop` passes the end of an hour (and so
+    `finish` has cells to write figures into)."""
+    return floor_to(start, Resolution.HOUR.length) <= stop - Resolution.HOUR.length
 
 
 async def finish(session: AsyncSession, start: datetime, stop: datetime) -> None:

@@ -28,19 +28,22 @@ to its hour and day rows without being decoded and encoded again (round 7).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import uuid
 import weakref
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from pingtower.common.events import CheckCompleted, MonitorStatusChanged, Outcome
-from pingtower.common.sqlite_driver import OneTripConnection, driver_of
+from pingtower.common.sqlite_driver import BEGIN, BEGIN_READ, OneTripConnection, driver_of
 from pingtower.common.sqlite_values import result_texts, utc_text
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.domain.rollups import (
@@ -368,6 +371,360 @@ def coarser_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
 
 _HOUR = Resolution.HOUR.value
 _DAY = Resolution.DAY.value
+
+
+@dataclass(frozen=True)
+class FoldInput:
+    """What a fold on SQLite reads outside the write lock (`read_fold`), in one snapshot: the
+    minute cells to fold and the hour and day cells they go into, with what `still_current`
+    needs to tell, in the write transaction, that none of it has changed since."""
+
+    start: datetime  # the watermark
+    stop: datetime  # where the fold moves it
+    watermark: str | None  # as stored (None: no row yet)
+    newest_result: tuple[int, str] | None  # id and check id of the newest result
+    # `_MINUTE_CELLS` rows by monitor and region, each one's in time order
+    minutes: list[list[Any]]
+    hours: dict[tuple[str, str], tuple[Any, ...]]  # (monitor, region): rowid, `_VALUES`
+    days: dict[tuple[str, str], tuple[Any, ...]]
+
+
+async def read_fold(engine: AsyncEngine, until: datetime) -> FoldInput | None:
+    """`compaction.fold_next_hour`'s reads in a read transaction (BEGIN DEFERRED: no write
+    lock) on a connection of `engine` (a read-only engine's, `db.read_only_engine`); None
+    when the watermark has reached `until`.
+
+    The rows are fetched and decoded on the event loop's thread, a chunk at a time between
+    yields, the connection being this task's alone meanwhile: on SQLite's thread each row
+    would wait for the GIL, which a busy event loop hands over only every switch interval
+    (5 ms): in a process as busy as `pingtower up` at 50,000 monitors that made the fold's
+    reads and writes there last seconds (bench/README.md, performance round 9)."""
+    async with engine.connect() as connection:
+        db = (await _driver(connection))._conn
+        db.execute(BEGIN_READ)
+        try:
+            return await _read_fold(db, until)
+        finally:
+            db.rollback()
+
+
+async def _read_fold(db: sqlite3.Connection, until: datetime) -> FoldInput | None:
+    found = db.execute(_WATERMARK, (WATERMARK_NAME,)).fetchone()
+    watermark = None if found is None else found[0]
+    start = EPOCH if watermark is None else from_sqlite_time(watermark)
+    if start >= until:
+        return None
+    newest = db.execute(_NEWEST_RESULT).fetchone()
+    first = db.execute(_FIRST_MINUTE, (sqlite_time(start), sqlite_time(until))).fetchone()[0]
+    minutes: dict[tuple[str, str], list[Any]] = {}
+    hours: dict[tuple[str, str], tuple[Any, ...]] = {}
+    days: dict[tuple[str, str], tuple[Any, ...]] = {}
+    stop = until
+    if first is not None:
+        hour = floor_to(from_sqlite_time(first), Resolution.HOUR.length)
+        stop = min(hour + Resolution.HOUR.length, until)
+        span = (first, sqlite_time(stop))
+        # in time order (the index on resolution and time), grouped here: no sort in SQLite
+        async for rows in _chunks(db, _MINUTE_CELLS_BY_TIME, span):
+            for row in rows:
+                minutes.setdefault((row[0], row[1]), []).append(row)
+        for cells, resolution, at in (
+            (hours, _HOUR, hour),
+            (days, _DAY, floor_to(hour, Resolution.DAY.length)),
+        ):
+            async for rows in _chunks(db, _CELLS_FOLDED_INTO, (resolution, sqlite_time(at), *span)):
+                for row in rows:
+                    cells[(row[0], row[1])] = row[2:]
+    newest_result = None if newest is None else (newest[0], newest[1])
+    return FoldInput(start, stop, watermark, newest_result, list(minutes.values()), hours, days)
+
+
+async def _chunks(
+    db: sqlite3.Connection, sql: str, parameters: Sequence[Any]
+) -> AsyncIterator[list[Any]]:
+    """A query's rows, `_CHUNK` at a time with a yield to the event loop after each."""
+    cursor = db.execute(sql, parameters)
+    try:
+        while rows := cursor.fetchmany(_CHUNK):
+            yield rows
+            await asyncio.sleep(0)
+    finally:
+        cursor.close()
+
+
+# Rows fetched and decoded between two yields: ~5 ms
+_CHUNK = 1000
+_MINUTE_CELLS_BY_TIME = (
+    "SELECT monitor_id, region, bucket_start, tenant, up, degraded, down, latency_count, "
+    "latency_min, latency_max, latency_sum, phase_sums, phase_counts, histogram FROM rollups "
+    "WHERE resolution = 'minute' AND bucket_start >= ? AND bucket_start < ? "
+    "ORDER BY bucket_start"
+)
+
+
+async def _driver(connection: AsyncConnection) -> OneTripConnection:
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not isinstance(driver, OneTripConnection):
+        raise TypeError(f"not the embedded mode's SQLite driver: {type(driver).__name__}")
+    return driver
+
+
+_NEWEST_RESULT = "SELECT id, check_id FROM results ORDER BY id DESC LIMIT 1"
+_FIRST_MINUTE = (
+    "SELECT min(bucket_start) FROM rollups "
+    "WHERE resolution = 'minute' AND bucket_start >= ? AND bucket_start < ?"
+)
+_VALUES = (
+    "up, degraded, down, latency_count, latency_min, latency_max, latency_sum, phase_sums, "
+    "phase_counts, histogram"
+)
+# The cells of one resolution and start that minute cells in a span fold into
+_CELLS_FOLDED_INTO = (
+    f"SELECT monitor_id, region, rowid, {_VALUES} FROM rollups AS c "
+    "WHERE resolution = ? AND bucket_start = ? AND EXISTS (SELECT 1 FROM rollups AS m "
+    "WHERE m.monitor_id = c.monitor_id AND m.resolution = 'minute' AND m.bucket_start >= ? "
+    "AND m.bucket_start < ? AND m.region = c.region)"
+)
+
+
+def folded_rows(
+    groups: Sequence[Sequence[Sequence[Any]]], read: FoldInput
+) -> list[tuple[Any, ...]]:
+    """For minute rows of `read` (`groups`: some of its monitors' and regions', each in time
+    order): the hour and day cells they make once added to the stored ones `read` holds, as
+    `_STAGE` rows (the stored cell's rowid, or None for a cell not stored yet; its key,
+    workspace and final values). The values are those `_ADD_TO_CELL` stores when it adds
+    `coarser_rows` of the rows to the same cells, by the same functions in the same order
+    (tests compare both).
+
+    The usual fold, a minute, has one minute cell per hour and day cell, both stored: it is
+    added to them from its stored forms (`_one_minute`), its phase sums decoded once for both.
+    Others (several minutes, a cell not stored yet) go through `coarser_rows`."""
+    found: list[tuple[Any, ...]] = []
+    rest: list[Sequence[Any]] = []
+    for rows in groups:
+        row = rows[0]
+        key = (row[0], row[1])
+        hour, day = read.hours.get(key), read.days.get(key)
+        more = _one_minute(row) if len(rows) == 1 and hour and day else None
+        if more is None or hour is None or day is None:
+            rest.extend(rows)
+        else:
+            at = row[2]
+            found.append((hour[0], *key, _HOUR, at[:14] + "00:00.000000", row[3], *more(hour)))
+            found.append((day[0], *key, _DAY, at[:11] + "00:00:00.000000", row[3], *more(day)))
+    for row in coarser_rows(rest):
+        monitor, region, resolution = row[:3]
+        stored = (read.hours if resolution == _HOUR else read.days).get((monitor, region))
+        if stored is None:
+            found.append((None, *row))
+        else:
+            found.append((stored[0], *row[:5], *added(stored[1:], row[5:])))
+    return found
+
+
+def _one_minute(row: Sequence[Any]) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    """For a minute row alone in its hour: a function that gives a stored cell's (rowid,
+    `_VALUES`) values once the row is added, as `added(stored, coarser_rows([row])[i][5:])`
+    gives them; None where its forms are not those `coarser_rows` passes through (phase
+    counts and histogram) or its phase sums are not a JSON object.
+
+    `coarser_rows` gives the row's phase sums as the text of `{name: 0.0 + value}`, which
+    `add_maps` decodes to that same map (floats go to JSON text and back unchanged): here it
+    is made once and added to both stored cells' maps."""
+    sums = _loads(row[11])
+    if (
+        type(sums) is not dict
+        or not _counts_as_dumped(row[12])
+        or not Histogram.is_stored_form(row[13])
+    ):
+        return None
+    sums = {name: 0.0 + value for name, value in sums.items()}
+    up, degraded, down, count, more_low, more_high = row[4:10]
+    more_total, counts, histogram = 0.0 + row[10], row[12], row[13]
+
+    def add(stored: Sequence[Any]) -> tuple[Any, ...]:
+        low, high = stored[5], stored[6]
+        if low is None or (more_low is not None and low >= more_low):
+            low = more_low
+        if high is None or (more_high is not None and high < more_high):
+            high = more_high
+        total: dict[str, Any] = _loads(stored[8]) if stored[8] else {}
+        for name, value in sums.items():
+            total[name] = total.get(name, 0) + value
+        return (
+            stored[1] + up,
+            stored[2] + degraded,
+            stored[3] + down,
+            stored[4] + count,
+            low,
+            high,
+            stored[7] + more_total,
+            _dumps(total),
+            _add_counts(stored[9], counts),
+            Histogram.add_stored(stored[10], histogram),
+        )
+
+    return add
+
+
+def added(stored: Sequence[Any], more: Sequence[Any]) -> tuple[Any, ...]:
+    """`_VALUES` of a stored cell once `_ADD_TO_CELL` has added `more` (its values from `up`
+    on) to it, computed here: SQLite's `min` and `max` of two equal values (0.0 and -0.0) give
+    the second and the first."""
+    up, degraded, down, count, low, high, total, sums, counts, histogram = stored
+    more_low, more_high = more[4], more[5]
+    if low is None or (more_low is not None and low >= more_low):
+        low = more_low
+    if high is None or (more_high is not None and high < more_high):
+        high = more_high
+    return (
+        up + more[0],
+        degraded + more[1],
+        down + more[2],
+        count + more[3],
+        low,
+        high,
+        total + more[6],
+        add_maps(sums, more[7]),
+        _add_counts(counts, more[8]),
+        Histogram.add_stored(histogram, more[9]),
+    )
+
+
+class FoldStage:
+    """A fold's final cells staged in a temporary table of one writer connection (`stage`):
+    filled outside the write lock (a connection's temporary tables are its own, written
+    without it), then copied into `rollups` by one statement each for the stored cells and
+    the new ones (`write_staged`), in C, with no value of a row handed over from Python
+    while the write lock is held."""
+
+    def __init__(self, driver: OneTripConnection) -> None:
+        self.driver = driver
+        self.stored = 0  # rows staged for stored cells
+        self.new = 0
+
+    def add(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Stage `folded_rows`' rows, on the event loop's thread (as `read_fold` reads: the
+        connection is this task's alone; its temporary tables are in memory)."""
+        self.driver._conn.executemany(_STAGE, rows).close()
+        new = sum(1 for row in rows if row[0] is None)
+        self.new += new
+        self.stored += len(rows) - new
+
+    async def write_alone(self, read: FoldInput) -> bool:
+        """`write_staged` in a write transaction of its own, from BEGIN IMMEDIATE to COMMIT
+        in one trip to the connection's thread: the write lock is held for that work alone,
+        never across a wait for the event loop to resume a task (`plain_transaction`
+        commits in a trip of its own). The connection must have no transaction open."""
+        db = self.driver._conn
+        return await self.driver.run(lambda: _whole_transaction(db, self, read))
+
+    def write_staged(self, db: sqlite3.Connection, read: FoldInput) -> bool:
+        """On the connection's thread, in its write transaction: when `read` is still current
+        (`still_current`), copy the staged cells into `rollups` and move the watermark to
+        `read.stop`; True if so (False: nothing written)."""
+        if not still_current(db, read):
+            return False
+        db.execute("SAVEPOINT pingtower_fold")
+        try:
+            done = (
+                db.execute(_SET_STAGED).rowcount == self.stored
+                and db.execute(_INSERT_STAGED).rowcount == self.new
+            )
+        except sqlite3.IntegrityError:  # a cell not stored at the read is there now
+            done = False
+        if not done:
+            # a stored cell not where the read found it: nothing written, fold again
+            db.execute("ROLLBACK TO pingtower_fold")
+            db.execute("RELEASE pingtower_fold")
+            return False
+        db.execute("RELEASE pingtower_fold")
+        stop = sqlite_time(read.stop)
+        if db.execute(_MOVE_WATERMARK, (stop, WATERMARK_NAME)).rowcount == 0:
+            db.execute(_NEW_WATERMARK, (WATERMARK_NAME, stop))
+        return True
+
+
+@asynccontextmanager
+async def stage(connection: AsyncConnection) -> AsyncIterator[FoldStage]:
+    """A `FoldStage` on `connection` (of the embedded mode's writer engine; no transaction
+    open on it), its table emptied before and after."""
+    driver = await _driver(connection)
+    db = driver._conn
+    await driver.run(lambda: _empty_stage(db))
+    try:
+        yield FoldStage(driver)
+    finally:
+        await driver.run(lambda: db.execute(_EMPTY_STAGE).close())
+
+
+def _empty_stage(db: sqlite3.Connection) -> None:
+    if db.execute("PRAGMA temp_store").fetchone()[0] != _MEMORY:
+        db.execute(f"PRAGMA temp_store = {_MEMORY}")  # drops the connection's temp tables
+    db.execute(_CREATE_STAGE)
+    db.execute(_EMPTY_STAGE)
+
+
+def _whole_transaction(db: sqlite3.Connection, staged: FoldStage, read: FoldInput) -> bool:
+    db.execute(BEGIN)
+    try:
+        done = staged.write_staged(db, read)
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()
+    return done
+
+
+def still_current(db: sqlite3.Connection, read: FoldInput) -> bool:
+    """Whether every cell a fold of `read` writes or reads (minute, hour and day cells from
+    the watermark's day to `read.stop`, and the figures and day tails `compaction.finish`
+    makes of them) is as `read` found it, and the watermark too.
+
+    Cells only change with a new result: ingest adds a result to its cells in the
+    transaction that stores it (sqlite_ingest, ingest), and only if it stored it. So they
+    are unchanged when no result finished in that span has been stored since `read`'s
+    snapshot: none past its newest one, which is still there (results are numbered past the
+    largest id: while it stays, every new one is numbered past it; pruning removes only old
+    results). A few rows past the snapshot's newest, found by id, not by time."""
+    found = db.execute(_WATERMARK, (WATERMARK_NAME,)).fetchone()
+    if (None if found is None else found[0]) != read.watermark:
+        return False
+    after = 0
+    if read.newest_result is not None:
+        after, check_id = read.newest_result
+        found = db.execute(_RESULT_CHECK, (after,)).fetchone()
+        if found is None or found[0] != check_id:
+            return False
+    span = (sqlite_time(floor_to(read.start, Resolution.DAY.length)), sqlite_time(read.stop))
+    return db.execute(_RESULT_IN_SPAN_AFTER, (after, *span)).fetchone() is None
+
+
+_MEMORY = 2  # PRAGMA temp_store: temporary tables in memory, never in a file
+_RESULT_CHECK = "SELECT check_id FROM results WHERE id = ?"
+# `+finished_at`: by id (the few rows past the snapshot), never by the index on times
+_RESULT_IN_SPAN_AFTER = (
+    "SELECT 1 FROM results WHERE id > ? AND +finished_at >= ? AND +finished_at < ? LIMIT 1"
+)
+_KEY = "monitor_id, region, resolution, bucket_start"
+_CELL_COLUMNS = f"{_KEY}, tenant, {_VALUES}"
+_CREATE_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS pingtower_fold (ref, {_CELL_COLUMNS})"
+_EMPTY_STAGE = "DELETE FROM temp.pingtower_fold"
+_STAGE = f"INSERT INTO temp.pingtower_fold VALUES ({', '.join('?' * 16)})"
+# By rowid, the key checked: a stored cell elsewhere (renumbered by a VACUUM) is not updated
+_SET_STAGED = (
+    "UPDATE main.rollups SET "
+    + ", ".join(f"{name} = f.{name}" for name in _VALUES.split(", "))
+    + " FROM temp.pingtower_fold AS f WHERE f.ref IS NOT NULL AND rollups.rowid = f.ref AND "
+    + " AND ".join(f"rollups.{name} = f.{name}" for name in _KEY.split(", "))
+)
+_INSERT_STAGED = (
+    f"INSERT INTO main.rollups ({_CELL_COLUMNS}) "
+    f"SELECT {_CELL_COLUMNS} FROM temp.pingtower_fold WHERE ref IS NULL"
+)
+_MOVE_WATERMARK = "UPDATE watermarks SET folded_until = ? WHERE name = ?"
+_NEW_WATERMARK = "INSERT INTO watermarks (name, folded_until) VALUES (?, ?)"
 
 
 def _passes_through(row: Sequence[Any]) -> bool:
