@@ -3,19 +3,24 @@
 optional body kept up to a size. No credentials: the unguessable key is the credential.
 
 A ping becomes a `check.completed` written through the outbox in the same transaction as the
-heartbeat's times, so the evaluator treats it exactly like a probe's result.
+heartbeat's times, so the evaluator treats it exactly like a probe's result. It also sets when
+the scheduler's lateness watcher must next look at the heartbeat: at its new deadline.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
+from cronsim import CronSimError
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import select, update
 
 from pingtower.common.events import CheckCompleted, Outcome, utcnow
 from pingtower.common.http.problems import not_found
+from pingtower.pinger.domain.heartbeat import HeartbeatState, deadline, expected_of, grace_of
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.tables import heartbeats, monitors
 
@@ -32,6 +37,17 @@ async def _body(request: Request) -> str:
     return body[:MAX_BODY_BYTES].decode(errors="replace")
 
 
+def _deadline(row: Any, state: HeartbeatState) -> datetime:
+    """When the lateness watcher must look at the heartbeat next, in its new state: now when
+    the schedule cannot be worked out (the watcher then logs why)."""
+    expected = expected_of(row.interval_seconds, row.cron, row.timezone)
+    try:
+        due, _ = deadline(state, expected, grace_of(row.settings))
+    except (CronSimError, ValueError, LookupError):
+        return utcnow()
+    return due
+
+
 def heartbeat_router(db: PingerDatabase) -> APIRouter:
     router = APIRouter(prefix="/ping", tags=["heartbeats"])
 
@@ -42,7 +58,15 @@ def heartbeat_router(db: PingerDatabase) -> APIRouter:
         async with db.sessions() as session, session.begin():
             row = (
                 await session.execute(
-                    select(heartbeats, monitors.c.tenant)
+                    select(
+                        heartbeats,
+                        monitors.c.tenant,
+                        monitors.c.created_at,
+                        monitors.c.interval_seconds,
+                        monitors.c.cron,
+                        monitors.c.timezone,
+                        monitors.c.settings,
+                    )
                     .join(monitors, monitors.c.id == heartbeats.c.monitor_id)
                     .where(heartbeats.c.ping_key == key, monitors.c.deleted_at.is_(None))
                 )
@@ -51,14 +75,22 @@ def heartbeat_router(db: PingerDatabase) -> APIRouter:
                 raise not_found("heartbeat")
             where = heartbeats.c.monitor_id == row.monitor_id
             if signal == "start":
-                await session.execute(update(heartbeats).where(where).values(run_started_at=now))
+                started = HeartbeatState(row.created_at, row.last_ping_at, now, None)
+                await session.execute(
+                    update(heartbeats)
+                    .where(where)
+                    .values(run_started_at=now, check_at=_deadline(row, started))
+                )
                 return PlainTextResponse("OK")
             ok = signal == "success" or signal == "0"
             running = row.run_started_at is not None and (
                 row.last_ping_at is None or row.run_started_at > row.last_ping_at
             )
+            pinged = HeartbeatState(row.created_at, now, None, None)
             await session.execute(
-                update(heartbeats).where(where).values(last_ping_at=now, run_started_at=None)
+                update(heartbeats)
+                .where(where)
+                .values(last_ping_at=now, run_started_at=None, check_at=_deadline(row, pinged))
             )
             kind = None if ok else ("heartbeat_fail" if signal == "fail" else "exit_status")
             message = None

@@ -222,7 +222,8 @@ def monitors_router(db: PingerDatabase, bus: Bus, settings: Settings) -> APIRout
             [initial_state_row(v["id"], tenant, paused=v["paused"]) for v in batch],
         )
         keys = [
-            {"monitor_id": v["id"], "ping_key": uuid.uuid4()}
+            # Looked at by the lateness watcher from its next poll (check_at: now).
+            {"monitor_id": v["id"], "ping_key": uuid.uuid4(), "check_at": now}
             for v in batch
             if v["type"] == "heartbeat"
         ]

@@ -224,7 +224,8 @@ class Scheduler(Component):
         # Wall-clock time of the last read of the tables (`load_all` or a poll).
         self._read_at: datetime | None = None
         # Active monitors that get no jobs (heartbeats), with the reconciliation round that
-        # last found each: the lateness watcher's query runs only while there are any.
+        # last found each: a reconciliation takes them for known, not for missed ones to read
+        # again every round. (The lateness watcher reads the heartbeats due on its own.)
         self.unscheduled: dict[uuid.UUID, int] = {}
         self._round = 0
         self._reconciling: _Reconciliation | None = None
@@ -242,6 +243,7 @@ class Scheduler(Component):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.heartbeats.close()
 
     # --- leadership -------------------------------------------------------------------------
 
@@ -314,8 +316,9 @@ class Scheduler(Component):
         now = self.clock()
         if now >= self._next_poll:
             await self.poll_changes()
-            if self.unscheduled:
-                await self.heartbeats.report_late()
+            # Every poll: with nothing due it is one indexed read without the write lock, and a
+            # heartbeat monitor created since the last reconciliation is watched at once.
+            await self.heartbeats.report_late()
             self._next_poll = now + self.poll_seconds
         reconciling = self._reconciling is not None or now >= self._next_reconcile
         if reconciling and await self._reconcile_page() is not None:

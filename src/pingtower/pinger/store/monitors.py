@@ -12,8 +12,15 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pingtower.common.events import utcnow
 from pingtower.common.http.problems import Problem
-from pingtower.pinger.store.tables import check_results, monitor_states, monitor_tags, monitors
+from pingtower.pinger.store.tables import (
+    check_results,
+    heartbeats,
+    monitor_states,
+    monitor_tags,
+    monitors,
+)
 
 
 def encode_cursor(*parts: object) -> str:
@@ -120,10 +127,24 @@ async def get_monitors(
     return {row.id: row for row in (await session.execute(query)).all()}
 
 
+# A change of any of these may move a heartbeat's deadline (its grace is in the settings).
+_HEARTBEAT_DEADLINE = frozenset(
+    {"interval_seconds", "cron", "timezone", "settings", "paused", "deleted_at"}
+)
+
+
 async def update_monitor(
     session: AsyncSession, monitor_id: uuid.UUID, values: dict[str, Any]
 ) -> None:
     await session.execute(update(monitors).where(monitors.c.id == monitor_id).values(**values))
+    if _HEARTBEAT_DEADLINE.intersection(values):
+        # The lateness watcher looks at a heartbeat monitor's row again from its next poll (no
+        # row: not a heartbeat monitor).
+        await session.execute(
+            update(heartbeats)
+            .where(heartbeats.c.monitor_id == monitor_id)
+            .values(check_at=values.get("updated_at") or utcnow())
+        )
     if "tags" in values:
         await replace_tags(session, monitor_id, values["tags"])
 

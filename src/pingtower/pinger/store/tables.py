@@ -6,7 +6,8 @@ these; a test compares the two.
 - monitor_tags: one row per tag, so "has tag X" is a portable indexed query.
 - monitor_states: what the evaluator decides, one row per monitor, locked while a result applies.
 - check_results: recent raw results, pruned after the retention window.
-- heartbeats: push monitors' ping key and the times of their last ping, run and lateness.
+- heartbeats: push monitors' ping key, the times of their last ping, run and lateness, and when
+  the lateness watcher must next look at them.
 - maintenance_windows: one-off, weekly and cron windows during which failures open no incident.
 """
 
@@ -127,6 +128,10 @@ heartbeats = Table(
     Column("last_ping_at", UtcDateTime, nullable=True),
     Column("run_started_at", UtcDateTime, nullable=True),
     Column("reported_late_at", UtcDateTime, nullable=True),
+    # When the lateness watcher must next look (NULL: never, while paused or deleted): its poll
+    # reads only the rows due, by this index.
+    Column("check_at", UtcDateTime, nullable=True),
+    Index("ix_heartbeats_check_at", "check_at"),
 )
 
 maintenance_windows = Table(
