@@ -14,7 +14,7 @@ from pathlib import Path
 import structlog
 from fastapi import APIRouter
 
-from pingtower.common import db
+from pingtower.common import db, pacing
 from pingtower.common.events import CheckCompleted, Status, utcnow
 from pingtower.common.http.app import ReadinessCheck
 from pingtower.common.messaging.bus import Bus
@@ -283,12 +283,14 @@ class StatisticsService(Component):
             for facts in page:
                 found = histograms.get(facts.monitor_id)
                 p95[facts.monitor_id] = None if found is None else found.quantile(0.95)
-            await asyncio.sleep(0)
+            await pacing.pause()
         self.latency.update(now, p95)
         MONITORS.update(samples, exposition.render())
-        self.metrics_pause = pause_after(
-            self.metrics_every, timedelta(seconds=time.monotonic() - started), METRICS_SHARE
-        )
+        # Run paced (the periodic loop), its own time is what its slices took, not the whole
+        # spread-out run's
+        pace = pacing.current()
+        took = time.monotonic() - started if pace is None else pace.worked
+        self.metrics_pause = pause_after(self.metrics_every, timedelta(seconds=took), METRICS_SHARE)
         # a figure stays usable until the run after next
         self.latency.max_age = max(self._latency_max_age, 2 * self.metrics_pause)
         return len(samples)
@@ -298,7 +300,9 @@ class StatisticsService(Component):
     ) -> None:
         while True:
             try:
-                outcome = await work()
+                # Beside the checks: at most a share of the event loop (common/pacing.py)
+                with pacing.paced():
+                    outcome = await work()
                 log.debug("statistics background work done", work=work.__name__, outcome=outcome)
             except asyncio.CancelledError:
                 raise

@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from pingtower.common import pacing
 from pingtower.statistics.domain.cell_figures import figures
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.domain.rollups import Cell, Resolution, floor_to
@@ -102,7 +103,9 @@ async def fold_next_hour_apart(
     async with engine.connect() as connection, sqlite_ingest.stage(connection) as stage:
         for at in range(0, len(read.minutes), SQLITE_SLICE):
             stage.add(sqlite_ingest.folded_rows(read.minutes[at : at + SQLITE_SLICE], read))
-            await asyncio.sleep(0)
+            # Outside the write lock: paced (common/pacing.py); the loops below run inside it,
+            # where a sleep would hold the ingest back longer
+            await pacing.pause()
         if not finishes(read.start, read.stop):
             if await stage.write_alone(read):
                 return read.stop
@@ -135,7 +138,7 @@ async def _fold(session: AsyncSession, first: datetime, stop: datetime) -> None:
     # what other tasks do during the yields.
     for part in whole_monitors(rows, SLICE):
         await merge_cells(session, coarser_cells(part))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # in the write transaction: no pacing
 
 
 async def _fold_on_sqlite(session: AsyncSession, first: datetime, stop: datetime) -> None:
@@ -145,7 +148,7 @@ async def _fold_on_sqlite(session: AsyncSession, first: datetime, stop: datetime
     rows = await sqlite_ingest.minute_cells(session, first, stop)
     for part in whole_monitors(rows, SQLITE_SLICE, key=itemgetter(0)):
         await sqlite_ingest.add_cell_rows(session, sqlite_ingest.coarser_rows(part))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # in the write transaction: no pacing
 
 
 _JSON = ("phase_sums", "phase_counts")
@@ -242,7 +245,7 @@ async def write_figures(
                 for row, cell in zip(rows, found, strict=True)
             ],
         )
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # in the write transaction: no pacing
 
 
 async def write_day_tails(session: AsyncSession, day: datetime) -> None:
@@ -277,7 +280,7 @@ async def write_day_tails(session: AsyncSession, day: datetime) -> None:
             columns["latency_count"].extend(accumulate(count for count, _ in these))
             columns["histogram"].extend(Histogram.running_sums([data for _, data in these]))
         await _insert_tails(session, columns)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # in the write transaction: no pacing
 
 
 async def _insert_tails(session: AsyncSession, columns: dict[str, list[Any]]) -> None:

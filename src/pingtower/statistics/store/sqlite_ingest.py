@@ -28,7 +28,6 @@ to its hour and day rows without being decoded and encoded again (round 7).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import uuid
@@ -42,6 +41,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from pingtower.common import pacing
 from pingtower.common.events import CheckCompleted, MonitorStatusChanged, Outcome
 from pingtower.common.sqlite_driver import BEGIN, BEGIN_READ, OneTripConnection, driver_of
 from pingtower.common.sqlite_values import result_texts, utc_text
@@ -447,7 +447,7 @@ async def _chunks(
     try:
         while rows := cursor.fetchmany(_CHUNK):
             yield rows
-            await asyncio.sleep(0)
+            await pacing.pause()
     finally:
         cursor.close()
 
