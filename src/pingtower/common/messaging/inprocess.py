@@ -231,27 +231,33 @@ class _Consumer:
         self.waited = QUEUE_WAIT.labels(self.name)
 
     def wake(self) -> None:
-        for waiter in self.waiting:
-            if not waiter.done():
-                waiter.set_result(None)
-        self.waiting.clear()
+        _wake_all(self.waiting)
 
     def make_room(self) -> None:
-        for waiter in self.room:
-            if not waiter.done():
-                waiter.set_result(None)
-        self.room.clear()
+        _wake_all(self.room)
 
     async def wait(self) -> None:
         """Returns once a message is queued (at once if one is)."""
         while not self.queue:
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiting.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self.waiting:
-                    self.waiting.remove(waiter)
+            await _woken_from(self.waiting)
+
+
+def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+    waiters.clear()
+
+
+async def _woken_from(waiters: list[asyncio.Future[None]]) -> None:
+    """Wait until `_wake_all(waiters)` (or a cancellation, which leaves the list)."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        await waiter
+    finally:
+        if waiter in waiters:
+            waiters.remove(waiter)
 
 
 class InProcessBus(Bus):
@@ -326,13 +332,7 @@ class InProcessBus(Bus):
             backlogged = self._backlogged(envelopes)
             if backlogged is None:
                 break
-            room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            backlogged.room.append(room)
-            try:
-                await room
-            finally:
-                if room in backlogged.room:
-                    backlogged.room.remove(room)
+            await _woken_from(backlogged.room)
         self._enqueue(envelopes, None)
 
     def _backlogged(self, envelopes: Sequence[Envelope]) -> _Consumer | None:
