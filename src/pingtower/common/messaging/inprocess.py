@@ -221,7 +221,7 @@ class _Consumer:
     messages: Counter = field(init=False)
     waited: Histogram = field(init=False)
     lingering: list[_Linger] = field(default_factory=list)  # its tasks waiting for a batch
-    backlog_limit: int = 20_000
+    backlog_limit: int = 4_000
     # `hand_over` calls waiting for the queue to be under `backlog_limit` again
     room: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -267,11 +267,13 @@ class InProcessBus(Bus):
         delivery_limit: int = 5,
         linger_seconds: float = 0.05,
         linger_by_type: Mapping[str, float] | None = None,
-        backlog_limit: int = 20_000,
+        backlog_limit: int = 4_000,
     ) -> None:
         self.delivery_limit = delivery_limit
         # Messages a consumer may have queued before `hand_over` waits for it to take some:
-        # 12 s of results at 50,000 monitors every 30 s, some 40 MB of envelopes at most.
+        # 2.4 s of results at 50,000 monitors every 30 s, more than statistics' fold holds its
+        # write lock (0.5-1.5 s). With 20,000 (12 s) an evaluator that fell behind after an
+        # import stayed 30 s behind, its status decisions as late (bench/README.md, round 9).
         self.backlog_limit = backlog_limit
         # How long a consumer waits after a first message for more to fill its batch. Each
         # batch is one transaction; without the wait a consumer faster than its producers
