@@ -19,6 +19,7 @@ from pingtower.common.messaging.inbox import Inbox
 from pingtower.common.messaging.outbox import Outbox, OutboxRelay
 from pingtower.common.runtime import Component
 from pingtower.common.settings import Settings
+from pingtower.common.waiting import woken
 from pingtower.notificator.api.alerts import alerts_router
 from pingtower.notificator.api.channels import channels_router
 from pingtower.notificator.api.deps import ApiDeps
@@ -155,8 +156,7 @@ class NotificatorComponent(Component):
             except Exception:
                 log.exception("notificator housekeeping failed; retrying")
             rounds += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.housekeeping_seconds)
+            await woken(self._stopping, self.housekeeping_seconds)
 
 
 def build(settings: Settings, bus: Bus, roles: Collection[str]) -> list[Component]:

@@ -38,6 +38,7 @@ from pingtower.common.events import Contract, Envelope, utcnow
 from pingtower.common.messaging.bus import Bus
 from pingtower.common.sqlite_driver import PlainTransaction
 from pingtower.common.sqlite_values import utc_text
+from pingtower.common.waiting import woken
 
 log = structlog.get_logger(__name__)
 
@@ -214,8 +215,7 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await self.prune()
             if published < self.batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+                await woken(self._wakeup, self.poll_seconds)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.outbox.producer}")

@@ -710,8 +710,10 @@ class RabbitMQBus(Bus):
                 remaining = linger_until - loop.time()
                 if remaining <= 0:
                     break
+                # Not asyncio.wait_for: see common/waiting.py.
                 try:
-                    messages.append(await asyncio.wait_for(buffer.get(), remaining))
+                    async with asyncio.timeout(remaining):
+                        messages.append(await buffer.get())
                 except TimeoutError:
                     break
             events += _events_in(messages[-1][0])

@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pingtower.common.egress import Networks
 from pingtower.common.events import NotificationDelivered, NotificationFailed, utcnow
 from pingtower.common.messaging.outbox import Outbox
+from pingtower.common.waiting import woken
 from pingtower.notificator.channels import (
     ChannelError,
     SendContext,
@@ -649,8 +650,7 @@ class DeliveryWorker:
             # waited for one just recorded (a recovery after its DOWN) may go now. Every claimed
             # row leaves the round recorded or given back for later, so this cannot spin.
             if handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._idle_seconds())
+                await woken(self._wakeup, self._idle_seconds())
 
     def _idle_seconds(self) -> float:
         """How long to wait for a wake-up: until the next waiting message falls due (a retry,

@@ -13,14 +13,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from cronsim import CronSimError
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import select, update
 
 from pingtower.common.events import CheckCompleted, Outcome, utcnow
 from pingtower.common.http.problems import not_found
-from pingtower.pinger.domain.heartbeat import HeartbeatState, deadline, expected_of, grace_of
+from pingtower.pinger.domain.heartbeat import (
+    SCHEDULE_ERRORS,
+    HeartbeatState,
+    expected_of,
+    grace_of,
+    next_check,
+)
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.tables import heartbeats, monitors
 
@@ -37,15 +42,14 @@ async def _body(request: Request) -> str:
     return body[:MAX_BODY_BYTES].decode(errors="replace")
 
 
-def _deadline(row: Any, state: HeartbeatState) -> datetime:
+def _next_look(row: Any, state: HeartbeatState, now: datetime) -> datetime:
     """When the lateness watcher must look at the heartbeat next, in its new state: now when
     the schedule cannot be worked out (the watcher then logs why)."""
     expected = expected_of(row.interval_seconds, row.cron, row.timezone)
     try:
-        due, _ = deadline(state, expected, grace_of(row.settings))
-    except (CronSimError, ValueError, LookupError):
-        return utcnow()
-    return due
+        return next_check(state, now, expected, grace_of(row.settings))
+    except SCHEDULE_ERRORS:
+        return now
 
 
 def heartbeat_router(db: PingerDatabase) -> APIRouter:
@@ -79,7 +83,7 @@ def heartbeat_router(db: PingerDatabase) -> APIRouter:
                 await session.execute(
                     update(heartbeats)
                     .where(where)
-                    .values(run_started_at=now, check_at=_deadline(row, started))
+                    .values(run_started_at=now, check_at=_next_look(row, started, now))
                 )
                 return PlainTextResponse("OK")
             ok = signal == "success" or signal == "0"
@@ -90,7 +94,9 @@ def heartbeat_router(db: PingerDatabase) -> APIRouter:
             await session.execute(
                 update(heartbeats)
                 .where(where)
-                .values(last_ping_at=now, run_started_at=None, check_at=_deadline(row, pinged))
+                .values(
+                    last_ping_at=now, run_started_at=None, check_at=_next_look(row, pinged, now)
+                )
             )
             kind = None if ok else ("heartbeat_fail" if signal == "fail" else "exit_status")
             message = None

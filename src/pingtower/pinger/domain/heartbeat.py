@@ -18,9 +18,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cronsim import CronSimError
+
 from pingtower.pinger.domain.schedule import next_cron
 
 DEFAULT_GRACE_SECONDS = 60
+
+# What the schedule maths below raise for a cron expression or time zone that does not work.
+# The API validates both; one that stopped working (a zone gone from the time zone database)
+# must fail only its own heartbeat.
+SCHEDULE_ERRORS = (CronSimError, ValueError, LookupError)
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from cronsim import CronSimError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pingtower.common.db import read_only_engine
 from pingtower.common.events import CheckCompleted, Outcome, utcnow
 from pingtower.pinger.domain.heartbeat import (
+    SCHEDULE_ERRORS,
     HeartbeatState,
     Late,
     expected_of,
@@ -78,9 +78,7 @@ def look_again_at(row: Any, now: datetime) -> tuple[datetime | None, HeartbeatSt
     grace = grace_of(row.settings)
     try:
         late = lateness(state, now, expected, grace)
-    except (CronSimError, ValueError, LookupError):
-        # The API validates cron and zone; one that stopped working (a zone gone from the
-        # time zone database) must not stop the watcher for the others.
+    except SCHEDULE_ERRORS:
         log.exception("heartbeat schedule unusable", monitor_id=str(row.monitor_id))
         return None, state, None
     if late is not None:

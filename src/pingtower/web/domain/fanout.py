@@ -11,6 +11,8 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
+from pingtower.common.waiting import woken
+
 
 @dataclass(frozen=True)
 class LiveEvent:
@@ -39,11 +41,8 @@ class Subscription:
     async def next(self, keepalive_seconds: float) -> tuple[list[LiveEvent], int] | None:
         """The events waiting and how many were dropped since the last call; None after
         `keepalive_seconds` without any (the caller then sends a keep-alive)."""
-        if not self.queue and not self.closed:
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), keepalive_seconds)
-            except TimeoutError:
-                return None
+        if not self.queue and not self.closed and not await woken(self.wakeup, keepalive_seconds):
+            return None
         self.wakeup.clear()
         events, dropped = list(self.queue), self.dropped
         self.queue.clear()
