@@ -25,7 +25,7 @@ from pingtower.common.events import Envelope
 from pingtower.common.messaging.bus import BatchHandler, Bus, JobHandler
 from pingtower.common.messaging.inbox import Inbox
 from pingtower.common.messaging.inprocess import InProcessBus
-from pingtower.common.messaging.outbox import Outbox, OutboxRelay
+from pingtower.common.messaging.outbox import IN_FLIGHT, Outbox, OutboxRelay
 from tests.integration.common.broker import Broker
 from tests.integration.common.things import (
     ThingCreated,
@@ -398,6 +398,89 @@ async def test_event_relayed_but_not_yet_consumed_survives_a_stop_of_the_embedde
             await eventually(lambda: _effects_are(second, 1), timeout=3, what="the event")
         finally:
             await relay.stop()
+            await second_run.close()
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_the_embedded_relay_has_several_batches_on_their_way_in_order(
+    tmp_path: Path,
+) -> None:
+    """In-process, a batch settles only once its consumer committed it: the relay queues the
+    next batches meanwhile (up to `IN_FLIGHT`), in order, and marks each sent once settled."""
+    engines: list[AsyncEngine] = []
+    producer_url = f"sqlite+aiosqlite:///{tmp_path}/producer.sqlite3"
+    producer = await _engine(producer_url, engines)
+    consumer = await _engine(f"sqlite+aiosqlite:///{tmp_path}/consumer.sqlite3", engines)
+    bus = InProcessBus(linger_seconds=0)
+    stack = Stack(producer_url, producer, consumer, bus, bus, engines)
+    gate = asyncio.Event()
+    delivered: list[Envelope] = []
+    handle = Inbox(inbox, consumer="things-projection").handler(consumer, record_effects)
+
+    async def gated(batch: Sequence[Envelope]) -> None:
+        await gate.wait()
+        await handle(batch)
+        delivered.extend(batch)
+
+    bus.subscribe("things-projection", ["thing.#"], gated, max_batch=5)
+    await bus.start()
+    relay = stack.relay(batch=5)
+    try:
+        for seq in range(40):
+            await create_thing(producer, stack.outbox, f"thing {seq}", seq)
+        relay.start()
+        # The consumer holds its first batch: the relay goes on queueing the next ones.
+        await eventually(
+            lambda: bus.pending("things-projection") >= (IN_FLIGHT - 1) * 5,
+            what="several batches queued before the first settled",
+        )
+        assert len(await stack.unsent()) == 40  # none marked: none committed yet
+        gate.set()
+        await eventually(lambda: _all_sent(stack), what="every row marked sent")
+        assert [e.payload["seq"] for e in delivered] == list(range(40))
+        assert await effect_sequence(consumer) == list(range(40))
+    finally:
+        await relay.stop()
+        await bus.close()
+        for engine in engines:
+            await engine.dispose()
+
+
+async def test_a_relay_whose_publish_failed_starts_again_from_the_first_unsent_row(
+    tmp_path: Path,
+) -> None:
+    engines: list[AsyncEngine] = []
+    producer_url = f"sqlite+aiosqlite:///{tmp_path}/producer.sqlite3"
+    producer = await _engine(producer_url, engines)
+    consumer = await _engine(f"sqlite+aiosqlite:///{tmp_path}/consumer.sqlite3", engines)
+    try:
+        first_run = InProcessBus(linger_seconds=0)
+        stack = Stack(producer_url, producer, consumer, first_run, first_run, engines)
+        stack.consume(max_batch=5)  # not started: nothing is consumed
+        for seq in range(12):
+            await create_thing(producer, stack.outbox, f"thing {seq}", seq)
+        relay = stack.relay(batch=5)
+        assert await relay.relay_once() == 5  # on its way, not settled
+        assert await relay.relay_once() == 5
+        await first_run.close()  # the two batches in flight fail
+        with pytest.raises(ConnectionError):
+            await relay.relay_once()
+        assert len(await stack.unsent()) == 12
+
+        second_run = InProcessBus(linger_seconds=0)
+        relay.bus = second_run
+        again = Stack(producer_url, producer, consumer, second_run, second_run, engines)
+        delivered = again.consume(max_batch=5)
+        await second_run.start()
+        try:
+            while await relay.relay_once() == 5:
+                pass
+            assert await stack.unsent() == []
+            assert [e.payload["seq"] for e in delivered] == list(range(12))
+            assert await effect_sequence(consumer) == list(range(12))
+        finally:
             await second_run.close()
     finally:
         for engine in engines:

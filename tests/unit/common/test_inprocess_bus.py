@@ -606,3 +606,42 @@ async def test_a_tick_of_jobs_wakes_one_waiting_task_per_job_and_passes_over_can
         await takers[0]
     assert [queue.get_nowait() for _ in range(queue.qsize())] == jobs[2:]
     assert not queue._waiting
+
+
+async def test_publish_in_turn_queues_at_once_and_settles_once_consumed(
+    bus: InProcessBus,
+) -> None:
+    release = asyncio.Event()
+    seen: list[Envelope] = []
+
+    async def held(batch: Sequence[Envelope]) -> None:
+        await release.wait()
+        seen.extend(batch)
+
+    bus.subscribe("held", ["monitor.#"], held, max_batch=1)
+    await bus.start()
+    first, second = [event()], [event()]
+    settled_first = await bus.publish_in_turn(first)
+    settled_second = await bus.publish_in_turn(second)
+    await asyncio.sleep(0.05)
+    # Both are queued (the consumer holds the first), neither is settled before its commit.
+    assert not settled_first.done()
+    assert not settled_second.done()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(settled_first, settled_second), 5)
+    assert seen == first + second
+
+
+async def test_publish_in_turn_settles_at_once_without_a_consumer(bus: InProcessBus) -> None:
+    await bus.start()
+    settled = await bus.publish_in_turn([event("nobody.listens")])
+    assert settled.done()
+    assert settled.exception() is None
+
+
+async def test_publish_in_turn_fails_its_future_when_the_bus_closes(bus: InProcessBus) -> None:
+    bus.subscribe("never-started", ["monitor.#"], Recorder())  # the bus is not started
+    settled = await bus.publish_in_turn([event()])
+    await bus.close()
+    with pytest.raises(ConnectionError):
+        await settled

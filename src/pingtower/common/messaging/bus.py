@@ -11,6 +11,7 @@ Check jobs travel apart, on one work queue per region, to competing probe consum
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,16 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Publish events; returns only when the broker has confirmed every one of them."""
+
+    async def publish_in_turn(self, envelopes: Sequence[Envelope]) -> asyncio.Future[None]:
+        """Publish events after those of every earlier call, returning a future that settles
+        as `publish` would return (or raise). A transport that can have several publishes in
+        flight in order returns once the events are on their way; the default publishes them
+        before it returns (RabbitMQ: concurrent publishes may interleave)."""
+        published: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.publish(envelopes)
+        published.set_result(None)
+        return published
 
     async def hand_over(self, envelopes: Sequence[Envelope]) -> None:
         """Publish events whose loss in a stop the caller accepts (a probe's check results: a

@@ -320,12 +320,18 @@ class InProcessBus(Bus):
         self._started = False
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        await (await self.publish_in_turn(envelopes))
+
+    async def publish_in_turn(self, envelopes: Sequence[Envelope]) -> asyncio.Future[None]:
+        # Queued before it returns, so the queues keep the calls' order; the future settles
+        # once every consumer committed its messages.
         if self._closed:
             raise ConnectionError("in-process bus closed")
         settlement = _Settlement(asyncio.get_running_loop().create_future(), 0)
         self._enqueue(envelopes, settlement)
-        if settlement.remaining:
-            await settlement.future
+        if not settlement.remaining:
+            settlement.future.set_result(None)
+        return settlement.future
 
     async def hand_over(self, envelopes: Sequence[Envelope]) -> None:
         while True:

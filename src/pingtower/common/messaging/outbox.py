@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +45,12 @@ log = structlog.get_logger(__name__)
 
 RELAYED = Counter("pingtower_outbox_relayed_total", "Events published from an outbox", ["service"])
 SENT_RETENTION = timedelta(hours=1)
+# Publishes a relay without a lock has on their way at once, where the transport keeps their
+# order (the in-process bus; elsewhere `Bus.publish_in_turn` publishes one at a time). Each
+# settles once every consumer committed it: one at a time, behind consumers' queues of check
+# results seconds long, a relay moved about 150 events a second and the events of an import of
+# 50,000 monitors reached the notificator 8 minutes later (bench/README.md, round 10).
+IN_FLIGHT = 8
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -144,9 +151,15 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._lock_key = zlib.crc32(f"outbox:{outbox.producer}".encode())
         self._metric = RELAYED.labels(outbox.producer)
+        # Without a lock (SQLite): publishes on their way, oldest first (their rows' ids and
+        # the future `Bus.publish_in_turn` gave), and the last row id among them.
+        self._in_flight: deque[tuple[list[int], asyncio.Future[None]]] = deque()
+        self._queued_through: int | None = None
 
     async def relay_once(self) -> int:
-        """Publish one batch of unsent events in order; returns how many were published."""
+        """Publish the next batch of unsent events in order; returns how many it took. Without
+        the lock, up to `IN_FLIGHT` batches may still be on their way when it returns; one that
+        took less than a whole batch (caught up) returns once every one is marked sent."""
         async with self.sessions() as session:
             if session.get_bind().dialect.name != "postgresql":
                 return await self._relay_without_lock(session)
@@ -167,24 +180,53 @@ class OutboxRelay:
     async def _relay_without_lock(self, session: AsyncSession) -> int:
         # SQLite is the embedded mode: one process, one relay per outbox, so no lock is needed
         # for the order. Holding no transaction while publishing matters there: the in-process
-        # bus returns once the consumers committed, and they may write to this same database.
+        # bus settles a publish once the consumers committed, and they may write to this same
+        # database.
         async with session.begin():
-            rows = await self._unsent(session)
-        if not rows:
-            return 0
-        await self.bus.publish([Envelope.from_bytes(row.body) for row in rows])
-        async with session.begin():
-            await self._mark_sent(session, [row.id for row in rows])
-        self._metric.inc(len(rows))
+            rows = await self._unsent(session, after=self._queued_through)
+        if rows:
+            try:
+                settled = await self.bus.publish_in_turn(
+                    [Envelope.from_bytes(row.body) for row in rows]
+                )
+            except Exception:
+                self._forget_in_flight()
+                raise
+            self._in_flight.append(([row.id for row in rows], settled))
+            self._queued_through = rows[-1].id
+        # Mark what settled; wait for the oldest publish while the window is full, and for
+        # every one once caught up (a caller then finds its rows marked).
+        while self._in_flight:
+            ids, settled = self._in_flight[0]
+            if not settled.done() and len(self._in_flight) < IN_FLIGHT and len(rows) == self.batch:
+                break
+            try:
+                await settled
+            except Exception:
+                self._forget_in_flight()
+                raise
+            self._in_flight.popleft()
+            async with session.begin():
+                await self._mark_sent(session, ids)
+            self._metric.inc(len(ids))
         return len(rows)
 
-    async def _unsent(self, session: AsyncSession) -> Sequence[Row[Any, Any]]:
-        result = await session.execute(
-            select(self.table.c.id, self.table.c.body)
-            .where(self.table.c.sent_at.is_(None))
-            .order_by(self.table.c.id)
-            .limit(self.batch)
-        )
+    def _forget_in_flight(self) -> None:
+        """After a failed publish (the in-process bus closing), the next round starts again
+        from the first unsent row; the publishes still in flight are left to end on their
+        own (a consumer's inbox drops the copies of those that reach it twice)."""
+        for _, settled in self._in_flight:
+            settled.add_done_callback(_retrieved)
+        self._in_flight.clear()
+        self._queued_through = None
+
+    async def _unsent(
+        self, session: AsyncSession, after: int | None = None
+    ) -> Sequence[Row[Any, Any]]:
+        query = select(self.table.c.id, self.table.c.body).where(self.table.c.sent_at.is_(None))
+        if after is not None:
+            query = query.where(self.table.c.id > after)
+        result = await session.execute(query.order_by(self.table.c.id).limit(self.batch))
         return result.all()
 
     async def _mark_sent(self, session: AsyncSession, ids: list[int]) -> None:
@@ -226,3 +268,11 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        # What was on its way stays unsent: the next start publishes it again.
+        self._forget_in_flight()
+
+
+def _retrieved(settled: asyncio.Future[None]) -> None:
+    # A failure nobody awaits any more is still retrieved: asyncio would log it as lost.
+    if not settled.cancelled():
+        settled.exception()
