@@ -69,6 +69,13 @@ from pingtower.pinger.store.tables import check_results, inbox, monitor_states, 
 log = structlog.get_logger(__name__)
 
 CONSUMER = "pinger.evaluator"
+# Results per batch at most. One consumer applies batches one after another (a monitor's
+# results in order), each a transaction whose waits (the database thread, the event loop's
+# other tasks) outweigh its CPU: at 50,000 monitors every 30 s, batches of 100 took 60 ms
+# each, 1,650 results a second, just under the 1,667 arriving, and an evaluator that fell
+# behind after an import stayed behind (bench/README.md, round 10). A batch holds only what is
+# waiting, or what arrives while the bus lingers for it (embedded: 250 ms of results).
+MAX_BATCH = 500
 RESULTS_APPLIED = Counter(
     "pingtower_pinger_results_applied_total", "Check results applied to a monitor's status"
 )
@@ -334,7 +341,7 @@ class Evaluator(Component):
         self._pruner: asyncio.Task[None] | None = None
 
     async def prepare(self) -> None:
-        self.bus.subscribe(CONSUMER, ["check.completed"], self.handler())
+        self.bus.subscribe(CONSUMER, ["check.completed"], self.handler(), max_batch=MAX_BATCH)
 
     def handler(self) -> BatchHandler:
         """The consumer of `check.completed`: `apply` in the inbox's transaction, for new
