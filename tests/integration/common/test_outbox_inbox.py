@@ -93,6 +93,36 @@ async def _engine(url: str, stack_engines: list[AsyncEngine]) -> async_sessionma
 
 
 @dataclass
+class EmbeddedDatabases:
+    """The embedded mode's producer and consumer SQLite files, for the tests that start an
+    in-process bus (or two, one after the other) themselves."""
+
+    producer_url: str
+    producer: async_sessionmaker[AsyncSession]
+    consumer: async_sessionmaker[AsyncSession]
+    engines: list[AsyncEngine]
+
+    def stack(self, bus: InProcessBus) -> Stack:
+        return Stack(self.producer_url, self.producer, self.consumer, bus, bus, self.engines)
+
+
+@pytest.fixture
+async def embedded(tmp_path: Path) -> AsyncIterator[EmbeddedDatabases]:
+    engines: list[AsyncEngine] = []
+    try:
+        producer_url = f"sqlite+aiosqlite:///{tmp_path}/producer.sqlite3"
+        yield EmbeddedDatabases(
+            producer_url,
+            await _engine(producer_url, engines),
+            await _engine(f"sqlite+aiosqlite:///{tmp_path}/consumer.sqlite3", engines),
+            engines,
+        )
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+@dataclass
 class Servers:
     """Where a stack keeps its data: SQLite files, or the PostgreSQL and RabbitMQ servers."""
 
@@ -360,64 +390,52 @@ async def test_two_relays_on_one_postgres_outbox_publish_everything_in_order(
 
 
 async def test_event_relayed_but_not_yet_consumed_survives_a_stop_of_the_embedded_process(
-    tmp_path: Path,
+    embedded: EmbeddedDatabases,
 ) -> None:
     """The embedded mode's guarantee across a stop: the outbox row is marked sent as soon as
     the in-process bus has the event in memory, so an event still waiting for its consumer
     when the process stops must come back on the next start (as RabbitMQ keeps it)."""
-    engines: list[AsyncEngine] = []
-    producer_url = f"sqlite+aiosqlite:///{tmp_path}/producer.sqlite3"
-    producer = await _engine(producer_url, engines)
-    consumer = await _engine(f"sqlite+aiosqlite:///{tmp_path}/consumer.sqlite3", engines)
+    first_run = InProcessBus()
+    busy = asyncio.Event()
+
+    async def still_busy(_batch: Sequence[Envelope]) -> None:
+        busy.set()
+        await asyncio.Event().wait()  # the consumer has not committed when the stop comes
+
+    first_run.subscribe("things-projection", ["thing.#"], still_busy)
+    await first_run.start()
+    first = embedded.stack(first_run)
+    await create_thing(embedded.producer, first.outbox, "in flight")
+    first_relay = first.relay()
+    first_relay.start()
+    await asyncio.wait_for(busy.wait(), 5)  # relayed, and in the consumer's hands
+    await asyncio.sleep(0.3)  # the relay finishes its round (marks the row sent, or waits)
+    await first_run.close()  # the process stops
+    await first_relay.stop()
+
+    second_run = InProcessBus()
+    second = embedded.stack(second_run)
+    second.consume()
+    await second_run.start()
+    relay = second.relay()
+    relay.start()
     try:
-        first_run = InProcessBus()
-        busy = asyncio.Event()
-
-        async def still_busy(_batch: Sequence[Envelope]) -> None:
-            busy.set()
-            await asyncio.Event().wait()  # the consumer has not committed when the stop comes
-
-        first_run.subscribe("things-projection", ["thing.#"], still_busy)
-        await first_run.start()
-        first = Stack(producer_url, producer, consumer, first_run, first_run, engines)
-        await create_thing(producer, first.outbox, "in flight")
-        first_relay = first.relay()
-        first_relay.start()
-        await asyncio.wait_for(busy.wait(), 5)  # relayed, and in the consumer's hands
-        await asyncio.sleep(0.3)  # the relay finishes its round (marks the row sent, or waits)
-        await first_run.close()  # the process stops
-        await first_relay.stop()
-
-        second_run = InProcessBus()
-        second = Stack(producer_url, producer, consumer, second_run, second_run, engines)
-        second.consume()
-        await second_run.start()
-        relay = second.relay()
-        relay.start()
-        try:
-            await eventually(lambda: _effects_are(second, 1), timeout=3, what="the event")
-        finally:
-            await relay.stop()
-            await second_run.close()
+        await eventually(lambda: _effects_are(second, 1), timeout=3, what="the event")
     finally:
-        for engine in engines:
-            await engine.dispose()
+        await relay.stop()
+        await second_run.close()
 
 
 async def test_the_embedded_relay_has_several_batches_on_their_way_in_order(
-    tmp_path: Path,
+    embedded: EmbeddedDatabases,
 ) -> None:
     """In-process, a batch settles only once its consumer committed it: the relay queues the
     next batches meanwhile (up to `IN_FLIGHT`), in order, and marks each sent once settled."""
-    engines: list[AsyncEngine] = []
-    producer_url = f"sqlite+aiosqlite:///{tmp_path}/producer.sqlite3"
-    producer = await _engine(producer_url, engines)
-    consumer = await _engine(f"sqlite+aiosqlite:///{tmp_path}/consumer.sqlite3", engines)
     bus = InProcessBus(linger_seconds=0)
-    stack = Stack(producer_url, producer, consumer, bus, bus, engines)
+    stack = embedded.stack(bus)
     gate = asyncio.Event()
     delivered: list[Envelope] = []
-    handle = Inbox(inbox, consumer="things-projection").handler(consumer, record_effects)
+    handle = Inbox(inbox, consumer="things-projection").handler(embedded.consumer, record_effects)
 
     async def gated(batch: Sequence[Envelope]) -> None:
         await gate.wait()
@@ -429,7 +447,7 @@ async def test_the_embedded_relay_has_several_batches_on_their_way_in_order(
     relay = stack.relay(batch=5)
     try:
         for seq in range(40):
-            await create_thing(producer, stack.outbox, f"thing {seq}", seq)
+            await create_thing(embedded.producer, stack.outbox, f"thing {seq}", seq)
         relay.start()
         # The consumer holds its first batch: the relay goes on queueing the next ones.
         await eventually(
@@ -440,48 +458,37 @@ async def test_the_embedded_relay_has_several_batches_on_their_way_in_order(
         gate.set()
         await eventually(lambda: _all_sent(stack), what="every row marked sent")
         assert [e.payload["seq"] for e in delivered] == list(range(40))
-        assert await effect_sequence(consumer) == list(range(40))
+        assert await effect_sequence(embedded.consumer) == list(range(40))
     finally:
         await relay.stop()
         await bus.close()
-        for engine in engines:
-            await engine.dispose()
 
 
 async def test_a_relay_whose_publish_failed_starts_again_from_the_first_unsent_row(
-    tmp_path: Path,
+    embedded: EmbeddedDatabases,
 ) -> None:
-    engines: list[AsyncEngine] = []
-    producer_url = f"sqlite+aiosqlite:///{tmp_path}/producer.sqlite3"
-    producer = await _engine(producer_url, engines)
-    consumer = await _engine(f"sqlite+aiosqlite:///{tmp_path}/consumer.sqlite3", engines)
-    try:
-        first_run = InProcessBus(linger_seconds=0)
-        stack = Stack(producer_url, producer, consumer, first_run, first_run, engines)
-        stack.consume(max_batch=5)  # not started: nothing is consumed
-        for seq in range(12):
-            await create_thing(producer, stack.outbox, f"thing {seq}", seq)
-        relay = stack.relay(batch=5)
-        assert await relay.relay_once() == 5  # on its way, not settled
-        assert await relay.relay_once() == 5
-        await first_run.close()  # the two batches in flight fail
-        with pytest.raises(ConnectionError):
-            await relay.relay_once()
-        assert len(await stack.unsent()) == 12
+    first_run = InProcessBus(linger_seconds=0)
+    stack = embedded.stack(first_run)
+    stack.consume(max_batch=5)  # not started: nothing is consumed
+    for seq in range(12):
+        await create_thing(embedded.producer, stack.outbox, f"thing {seq}", seq)
+    relay = stack.relay(batch=5)
+    assert await relay.relay_once() == 5  # on its way, not settled
+    assert await relay.relay_once() == 5
+    await first_run.close()  # the two batches in flight fail
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    assert len(await stack.unsent()) == 12
 
-        second_run = InProcessBus(linger_seconds=0)
-        relay.bus = second_run
-        again = Stack(producer_url, producer, consumer, second_run, second_run, engines)
-        delivered = again.consume(max_batch=5)
-        await second_run.start()
-        try:
-            while await relay.relay_once() == 5:
-                pass
-            assert await stack.unsent() == []
-            assert [e.payload["seq"] for e in delivered] == list(range(12))
-            assert await effect_sequence(consumer) == list(range(12))
-        finally:
-            await second_run.close()
+    second_run = InProcessBus(linger_seconds=0)
+    relay.bus = second_run
+    delivered = embedded.stack(second_run).consume(max_batch=5)
+    await second_run.start()
+    try:
+        while await relay.relay_once() == 5:
+            pass
+        assert await stack.unsent() == []
+        assert [e.payload["seq"] for e in delivered] == list(range(12))
+        assert await effect_sequence(embedded.consumer) == list(range(12))
     finally:
-        for engine in engines:
-            await engine.dispose()
+        await second_run.close()
