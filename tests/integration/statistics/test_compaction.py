@@ -285,12 +285,33 @@ async def test_a_late_result_stored_between_a_folds_read_and_its_write_counts_on
 async def test_folds_on_sqlite_with_nothing_changed_write_what_they_read(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """On SQLite, folds that find nothing changed since their read write it and never fold
+    again; the figures of the cells a fold finishes are made before its write transaction and
+    staged with its cells, not made inside it by `write_figures`."""
     async with harness(sqlite_url, tmp_path, Clock(NOV10 + 8 * H), background=False) as stats:
         await feed(stats, everything())
         folds = Folds(monkeypatch)
+        in_the_lock = 0
+
+        async def counted(*args: Any) -> None:
+            nonlocal in_the_lock
+            in_the_lock += 1
+
+        monkeypatch.setattr(compaction, "write_figures", counted)
         for minutes in (10, 35, 61, 62, 120):  # in part, the rest, an hour's end, past it
             stats.clock.now = NOV10 + 8 * H + minutes * M + stats.service.compact_grace
             await stats.service.compact()
         assert folds.again == 0
+        assert in_the_lock == 0
         stored = await cells(stats)
         assert stored["minute"][1] == stored["hour"][1] == stored["day"][1] == 60
+        r = tables.rollups.c
+        async with stats.service.sessions() as session:
+            finished = await session.execute(
+                select(r.figures_checks, r.up + r.degraded + r.down, r.p50).where(
+                    r.resolution == "hour", r.bucket_start == NOV10 + 8 * H
+                )
+            )
+            rows = finished.all()
+        assert rows and all(row[0] == row[1] for row in rows)
+        assert any(row[2] is not None for row in rows)

@@ -11,8 +11,9 @@ changes the cell makes readers compute from the histogram again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pingtower.statistics.domain.rollups import EPOCH, Resolution
 from pingtower.statistics.domain.series import StoredCell, fragment, points
@@ -43,3 +44,15 @@ def figures(cells: Sequence[StoredCell]) -> list[CellFigures]:
         )
         for cell, point in zip(cells, found, strict=True)
     ]
+
+
+def figures_of_stored(rows: Sequence[Sequence[Any]]) -> list[CellFigures]:
+    """`figures` of cells as a database holds them: each row `StoredCell`'s fields in its
+    order, the two phase maps as JSON text (all rows' maps decoded in one call)."""
+    maps = json.loads("[" + ",".join(f"{row[7]},{row[8]}" for row in rows) + "]")
+    return figures(
+        [
+            StoredCell._make((*row[:7], maps[2 * i], maps[2 * i + 1], row[9]))
+            for i, row in enumerate(rows)
+        ]
+    )

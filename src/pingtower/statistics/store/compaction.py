@@ -25,7 +25,6 @@ for a finished day the day tails the overview reads (tables.day_tails).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -38,7 +37,7 @@ from sqlalchemy import Text, bindparam, cast, delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pingtower.common import pacing
-from pingtower.statistics.domain.cell_figures import figures
+from pingtower.statistics.domain.cell_figures import figures_of_stored
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.domain.rollups import Cell, Resolution, floor_to
 from pingtower.statistics.domain.series import StoredCell
@@ -95,8 +94,9 @@ async def fold_next_hour_apart(
     transaction gives, written at once, so a crash leaves the fold undone or done. If
     something has changed (a result later than `compact_grace` arrived meanwhile), it folds
     again in one write transaction, as `fold_next_hour` does. A fold that finishes an hour
-    writes its figures in the transaction that writes its cells (`finish`), the staged
-    cells copied the same way."""
+    or a day stages the figures of its cells too, made outside the lock from their final
+    values (`FoldStage.add_figures`), and copies them in the same transaction; a day's
+    tails (`write_day_tails`, once a day) are still made inside it."""
     read = await sqlite_ingest.read_fold(reader, until)
     if read is None:
         return None
@@ -106,13 +106,16 @@ async def fold_next_hour_apart(
             # Outside the write lock: paced (common/pacing.py); the loops below run inside it,
             # where a sleep would hold the ingest back longer
             await pacing.pause()
-        if not finishes(read.start, read.stop):
+        for resolution, first, last in finished_cells(read.start, read.stop):
+            await stage.add_figures(resolution, first, last)
+        day = finished_day(read.start, read.stop)
+        if day is None:
             if await stage.write_alone(read):
                 return read.stop
         else:
             async with AsyncSession(bind=connection) as session, session.begin():
                 if await sqlite_ingest.on_thread(session, partial(stage.write_staged, read=read)):
-                    await finish(session, read.start, read.stop)
+                    await write_day_tails(session, day)
                     return read.stop
     async with AsyncSession(engine) as session, session.begin():
         return await fold_next_hour(session, until)
@@ -175,23 +178,34 @@ def whole_monitors(
         yield part
 
 
-def finishes(start: datetime, stop: datetime) -> bool:
-    """Whether the watermark moving from `start` to `stop` passes the end of an hour (and so
-    `finish` has cells to write figures into)."""
-    return floor_to(start, Resolution.HOUR.length) <= stop - Resolution.HOUR.length
+def finished_cells(start: datetime, stop: datetime) -> list[tuple[Resolution, datetime, datetime]]:
+    """The hour and day cells that end in (start, stop] as the watermark moves from `start`
+    to `stop`: per resolution, the first and last start of those cells (none: not listed)."""
+    found = []
+    for resolution in (Resolution.HOUR, Resolution.DAY):
+        first = floor_to(start, resolution.length)
+        last = stop - resolution.length
+        if first <= last:
+            found.append((resolution, first, last))
+    return found
+
+
+def finished_day(start: datetime, stop: datetime) -> datetime | None:
+    """The last day that ends in (start, stop] (its tails are written), if one does."""
+    day = stop - Resolution.DAY.length
+    if floor_to(start, Resolution.DAY.length) <= day:
+        return floor_to(day, Resolution.DAY.length)
+    return None
 
 
 async def finish(session: AsyncSession, start: datetime, stop: datetime) -> None:
     """The watermark moves from `start` to `stop`: write the figures of the hour and day cells
     that end in (start, stop], and the day tails of the last day that does."""
-    for resolution in (Resolution.HOUR, Resolution.DAY):
-        first = floor_to(start, resolution.length)
-        last = stop - resolution.length
-        if first <= last:
-            await write_figures(session, resolution, first, last)
-    day = stop - Resolution.DAY.length
-    if floor_to(start, Resolution.DAY.length) <= day:
-        await write_day_tails(session, floor_to(day, Resolution.DAY.length))
+    for resolution, first, last in finished_cells(start, stop):
+        await write_figures(session, resolution, first, last)
+    day = finished_day(start, stop)
+    if day is not None:
+        await write_day_tails(session, day)
 
 
 async def write_figures(
@@ -204,8 +218,7 @@ async def write_figures(
             r.monitor_id,
             r.region,
             r.bucket_start,
-            *(r[name] for name in StoredCell._fields if name not in _JSON),
-            *(cast(r[name], Text) for name in _JSON),
+            *(cast(r[name], Text) if name in _JSON else r[name] for name in StoredCell._fields),
         ).where(r.resolution == resolution.value, r.bucket_start >= first, r.bucket_start <= last)
     )
     connection = await session.connection()
@@ -229,14 +242,7 @@ async def write_figures(
     # a slice at a time, yielding between slices: every hour cell of 10,000 monitors at once
     # held the event loop for seconds
     for rows in result.partitions(SLICE):
-        # the phase maps of the slice's rows in one decode
-        maps = json.loads("[" + ",".join(f"{row[-2]},{row[-1]}" for row in rows) + "]")
-        found = figures(
-            [
-                StoredCell._make((*row[3:10], maps[2 * i], maps[2 * i + 1], row[10]))
-                for i, row in enumerate(rows)
-            ]
-        )
+        found = figures_of_stored([row[3:] for row in rows])
         await connection.execute(
             statement,
             [

@@ -45,6 +45,7 @@ from pingtower.common import pacing
 from pingtower.common.events import CheckCompleted, MonitorStatusChanged, Outcome
 from pingtower.common.sqlite_driver import BEGIN, BEGIN_READ, OneTripConnection, driver_of
 from pingtower.common.sqlite_values import result_texts, utc_text
+from pingtower.statistics.domain.cell_figures import figures_of_stored
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.domain.rollups import (
     EPOCH,
@@ -603,6 +604,7 @@ class FoldStage:
         self.driver = driver
         self.stored = 0  # rows staged for stored cells
         self.new = 0
+        self.figures = 0  # figures staged for finished cells
 
     def add(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Stage `folded_rows`' rows, on the event loop's thread (as `read_fold` reads: the
@@ -611,6 +613,23 @@ class FoldStage:
         new = sum(1 for row in rows if row[0] is None)
         self.new += new
         self.stored += len(rows) - new
+
+    async def add_figures(self, resolution: Resolution, first: datetime, last: datetime) -> None:
+        """Stage the figures of the cells of `resolution` starting in [first, last] (those a
+        fold finishes: `compaction.finished_cells`), as `compaction.write_figures` makes them,
+        from the cells' final values: those staged, else those stored. Outside the write lock,
+        a chunk at a time between paced yields: once an hour, the figures of every monitor's
+        hour cell (50,000 cells: seconds of CPU) held the lock and so the ingest. They hold if
+        the write finds the read still current (`still_current`): cells change only with a
+        result stored for a time in the span it checks, which holds these cells."""
+        db = self.driver._conn
+        span = (resolution.value, sqlite_time(first), sqlite_time(last))
+        async for rows in _chunks(db, _FINAL_CELLS, span * 2):
+            found = figures_of_stored([row[4:] for row in rows])
+            db.executemany(
+                _STAGE_FIGURES, [(*row[:4], *cell) for row, cell in zip(rows, found, strict=True)]
+            ).close()
+            self.figures += len(rows)
 
     async def write_alone(self, read: FoldInput) -> bool:
         """`write_staged` in a write transaction of its own, from BEGIN IMMEDIATE to COMMIT
@@ -622,8 +641,8 @@ class FoldStage:
 
     def write_staged(self, db: sqlite3.Connection, read: FoldInput) -> bool:
         """On the connection's thread, in its write transaction: when `read` is still current
-        (`still_current`), copy the staged cells into `rollups` and move the watermark to
-        `read.stop`; True if so (False: nothing written)."""
+        (`still_current`), copy the staged cells and figures into `rollups` and move the
+        watermark to `read.stop`; True if so (False: nothing written)."""
         if not still_current(db, read):
             return False
         db.execute("SAVEPOINT pingtower_fold")
@@ -631,6 +650,7 @@ class FoldStage:
             done = (
                 db.execute(_SET_STAGED).rowcount == self.stored
                 and db.execute(_INSERT_STAGED).rowcount == self.new
+                and (not self.figures or db.execute(_SET_FIGURES).rowcount == self.figures)
             )
         except sqlite3.IntegrityError:  # a cell not stored at the read is there now
             done = False
@@ -656,14 +676,20 @@ async def stage(connection: AsyncConnection) -> AsyncIterator[FoldStage]:
     try:
         yield FoldStage(driver)
     finally:
-        await driver.run(lambda: db.execute(_EMPTY_STAGE).close())
+        await driver.run(lambda: _emptied(db))
 
 
 def _empty_stage(db: sqlite3.Connection) -> None:
     if db.execute("PRAGMA temp_store").fetchone()[0] != _MEMORY:
         db.execute(f"PRAGMA temp_store = {_MEMORY}")  # drops the connection's temp tables
     db.execute(_CREATE_STAGE)
-    db.execute(_EMPTY_STAGE)
+    db.execute(_CREATE_FIGURES)
+    _emptied(db)
+
+
+def _emptied(db: sqlite3.Connection) -> None:
+    for table in _STAGE_TABLES:
+        db.execute(f"DELETE FROM temp.{table}").close()
 
 
 def _whole_transaction(db: sqlite3.Connection, staged: FoldStage, read: FoldInput) -> bool:
@@ -710,8 +736,26 @@ _RESULT_IN_SPAN_AFTER = (
 _KEY = "monitor_id, region, resolution, bucket_start"
 _CELL_COLUMNS = f"{_KEY}, tenant, {_VALUES}"
 _CREATE_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS pingtower_fold (ref, {_CELL_COLUMNS})"
-_EMPTY_STAGE = "DELETE FROM temp.pingtower_fold"
+_STAGE_TABLES = ("pingtower_fold", "pingtower_figures")
 _STAGE = f"INSERT INTO temp.pingtower_fold VALUES ({', '.join('?' * 16)})"
+_FIGURES = "figures_checks, p50, p90, p95, p99, point_json"  # as `CellFigures` holds them
+_CREATE_FIGURES = f"CREATE TEMP TABLE IF NOT EXISTS pingtower_figures ({_KEY}, {_FIGURES})"
+_STAGE_FIGURES = f"INSERT INTO temp.pingtower_figures VALUES ({', '.join('?' * 10)})"
+# The final values of the cells of a resolution in a span: staged ones, else stored ones
+_FINAL_CELLS = (
+    f"SELECT {_KEY}, {_VALUES} FROM main.rollups WHERE resolution = ? AND bucket_start >= ? "
+    "AND bucket_start <= ? AND rowid NOT IN "
+    "(SELECT ref FROM temp.pingtower_fold WHERE ref IS NOT NULL) "
+    f"UNION ALL SELECT {_KEY}, {_VALUES} FROM temp.pingtower_fold "
+    "WHERE resolution = ? AND bucket_start >= ? AND bucket_start <= ?"
+)
+# By key: a cell first stored by this fold has no rowid staged
+_SET_FIGURES = (
+    "UPDATE main.rollups SET "
+    + ", ".join(f"{name} = g.{name}" for name in _FIGURES.split(", "))
+    + " FROM temp.pingtower_figures AS g WHERE "
+    + " AND ".join(f"rollups.{name} = g.{name}" for name in _KEY.split(", "))
+)
 # By rowid, the key checked: a stored cell elsewhere (renumbered by a VACUUM) is not updated
 _SET_STAGED = (
     "UPDATE main.rollups SET "
