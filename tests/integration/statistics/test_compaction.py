@@ -313,5 +313,6 @@ async def test_folds_on_sqlite_with_nothing_changed_write_what_they_read(
                 )
             )
             rows = finished.all()
-        assert rows and all(row[0] == row[1] for row in rows)
+        assert rows
+        assert all(row[0] == row[1] for row in rows)
         assert any(row[2] is not None for row in rows)

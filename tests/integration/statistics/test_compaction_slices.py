@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pingtower.common.events import CheckCompleted, Envelope, Outcome
-from pingtower.statistics.store import compaction, tables
+from pingtower.statistics.store import compaction, sqlite_ingest, tables
 from tests.integration.statistics.conftest import Clock, Harness, harness
 from tests.integration.statistics.story import NOV10, H, M, created, feed, wrap
 
@@ -134,13 +134,8 @@ async def test_sqlite_folding_a_minute_cell_at_a_time_stores_what_the_general_pa
     and is added to the stored cell in the database. The cells must be those of the general
     path (SQLAlchemy's rows decoded, summed by `Cell`, encoded again), to the last bit."""
     apart = await folded_every_10_minutes(f"sqlite+aiosqlite:///{tmp_path}/apart.sqlite3", tmp_path)
-
-    async def locked(engine: AsyncEngine, _readers: object, until: datetime) -> datetime | None:
-        async with AsyncSession(engine) as session, session.begin():
-            return await compaction.fold_next_hour(session, until)
-
     # the fold in one write transaction, its cells added inside SQLite by the upsert
-    monkeypatch.setattr(compaction, "fold_next_hour_apart", locked)
+    monkeypatch.setattr(compaction, "fold_next_hour_apart", in_one_transaction)
     passed_through = await folded_every_10_minutes(
         f"sqlite+aiosqlite:///{tmp_path}/through.sqlite3", tmp_path
     )
@@ -152,3 +147,29 @@ async def test_sqlite_folding_a_minute_cell_at_a_time_stores_what_the_general_pa
     assert {row[2] for row in cells} == {"minute", "hour", "day"}
     assert passed_through == general
     assert apart == general
+
+
+async def in_one_transaction(
+    engine: AsyncEngine, _readers: object, until: datetime
+) -> datetime | None:
+    async with AsyncSession(engine) as session, session.begin():
+        return await compaction.fold_next_hour(session, until)
+
+
+async def test_sqlite_day_tails_made_a_few_rows_at_a_time_are_those_of_the_folds_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a day's tails are made after the fold that finished the day commits, from its
+    hour cells read a chunk of rows at a time (a monitor's cells then span chunks), and copied
+    in a few rows per write transaction: they must be the tails written in the fold's one
+    write transaction."""
+    monkeypatch.setattr(sqlite_ingest, "_CHUNK", 5)
+    monkeypatch.setattr(sqlite_ingest, "_TAIL_ROWS", 7)
+    apart = await folded_every_10_minutes(f"sqlite+aiosqlite:///{tmp_path}/apart.sqlite3", tmp_path)
+    monkeypatch.setattr(compaction, "fold_next_hour_apart", in_one_transaction)
+    together = await folded_every_10_minutes(
+        f"sqlite+aiosqlite:///{tmp_path}/one.sqlite3", tmp_path
+    )
+    _, tails = together
+    assert len(tails) > 7 * 3
+    assert apart == together

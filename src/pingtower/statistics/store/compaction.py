@@ -28,8 +28,6 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from functools import partial
-from itertools import accumulate
 from operator import attrgetter, itemgetter
 from typing import Any
 
@@ -38,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pingtower.common import pacing
 from pingtower.statistics.domain.cell_figures import figures_of_stored
+from pingtower.statistics.domain.day_tails import tail_rows
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.domain.rollups import Cell, Resolution, floor_to
 from pingtower.statistics.domain.series import StoredCell
@@ -96,7 +95,7 @@ async def fold_next_hour_apart(
     again in one write transaction, as `fold_next_hour` does. A fold that finishes an hour
     or a day stages the figures of its cells too, made outside the lock from their final
     values (`FoldStage.add_figures`), and copies them in the same transaction; a day's
-    tails (`write_day_tails`, once a day) are still made inside it."""
+    tails are made after it, outside the lock too (`sqlite_ingest.write_day_tails_apart`)."""
     read = await sqlite_ingest.read_fold(reader, until)
     if read is None:
         return None
@@ -108,15 +107,12 @@ async def fold_next_hour_apart(
             await pacing.pause()
         for resolution, first, last in finished_cells(read.start, read.stop):
             await stage.add_figures(resolution, first, last)
+        written = await stage.write_alone(read)
+    if written:
         day = finished_day(read.start, read.stop)
-        if day is None:
-            if await stage.write_alone(read):
-                return read.stop
-        else:
-            async with AsyncSession(bind=connection) as session, session.begin():
-                if await sqlite_ingest.on_thread(session, partial(stage.write_staged, read=read)):
-                    await write_day_tails(session, day)
-                    return read.stop
+        if day is not None:
+            await sqlite_ingest.write_day_tails_apart(engine, reader, day)
+        return read.stop
     async with AsyncSession(engine) as session, session.begin():
         return await fold_next_hour(session, until)
 
@@ -267,24 +263,15 @@ async def write_day_tails(session: AsyncSession, day: datetime) -> None:
         .order_by(r.monitor_id)
     )
     await session.execute(delete(day_tails))
-    starts = [day + i * Resolution.HOUR.length for i in reversed(range(24))]
+    starts = [day + hour * Resolution.HOUR.length for hour in range(24)]
     # a slice of monitors at a time, yielding between slices: 24 rows a monitor, 240,000 for
     # 10,000 monitors, held the event loop for tens of seconds at once
     for part in whole_monitors(rows, SLICE):
-        cells: dict[tuple[Any, str], dict[datetime, tuple[int, bytes]]] = defaultdict(dict)
+        cells: dict[tuple[Any, str], dict[int, tuple[int, bytes]]] = defaultdict(dict)
         for monitor_id, region, at, count, histogram in part:
-            cells[(monitor_id, region)][at] = (count, histogram)
-        columns: dict[str, list[Any]] = {name: [] for name in _TAIL_COLUMNS}
-        for (monitor_id, region), found in cells.items():
-            # every hour from the first with a cell on, so a reader finds the tail of any
-            # hour whatever hours the monitor had no check in
-            hours = starts[: 24 - min(found).hour]
-            these = [found.get(at, (0, b"")) for at in hours]
-            columns["monitor_id"].extend(monitor_id for _ in hours)
-            columns["region"].extend(region for _ in hours)
-            columns["bucket_start"].extend(hours)
-            columns["latency_count"].extend(accumulate(count for count, _ in these))
-            columns["histogram"].extend(Histogram.running_sums([data for _, data in these]))
+            cells[(monitor_id, region)][at.hour] = (count, histogram)
+        found = tail_rows(((*key, hours) for key, hours in cells.items()), starts)
+        columns = dict(zip(_TAIL_COLUMNS, map(list, zip(*found, strict=True)), strict=True))
         await _insert_tails(session, columns)
         await asyncio.sleep(0)  # in the write transaction: no pacing
 
