@@ -2,7 +2,7 @@
 into their hour and day cells, as `StatisticsService.compact` does each minute.
 
     .venv/bin/python -m bench.statistics_compaction [--monitors 50000] [--repeat 3] \
-        [--label after] [--busy-ms 0] [--hour-end]
+        [--label after] [--busy-ms 0] [--hour-end | --day-end]
 
 A SQLite database migrated by the code on the path holds, per monitor, what steady state
 holds a minute after the last fold: one minute cell (two results: a check every 30 s) after
@@ -19,7 +19,9 @@ at 50,000 monitors), by a task that spins N ms of CPU and yields, again and agai
 taken out of the figure too. Whatever runs on SQLite's thread then waits for the GIL each time
 it needs it (for a Python function, or to bind the next row of an `executemany`).
 `--hour-end`: the minute folded is its hour's last, so the fold also writes the figures of
-the hour's cells (`compaction.finish`). Run it from two copies of the sources (`PYTHONPATH`)
+the hour's cells (`compaction.finish`). `--day-end`: the minute folded is its day's last,
+its 23 earlier hours each with a cell per monitor, so the fold also writes the day's figures
+and its tails (24 rows per monitor). Run it from two copies of the sources (`PYTHONPATH`)
 to compare them; each repeat is a fresh database.
 """
 
@@ -50,6 +52,8 @@ HOUR = DAY + timedelta(hours=10)
 MINUTE = HOUR + timedelta(minutes=5)  # the minute folded: 10:00-10:04 are in the hour cells
 # --hour-end: the hour's last minute, so that the fold finishes the hour (its figures)
 LAST_MINUTE = HOUR + timedelta(minutes=59)
+# --day-end: the day's last minute, its 23 earlier hours with a cell each (the day's tails)
+DAY_LAST_MINUTE = DAY + timedelta(hours=23, minutes=59)
 GRACE = timedelta(minutes=5)  # compact_grace: a fold goes up to a minute that ended 5 minutes ago
 PHASES = ("dns", "connect", "tls", "first_byte")
 
@@ -85,6 +89,7 @@ def fill(path: str, monitors: int, minute: datetime) -> None:
     """The steady state a minute after the last fold (see the module's docstring)."""
     rows = []
     results = []
+    hour = minute.replace(minute=0)
     for m in range(monitors):
         monitor = uuid.UUID(int=m + 1, version=4).hex
         base = 20.0 + m % 400
@@ -93,7 +98,10 @@ def fill(path: str, monitors: int, minute: datetime) -> None:
             return [base * (1 + ((seed + i) * 7919 % 100 - 50) / 1000) for i in range(n)]
 
         rows.append(cell(monitor, "minute", minute, latencies(2, 600)))
-        rows.append(cell(monitor, "hour", HOUR, latencies(10, 590)))
+        rows.append(cell(monitor, "hour", hour, latencies(10, 590)))
+        if hour != HOUR:  # a day's end: its earlier hours' cells too
+            earlier = cell(monitor, "hour", DAY, latencies(120, 0))
+            rows.extend((*earlier[:3], stored(at), *earlier[4:]) for at in hours_before(hour))
         rows.append(cell(monitor, "day", DAY, latencies(1210, 0)))
         for k in range(2):
             at = stored(minute + timedelta(seconds=30 * k + m * 30 / monitors))
@@ -254,18 +262,28 @@ async def once(monitors: int, busy_ms: float, minute: datetime) -> Figures:
     return Figures(monitors, wall, spent - prober.cpu - spinner.cpu, prober.longest, steps)
 
 
+def hours_before(hour: datetime) -> list[datetime]:
+    return [DAY + timedelta(hours=n) for n in range(hour.hour)] if hour != HOUR else []
+
+
 def check(path: str, monitors: int, minute: datetime) -> None:
-    """The fold happened: every hour cell holds its minute's two checks."""
+    """The fold happened: every hour cell holds its minute's two checks (and at a day's end,
+    every monitor has a tail per hour of the day)."""
+    hour = minute.replace(minute=0)
     connection = sqlite3.connect(path)
     try:
         (checks,) = connection.execute(
-            "SELECT sum(up) FROM rollups WHERE resolution = 'hour'"
+            "SELECT sum(up) FROM rollups WHERE resolution = 'hour' AND bucket_start = ?",
+            (stored(hour),),
         ).fetchone()
         (folded,) = connection.execute("SELECT folded_until FROM watermarks").fetchone()
+        (tails,) = connection.execute("SELECT count(*) FROM day_tails").fetchone()
     finally:
         connection.close()
     if checks != 12 * monitors or not folded.startswith(stored(minute + timedelta(minutes=1))):
         raise RuntimeError(f"the fold did not happen: {checks} checks, watermark {folded}")
+    if hour != HOUR and tails != 24 * monitors:
+        raise RuntimeError(f"the day's tails were not written: {tails} rows")
 
 
 def main() -> None:
@@ -275,10 +293,16 @@ def main() -> None:
     parser.add_argument("--label", default="this")
     parser.add_argument("--busy-ms", type=float, default=0.0)
     parser.add_argument("--hour-end", action="store_true")
+    parser.add_argument("--day-end", action="store_true")
     args = parser.parse_args()
     print(HEADER)
-    label = " ".join([args.label] + ["busy"] * bool(args.busy_ms) + ["hour end"] * args.hour_end)
-    minute = LAST_MINUTE if args.hour_end else MINUTE
+    label = " ".join(
+        [args.label]
+        + ["busy"] * bool(args.busy_ms)
+        + ["hour end"] * args.hour_end
+        + ["day end"] * args.day_end
+    )
+    minute = DAY_LAST_MINUTE if args.day_end else LAST_MINUTE if args.hour_end else MINUTE
     for _ in range(args.repeat):
         print(asyncio.run(once(args.monitors, args.busy_ms, minute)).row(label), flush=True)
 
