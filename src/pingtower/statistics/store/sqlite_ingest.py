@@ -638,7 +638,9 @@ class FoldStage:
         never across a wait for the event loop to resume a task (`plain_transaction`
         commits in a trip of its own). The connection must have no transaction open."""
         db = self.driver._conn
-        return await self.driver.run(lambda: _whole_transaction(db, self, read))
+        return await self.driver.run(
+            lambda: _in_write_transaction(db, partial(self.write_staged, db, read))
+        )
 
     def write_staged(self, db: sqlite3.Connection, read: FoldInput) -> bool:
         """On the connection's thread, in its write transaction: when `read` is still current
@@ -681,8 +683,7 @@ async def stage(connection: AsyncConnection) -> AsyncIterator[FoldStage]:
 
 
 def _empty_stage(db: sqlite3.Connection) -> None:
-    if db.execute("PRAGMA temp_store").fetchone()[0] != _MEMORY:
-        db.execute(f"PRAGMA temp_store = {_MEMORY}")  # drops the connection's temp tables
+    _temp_tables_in_memory(db)
     db.execute(_CREATE_STAGE)
     db.execute(_CREATE_FIGURES)
     _emptied(db)
@@ -693,10 +694,17 @@ def _emptied(db: sqlite3.Connection) -> None:
         db.execute(f"DELETE FROM temp.{table}").close()
 
 
-def _whole_transaction(db: sqlite3.Connection, staged: FoldStage, read: FoldInput) -> bool:
+def _temp_tables_in_memory(db: sqlite3.Connection) -> None:
+    if db.execute("PRAGMA temp_store").fetchone()[0] != _MEMORY:
+        db.execute(f"PRAGMA temp_store = {_MEMORY}")  # drops the connection's temp tables
+
+
+def _in_write_transaction(db: sqlite3.Connection, work: Callable[[], T]) -> T:
+    """On the connection's thread: `work` from BEGIN IMMEDIATE to COMMIT (rolled back if it
+    raises), so the write lock is held for that work alone."""
     db.execute(BEGIN)
     try:
-        done = staged.write_staged(db, read)
+        done = work()
     except BaseException:
         db.rollback()
         raise
@@ -803,11 +811,12 @@ async def write_day_tails_apart(engine: AsyncEngine, reader: AsyncEngine, day: d
                         cursor.close()
                 finally:
                     await source.run(source._conn.rollback)
-            while await driver.run(lambda: _write_transaction(db, _DELETE_TAILS, ())):
+            delete = partial(_changes, db, _DELETE_TAILS, ())
+            while await driver.run(partial(_in_write_transaction, db, delete)):
                 pass
             for first in range(0, staged, _TAIL_ROWS):  # the staged rows' rowids: 1 to staged
-                rowids = (first, first + _TAIL_ROWS)
-                await driver.run(partial(_write_transaction, db, _COPY_TAILS, rowids))
+                copy = partial(_changes, db, _COPY_TAILS, (first, first + _TAIL_ROWS))
+                await driver.run(partial(_in_write_transaction, db, copy))
         finally:
             await driver.run(lambda: db.execute(_DROP_TAILS_STAGE).close())
 
@@ -838,22 +847,14 @@ async def _monitors_hours(
 
 
 def _fresh_tails_stage(db: sqlite3.Connection) -> None:
-    if db.execute("PRAGMA temp_store").fetchone()[0] != _MEMORY:
-        db.execute(f"PRAGMA temp_store = {_MEMORY}")
+    _temp_tables_in_memory(db)
     db.execute(_DROP_TAILS_STAGE)
     db.execute(_CREATE_TAILS_STAGE)
 
 
-def _write_transaction(db: sqlite3.Connection, statement: str, parameters: Sequence[Any]) -> bool:
-    """`statement` in a write transaction of its own; whether it changed any row."""
-    db.execute(BEGIN)
-    try:
-        changed = db.execute(statement, parameters).rowcount > 0
-    except BaseException:
-        db.rollback()
-        raise
-    db.commit()
-    return changed
+def _changes(db: sqlite3.Connection, statement: str, parameters: Sequence[Any]) -> bool:
+    """Whether `statement` changed any row."""
+    return db.execute(statement, parameters).rowcount > 0
 
 
 # Tails written per write transaction: ~0.1 s of SQLite's work
