@@ -98,6 +98,7 @@ class StatisticsService(Component):
         self.ingest_batch = ingest_batch
         self.compact_every = compact_every
         self.compact_grace = compact_grace
+        self._tails_mended = False  # checked at the first fold (SQLite)
         self.url = settings.database_url("statistics")
         self.engine = db.create_engine(self.url)
         self.sessions = db.session_factory(self.engine)
@@ -193,6 +194,12 @@ class StatisticsService(Component):
         until = floor_to(self.clock() - self.compact_grace, Resolution.MINUTE.length)
         folded = 0
         sqlite = db.is_sqlite(self.url)
+        if sqlite and not self._tails_mended:
+            # PostgreSQL writes a day's tails in the fold's transaction; SQLite after it
+            mended = await compaction.mend_day_tails(self.engine, self.read_engine)
+            if mended is not None:
+                log.info("statistics.day_tails_mended", day=mended.date().isoformat())
+            self._tails_mended = True
         for _ in range(100_000):  # bounded: ~11 years of hours with data per run
             if sqlite:
                 reached = await compaction.fold_next_hour_apart(

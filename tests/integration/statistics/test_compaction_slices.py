@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pingtower.common.events import CheckCompleted, Envelope, Outcome
@@ -173,3 +173,27 @@ async def test_sqlite_day_tails_made_a_few_rows_at_a_time_are_those_of_the_folds
     _, tails = together
     assert len(tails) > 7 * 3
     assert apart == together
+
+
+@pytest.mark.parametrize("crash", ["copying", "deleting"])
+async def test_sqlite_day_tails_cut_short_by_a_crash_are_written_again_at_the_first_fold(
+    tmp_path: Path, crash: str
+) -> None:
+    """A crash among the write transactions that replace a finished day's tails leaves the
+    new ones in part (or the old ones in part): the first fold after a restart writes them
+    again, and one after whole tails leaves them be."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/crash.sqlite3"
+    cells, tails = await folded_every_10_minutes(url, tmp_path)
+    async with harness(url, tmp_path, Clock(NOW), background=False) as stats:
+        async with stats.service.sessions() as session, session.begin():
+            # the first write transactions' rows in, the rest not
+            await session.execute(text("DELETE FROM day_tails WHERE rowid > 20"))
+            if crash == "deleting":  # the day before's tails in part, none of the new ones
+                await session.execute(
+                    text("UPDATE day_tails SET bucket_start = datetime(bucket_start, '-1 day')")
+                )
+        assert await stats.service.compact() == 0  # nothing to fold: the tails only
+        assert await stored(stats) == (cells, tails)
+    async with harness(url, tmp_path, Clock(NOW), background=False) as stats:
+        engine, reader = stats.service.engine, stats.service.read_engine
+        assert await compaction.mend_day_tails(engine, reader) is None

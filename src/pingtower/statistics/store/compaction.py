@@ -117,6 +117,19 @@ async def fold_next_hour_apart(
         return await fold_next_hour(session, until)
 
 
+async def mend_day_tails(engine: AsyncEngine, reader: AsyncEngine) -> datetime | None:
+    """On SQLite, write the last finished day's tails again if they are not whole: a crash
+    among the write transactions of `sqlite_ingest.write_day_tails_apart` leaves them in part,
+    and readers would read that day's hour cells (the same answer, slower) until the next
+    day's end. Returns the day mended, or None."""
+    async with AsyncSession(reader) as session:
+        day = floor_to(await folded_until(session), Resolution.DAY.length) - Resolution.DAY.length
+    if await sqlite_ingest.day_tails_whole(reader, day):
+        return None
+    await sqlite_ingest.write_day_tails_apart(engine, reader, day)
+    return day
+
+
 async def _fold(session: AsyncSession, first: datetime, stop: datetime) -> None:
     """Add the minute cells starting in [first, stop) to their hour and day cells (the
     general path: SQLAlchemy's rows decoded, summed by `Cell`)."""

@@ -821,6 +821,19 @@ async def write_day_tails_apart(engine: AsyncEngine, reader: AsyncEngine, day: d
             await driver.run(lambda: db.execute(_DROP_TAILS_STAGE).close())
 
 
+async def day_tails_whole(reader: AsyncEngine, day: datetime) -> bool:
+    """Whether `day`'s tails are all written: as many as `tail_rows` makes of its hour cells
+    (none when it has none). `write_day_tails_apart` deletes the old tails and copies the new
+    ones in several write transactions, so a crash among them leaves fewer."""
+    span = (sqlite_time(day), sqlite_time(day + Resolution.DAY.length))
+    async with reader.connect() as connection:
+        driver = await _driver(connection)
+        written, made = await driver.run(
+            lambda: driver._conn.execute(_TAILS_WRITTEN_AND_MADE, span * 2).fetchone()
+        )
+    return bool(written == made)
+
+
 async def _monitors_hours(
     source: OneTripConnection, span: tuple[str, str]
 ) -> AsyncIterator[list[tuple[str, str, dict[int, tuple[int, bytes]]]]]:
@@ -863,6 +876,13 @@ _TAIL_COLUMNS = "monitor_id, region, bucket_start, latency_count, histogram"
 _DAY_HOURS = (
     f"SELECT {_TAIL_COLUMNS} FROM rollups WHERE resolution = 'hour' AND bucket_start >= ? "
     "AND bucket_start < ? ORDER BY monitor_id, region"
+)
+# A monitor's tails run from its first hour with a cell to the day's end (`tail_rows`)
+_TAILS_WRITTEN_AND_MADE = (
+    "SELECT (SELECT count(*) FROM day_tails WHERE bucket_start >= ? AND bucket_start < ?), "
+    "(SELECT coalesce(sum(24 - CAST(substr(first, 12, 2) AS INTEGER)), 0) FROM "
+    "(SELECT min(bucket_start) AS first FROM rollups WHERE resolution = 'hour' "
+    "AND bucket_start >= ? AND bucket_start < ? GROUP BY monitor_id, region))"
 )
 _CREATE_TAILS_STAGE = f"CREATE TEMP TABLE pingtower_tails ({_TAIL_COLUMNS})"
 _DROP_TAILS_STAGE = "DROP TABLE IF EXISTS temp.pingtower_tails"
