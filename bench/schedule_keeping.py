@@ -292,6 +292,10 @@ def main_run(args: argparse.Namespace) -> None:
             # The window used to run from before the /metrics request above to the end of the
             # sleeps, that request's time longer (3 s on a busy process): 0.6 to 5 % more
             # checks than due were counted.
+            # The resident set at each interval's end: whether it levels off or keeps growing.
+            resident: list[int] = []
+            if heap is not None:
+                take_heap_snapshot(process.pid, Path(f"{heap}.2"))
             start = datetime.now(UTC)
             end = start + timedelta(seconds=seconds)
             cpu_start = process_cpu_seconds(process.pid)
@@ -299,11 +303,12 @@ def main_run(args: argparse.Namespace) -> None:
                 before = process_cpu_seconds(process.pid)
                 time.sleep(interval)
                 slices.append((process_cpu_seconds(process.pid) - before) / interval)
+                resident.append(process_rss_kib(process.pid))
             cpu = process_cpu_seconds(process.pid) - cpu_start
             rss_after = process_rss_kib(process.pid)
             batches_end = consumer_counts(base)
             if heap is not None:
-                take_heap_snapshot(process.pid, Path(f"{heap}.2"))
+                take_heap_snapshot(process.pid, Path(f"{heap}.3"))
             if profiler is not None:
                 profiler.wait(60)
             time.sleep(min(5, interval) + 2)  # the last due checks finish and are stored
@@ -330,6 +335,7 @@ def main_run(args: argparse.Namespace) -> None:
         ("CPU used per interval", " ".join(f"{share:.0%}" for share in slices), ""),
         ("memory per monitor (RSS growth / N)", f"{per_monitor:.1f} KiB", "<= 20 KiB"),
         ("RSS before / after", f"{rss_before // 1024} / {rss_after // 1024} MiB", ""),
+        ("RSS per interval, MiB", " ".join(str(kib // 1024) for kib in resident), ""),
     ]
     causes: list[str] = []
     if lag_log is not None:
@@ -351,7 +357,9 @@ def main_run(args: argparse.Namespace) -> None:
         print("\n".join(causes))
     if heap is not None:
         print()
-        print("\n".join(heap_growth(Path(f"{heap}.1"), Path(f"{heap}.2"), args.monitors)))
+        print("\n".join(heap_growth(Path(f"{heap}.1"), Path(f"{heap}.3"), args.monitors)))
+        print("\nof which in the measured window:")
+        print("\n".join(heap_growth(Path(f"{heap}.2"), Path(f"{heap}.3"), args.monitors)))
     print(f"\nprocess log: {workdir / 'pingtower.log'}")
 
 
@@ -379,7 +387,8 @@ def main() -> None:
     parser.add_argument(
         "--tracemalloc",
         metavar="PATH",
-        help="heap snapshots to PATH.1 / PATH.2 and the growth per monitor by frame (slow)",
+        help="heap snapshots to PATH.1 (before the monitors), PATH.2 (window start) and PATH.3 "
+        "(window end); the growth per monitor by frame (slow)",
     )
     args = parser.parse_args()
     args.seconds = min(max(args.seconds, args.interval), 600)

@@ -2,7 +2,8 @@
 
 Each SIGUSR1 writes a snapshot of the Python heap to PATH.1, PATH.2, ... so that
 `bench.schedule_keeping --tracemalloc PATH` can compare the heap before the monitors were
-created with the heap after the measured window (what each structure costs per monitor).
+created, at the measured window's start and at its end (what each structure costs per monitor,
+and what grows while the schedule runs).
 tracemalloc sees Python's allocations only; SQLite's page caches and other C libraries'
 memory show in the resident set but not here.
 """
