@@ -3,10 +3,13 @@ what it stores is what folding everything at once stores, to the last bit."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pingtower.common.events import CheckCompleted, Envelope, Outcome
+from pingtower.common.sqlite_driver import OneTripConnection
 from pingtower.statistics.store import compaction, sqlite_ingest, tables
 from tests.integration.statistics.conftest import Clock, Harness, harness
 from tests.integration.statistics.story import NOV10, H, M, created, feed, wrap
@@ -197,3 +201,32 @@ async def test_sqlite_day_tails_cut_short_by_a_crash_are_written_again_at_the_fi
     async with harness(url, tmp_path, Clock(NOW), background=False) as stats:
         engine, reader = stats.service.engine, stats.service.read_engine
         assert await compaction.mend_day_tails(engine, reader) is None
+
+
+async def test_sqlite_connections_that_staged_a_fold_or_tails_are_closed_after(
+    tmp_path: Path,
+) -> None:
+    """A connection's temporary tables keep their memory after their rows go, until it
+    closes: no pooled connection holds one after folds that staged cells, figures and a
+    day's tails."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/closed.sqlite3"
+    async with harness(url, tmp_path, Clock(NOV10), background=False) as stats:
+        await feed(stats, results())
+        stats.clock.now = NOW
+        assert await stats.service.compact() == 27
+        engine = stats.service.engine
+        async with contextlib.AsyncExitStack() as held:  # every connection the pool keeps
+            connections = [
+                await held.enter_async_context(engine.connect())
+                for _ in range(engine.pool.size())  # type: ignore[attr-defined]
+            ]
+            for connection in connections:
+                driver = (await connection.get_raw_connection()).driver_connection
+                assert isinstance(driver, OneTripConnection)
+                # no transaction: the held connections would each need the write lock
+                tables = await driver.run(partial(temporary_tables, driver._conn))
+                assert tables == []
+
+
+def temporary_tables(db: sqlite3.Connection) -> list[Any]:
+    return db.execute("SELECT name FROM temp.sqlite_master").fetchall()
