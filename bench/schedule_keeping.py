@@ -175,14 +175,19 @@ def our_frame(traceback: tracemalloc.Traceback) -> str:
     return f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}"
 
 
-def heap_growth(before: Path, after: Path, monitors: int, top: int = 25) -> list[str]:
-    """The Python heap's growth between two snapshots, per monitor, by our innermost frame."""
-    old = tracemalloc.Snapshot.load(str(before))
+def heap_growth(before: Path | None, after: Path, monitors: int, top: int = 25) -> list[str]:
+    """The Python heap's growth between two snapshots (or what the one snapshot holds), per
+    monitor, by our innermost frame."""
     new = tracemalloc.Snapshot.load(str(after))
     grown: dict[str, int] = {}
-    for stat in new.compare_to(old, "traceback"):
-        key = our_frame(stat.traceback)
-        grown[key] = grown.get(key, 0) + stat.size_diff
+    if before is None:
+        stats = [(stat.traceback, stat.size) for stat in new.statistics("traceback")]
+    else:
+        old = tracemalloc.Snapshot.load(str(before))
+        stats = [(stat.traceback, stat.size_diff) for stat in new.compare_to(old, "traceback")]
+    for traceback, size in stats:
+        key = our_frame(traceback)
+        grown[key] = grown.get(key, 0) + size
     total = sum(grown.values())
     lines = [f"Python heap growth: {total / 1024 / monitors:.1f} KiB per monitor (tracemalloc)"]
     for key, size in sorted(grown.items(), key=lambda item: -item[1])[:top]:
@@ -252,12 +257,15 @@ def main_run(args: argparse.Namespace) -> None:
         PINGTOWER_PROBE_PER_TARGET_CONCURRENCY=str(args.per_target),
     )
     heap = Path(args.tracemalloc) if args.tracemalloc else None
+    window_heap = Path(args.tracemalloc_window) if args.tracemalloc_window else None
     launcher = ["pingtower.cli"]
     lag_log = workdir / "loop-lag.log" if args.loop_lag else None
     if lag_log is not None:
         launcher = ["bench.loop_lag_cli", str(lag_log)]
     if heap is not None:
         launcher = ["bench.tracemalloc_cli", str(heap)]
+    if window_heap is not None:
+        launcher = ["bench.tracemalloc_cli", str(window_heap), "--later"]
     process = EmbeddedProcess(data_dir, workdir / "pingtower.log", env, launcher)
     base = process.base
     with LocalNginx(workers=1) as nginx:
@@ -296,6 +304,8 @@ def main_run(args: argparse.Namespace) -> None:
             resident: list[int] = []
             if heap is not None:
                 take_heap_snapshot(process.pid, Path(f"{heap}.2"))
+            if window_heap is not None:
+                os.kill(process.pid, signal.SIGUSR2)  # tracing starts
             start = datetime.now(UTC)
             end = start + timedelta(seconds=seconds)
             cpu_start = process_cpu_seconds(process.pid)
@@ -309,6 +319,8 @@ def main_run(args: argparse.Namespace) -> None:
             batches_end = consumer_counts(base)
             if heap is not None:
                 take_heap_snapshot(process.pid, Path(f"{heap}.3"))
+            if window_heap is not None:
+                take_heap_snapshot(process.pid, Path(f"{window_heap}.1"))
             if profiler is not None:
                 profiler.wait(60)
             time.sleep(min(5, interval) + 2)  # the last due checks finish and are stored
@@ -360,6 +372,9 @@ def main_run(args: argparse.Namespace) -> None:
         print("\n".join(heap_growth(Path(f"{heap}.1"), Path(f"{heap}.3"), args.monitors)))
         print("\nof which in the measured window:")
         print("\n".join(heap_growth(Path(f"{heap}.2"), Path(f"{heap}.3"), args.monitors)))
+    if window_heap is not None:
+        print("\nwhat the window allocated and still held at its end:")
+        print("\n".join(heap_growth(None, Path(f"{window_heap}.1"), args.monitors)))
     print(f"\nprocess log: {workdir / 'pingtower.log'}")
 
 
@@ -389,6 +404,12 @@ def main() -> None:
         metavar="PATH",
         help="heap snapshots to PATH.1 (before the monitors), PATH.2 (window start) and PATH.3 "
         "(window end); the growth per monitor by frame (slow)",
+    )
+    parser.add_argument(
+        "--tracemalloc-window",
+        metavar="PATH",
+        help="trace the heap from the window's start only, a snapshot to PATH.1 at its end: "
+        "what the window allocated and still holds, per monitor by frame",
     )
     args = parser.parse_args()
     args.seconds = min(max(args.seconds, args.interval), 600)
