@@ -421,6 +421,14 @@ def report(args: argparse.Namespace, one: Window, two: Window, log_dir: Path) ->
         f"(target >= {TARGET_ADDED}); cores: {len(os.sched_getaffinity(0))}; "
         f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
+    # On a machine whose cores are all busy the second probe takes CPU from the first (and
+    # the broker, nginx, the evaluator): what it adds then says more about the machine. What
+    # each CPU-second of the probes does says whether two probes cost more per check than one.
+    per_cpu = [window.rate / sum(window.cpu_shares) for window in (one, two)]
+    print(
+        f"checks per CPU-second of the probes: {per_cpu[0]:.0f} with one, {per_cpu[1]:.0f} "
+        f"with two ({per_cpu[1] / per_cpu[0]:.2f} of one's)"
+    )
     print(f"process logs: {log_dir}")
 
 
