@@ -399,13 +399,14 @@ def main() -> None:
         action="store_true",
         help="record event-loop lag, GC pauses and what held the loop (bench.loop_lag_cli)",
     )
-    parser.add_argument(
+    heap = parser.add_mutually_exclusive_group()  # one launcher runs the process
+    heap.add_argument(
         "--tracemalloc",
         metavar="PATH",
         help="heap snapshots to PATH.1 (before the monitors), PATH.2 (window start) and PATH.3 "
         "(window end); the growth per monitor by frame (slow)",
     )
-    parser.add_argument(
+    heap.add_argument(
         "--tracemalloc-window",
         metavar="PATH",
         help="trace the heap from the window's start only, a snapshot to PATH.1 at its end: "

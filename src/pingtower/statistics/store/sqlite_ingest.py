@@ -672,11 +672,11 @@ class FoldStage:
 @asynccontextmanager
 async def stage(connection: AsyncConnection) -> AsyncIterator[FoldStage]:
     """A `FoldStage` on `connection` (of the embedded mode's writer engine; no transaction
-    open on it), its tables emptied before; the connection is closed after (`_let_go`)."""
+    open on it), its tables made on it; the connection is closed after (`_let_go`)."""
     driver = await _driver(connection)
     db = driver._conn
-    await driver.run(lambda: _empty_stage(db))
     try:
+        await driver.run(partial(_new_stage, db, _CREATE_STAGE, _CREATE_FIGURES))
         yield FoldStage(driver)
     finally:
         await _let_go(connection)
@@ -691,17 +691,13 @@ async def _let_go(connection: AsyncConnection) -> None:
     await connection.invalidate()
 
 
-def _empty_stage(db: sqlite3.Connection) -> None:
-    _temp_tables_in_memory(db)
-    db.execute(_CREATE_STAGE)
-    db.execute(_CREATE_FIGURES)
-    for table in _STAGE_TABLES:
-        db.execute(f"DELETE FROM temp.{table}").close()
-
-
-def _temp_tables_in_memory(db: sqlite3.Connection) -> None:
+def _new_stage(db: sqlite3.Connection, *creates: str) -> None:
+    """Temporary tables in memory, made by `creates`: none is there yet, as every connection
+    that staged rows is closed after (`_let_go`)."""
     if db.execute("PRAGMA temp_store").fetchone()[0] != _MEMORY:
-        db.execute(f"PRAGMA temp_store = {_MEMORY}")  # drops the connection's temp tables
+        db.execute(f"PRAGMA temp_store = {_MEMORY}")
+    for create in creates:
+        db.execute(create)
 
 
 def _in_write_transaction(db: sqlite3.Connection, work: Callable[[], T]) -> T:
@@ -749,11 +745,10 @@ _RESULT_IN_SPAN_AFTER = (
 )
 _KEY = "monitor_id, region, resolution, bucket_start"
 _CELL_COLUMNS = f"{_KEY}, tenant, {_VALUES}"
-_CREATE_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS pingtower_fold (ref, {_CELL_COLUMNS})"
-_STAGE_TABLES = ("pingtower_fold", "pingtower_figures")
+_CREATE_STAGE = f"CREATE TEMP TABLE pingtower_fold (ref, {_CELL_COLUMNS})"
 _STAGE = f"INSERT INTO temp.pingtower_fold VALUES ({', '.join('?' * 16)})"
 _FIGURES = "figures_checks, p50, p90, p95, p99, point_json"  # as `CellFigures` holds them
-_CREATE_FIGURES = f"CREATE TEMP TABLE IF NOT EXISTS pingtower_figures ({_KEY}, {_FIGURES})"
+_CREATE_FIGURES = f"CREATE TEMP TABLE pingtower_figures ({_KEY}, {_FIGURES})"
 _STAGE_FIGURES = f"INSERT INTO temp.pingtower_figures VALUES ({', '.join('?' * 10)})"
 # The final values of the cells of a resolution in a span: staged ones, else stored ones
 _FINAL_CELLS = (
@@ -803,8 +798,8 @@ async def write_day_tails_apart(engine: AsyncEngine, reader: AsyncEngine, day: d
     async with engine.connect() as connection:
         driver = await _driver(connection)
         db = driver._conn
-        await driver.run(lambda: _fresh_tails_stage(db))
         try:
+            await driver.run(partial(_new_stage, db, _CREATE_TAILS_STAGE))
             async with reader.connect() as reading:
                 source = await _driver(reading)
                 await source.run(lambda: source._conn.execute(BEGIN_READ).close())
@@ -864,12 +859,6 @@ async def _monitors_hours(
         cursor.close()
 
 
-def _fresh_tails_stage(db: sqlite3.Connection) -> None:
-    _temp_tables_in_memory(db)
-    db.execute(_DROP_TAILS_STAGE)
-    db.execute(_CREATE_TAILS_STAGE)
-
-
 def _changes(db: sqlite3.Connection, statement: str, parameters: Sequence[Any]) -> bool:
     """Whether `statement` changed any row."""
     return db.execute(statement, parameters).rowcount > 0
@@ -890,7 +879,6 @@ _TAILS_WRITTEN_AND_MADE = (
     "AND bucket_start >= ? AND bucket_start < ? GROUP BY monitor_id, region))"
 )
 _CREATE_TAILS_STAGE = f"CREATE TEMP TABLE pingtower_tails ({_TAIL_COLUMNS})"
-_DROP_TAILS_STAGE = "DROP TABLE IF EXISTS temp.pingtower_tails"
 _STAGE_TAIL = "INSERT INTO temp.pingtower_tails VALUES (?, ?, ?, ?, ?)"
 _DELETE_TAILS = (
     "DELETE FROM main.day_tails WHERE rowid IN "
