@@ -2,7 +2,7 @@
 into their hour and day cells, as `StatisticsService.compact` does each minute.
 
     .venv/bin/python -m bench.statistics_compaction [--monitors 50000] [--repeat 3] \
-        [--label after] [--busy-ms 0] [--hour-end | --day-end]
+        [--label after] [--busy-ms 0] [--minutes 1] [--hour-end | --day-end]
 
 A SQLite database migrated by the code on the path holds, per monitor, what steady state
 holds a minute after the last fold: one minute cell (two results: a check every 30 s) after
@@ -21,8 +21,10 @@ it needs it (for a Python function, or to bind the next row of an `executemany`)
 `--hour-end`: the minute folded is its hour's last, so the fold also writes the figures of
 the hour's cells (`compaction.finish`). `--day-end`: the minute folded is its day's last,
 its 23 earlier hours each with a cell per monitor, so the fold also writes the day's figures
-and its tails (24 rows per monitor). Run it from two copies of the sources (`PYTHONPATH`)
-to compare them; each repeat is a fresh database.
+and its tails (24 rows per monitor). `--minutes K`: K minutes after the watermark (a minute cell
+each per monitor, two results each), folded by the one `compact()`, as a fold every K minutes
+(`compact_every`) finds them; the time per cell is per minute cell folded. Run it from two
+copies of the sources (`PYTHONPATH`) to compare them; each repeat is a fresh database.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from pingtower.statistics.service import StatisticsService
 
 DAY = datetime(2026, 11, 10, tzinfo=UTC)
 HOUR = DAY + timedelta(hours=10)
-MINUTE = HOUR + timedelta(minutes=5)  # the minute folded: 10:00-10:04 are in the hour cells
+MINUTE = HOUR + timedelta(minutes=5)  # the (last) minute folded; the hour cells hold 10 checks
 # --hour-end: the hour's last minute, so that the fold finishes the hour (its figures)
 LAST_MINUTE = HOUR + timedelta(minutes=59)
 # --day-end: the day's last minute, its 23 earlier hours with a cell each (the day's tails)
@@ -85,11 +87,12 @@ def cell(monitor: str, resolution: str, at: datetime, latencies: list[float]) ->
     )
 
 
-def fill(path: str, monitors: int, minute: datetime) -> None:
-    """The steady state a minute after the last fold (see the module's docstring)."""
+def fill(path: str, monitors: int, minute: datetime, minutes: int) -> None:
+    """The steady state `minutes` minutes after the last fold (the module's docstring)."""
     rows = []
     results = []
     hour = minute.replace(minute=0)
+    first = minute - timedelta(minutes=minutes - 1)
     for m in range(monitors):
         monitor = uuid.UUID(int=m + 1, version=4).hex
         base = 20.0 + m % 400
@@ -97,14 +100,16 @@ def fill(path: str, monitors: int, minute: datetime) -> None:
         def latencies(n: int, seed: int, base: float = base) -> list[float]:
             return [base * (1 + ((seed + i) * 7919 % 100 - 50) / 1000) for i in range(n)]
 
-        rows.append(cell(monitor, "minute", minute, latencies(2, 600)))
+        for k in range(minutes):
+            at = first + timedelta(minutes=k)
+            rows.append(cell(monitor, "minute", at, latencies(2, 600 + 2 * k)))
         rows.append(cell(monitor, "hour", hour, latencies(10, 590)))
         if hour != HOUR:  # a day's end: its earlier hours' cells too
             earlier = cell(monitor, "hour", DAY, latencies(120, 0))
             rows.extend((*earlier[:3], stored(at), *earlier[4:]) for at in hours_before(hour))
         rows.append(cell(monitor, "day", DAY, latencies(1210, 0)))
-        for k in range(2):
-            at = stored(minute + timedelta(seconds=30 * k + m * 30 / monitors))
+        for k in range(2 * minutes):
+            at = stored(first + timedelta(seconds=30 * k + m * 30 / monitors))
             results.append(("w0", uuid.uuid4().hex, monitor, "eu", at, at, at, "up", 20.0, "{}"))
     connection = sqlite3.connect(path, isolation_level=None)
     try:
@@ -123,7 +128,7 @@ def fill(path: str, monitors: int, minute: datetime) -> None:
         )
         connection.execute(
             "INSERT OR REPLACE INTO watermarks (name, folded_until) VALUES ('rollups', ?)",
-            (stored(minute),),
+            (stored(first),),
         )
         connection.execute("COMMIT")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -180,21 +185,32 @@ class LockProber:
 @dataclass(frozen=True)
 class Figures:
     monitors: int
+    minutes: int
     wall: float
     cpu: float
     lock: float
     steps: int
 
     def row(self, label: str) -> str:
-        per = 1e6 / self.monitors
+        per = 1e6 / (self.monitors * self.minutes)
         return (
-            f"| {label:<22} | {self.monitors:>8} | {self.steps:>5} | {self.wall:>6.2f} "
+            f"| {label:<22} | {self.monitors:>8} | {self.minutes:>7} | {self.steps:>5} "
+            f"| {self.wall:>6.2f} "
             f"| {self.cpu:>5.2f} | {self.lock:>9.3f} | {self.wall * per:>10.1f} "
             f"| {self.cpu * per:>9.1f} |"
         )
 
 
-COLUMNS = ("monitors", "folds", "wall s", "CPU s", "lock max s", "wall us/cell", "CPU us/cell")
+COLUMNS = (
+    "monitors",
+    "minutes",
+    "folds",
+    "wall s",
+    "CPU s",
+    "lock max s",
+    "wall us/cell",
+    "CPU us/cell",
+)
 HEADER = (
     f"| {'code':<22} | "
     + " | ".join(COLUMNS)
@@ -239,7 +255,7 @@ class Spinner:
             await asyncio.sleep(0)
 
 
-async def once(monitors: int, busy_ms: float, minute: datetime) -> Figures:
+async def once(monitors: int, busy_ms: float, minute: datetime, minutes: int) -> Figures:
     with tempfile.TemporaryDirectory() as folder:
         path = f"{folder}/statistics.sqlite3"
         settings = Settings(
@@ -249,25 +265,25 @@ async def once(monitors: int, busy_ms: float, minute: datetime) -> Figures:
         service = StatisticsService(settings, InProcessBus(), clock=lambda: now)
         try:
             await service.prepare()
-            await asyncio.to_thread(fill, path, monitors, minute)
+            await asyncio.to_thread(fill, path, monitors, minute, minutes)
             gc.collect()
             with LockProber(path) as prober:
                 async with Spinner(busy_ms) as spinner:
                     began, began_cpu = time.perf_counter(), cpu()
                     steps = await service.compact()
                     wall, spent = time.perf_counter() - began, cpu() - began_cpu
-            check(path, monitors, minute)
+            check(path, monitors, minute, minutes)
         finally:
             await service.stop()
-    return Figures(monitors, wall, spent - prober.cpu - spinner.cpu, prober.longest, steps)
+    return Figures(monitors, minutes, wall, spent - prober.cpu - spinner.cpu, prober.longest, steps)
 
 
 def hours_before(hour: datetime) -> list[datetime]:
     return [DAY + timedelta(hours=n) for n in range(hour.hour)] if hour != HOUR else []
 
 
-def check(path: str, monitors: int, minute: datetime) -> None:
-    """The fold happened: every hour cell holds its minute's two checks (and at a day's end,
+def check(path: str, monitors: int, minute: datetime, minutes: int) -> None:
+    """The fold happened: every hour cell holds its minutes' two checks each (and at a day's end,
     every monitor has a tail per hour of the day)."""
     hour = minute.replace(minute=0)
     connection = sqlite3.connect(path)
@@ -280,7 +296,9 @@ def check(path: str, monitors: int, minute: datetime) -> None:
         (tails,) = connection.execute("SELECT count(*) FROM day_tails").fetchone()
     finally:
         connection.close()
-    if checks != 12 * monitors or not folded.startswith(stored(minute + timedelta(minutes=1))):
+    if checks != (10 + 2 * minutes) * monitors or not folded.startswith(
+        stored(minute + timedelta(minutes=1))
+    ):
         raise RuntimeError(f"the fold did not happen: {checks} checks, watermark {folded}")
     if hour != HOUR and tails != 24 * monitors:
         raise RuntimeError(f"the day's tails were not written: {tails} rows")
@@ -292,6 +310,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--label", default="this")
     parser.add_argument("--busy-ms", type=float, default=0.0)
+    parser.add_argument("--minutes", type=int, default=1, help="minutes folded at once (1-5)")
     parser.add_argument("--hour-end", action="store_true")
     parser.add_argument("--day-end", action="store_true")
     args = parser.parse_args()
@@ -302,9 +321,12 @@ def main() -> None:
         + ["hour end"] * args.hour_end
         + ["day end"] * args.day_end
     )
+    if not 1 <= args.minutes <= 5:
+        parser.error("--minutes: 1 to 5 (the hour cell holds the hour's first 5 minutes)")
     minute = DAY_LAST_MINUTE if args.day_end else LAST_MINUTE if args.hour_end else MINUTE
     for _ in range(args.repeat):
-        print(asyncio.run(once(args.monitors, args.busy_ms, minute)).row(label), flush=True)
+        figures = asyncio.run(once(args.monitors, args.busy_ms, minute, args.minutes))
+        print(figures.row(label), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pingtower.statistics.store.sqlite_ingest import (
     _ADD_TO_CELL,
     _FUNCTIONS,
     FoldInput,
+    MinuteGroups,
     _add_counts,
     _cell_rows,
     _fresh_cell_rows,
@@ -138,11 +139,18 @@ def stored_histograms(draw: st.DrawFn) -> bytes:
     return data
 
 
+# a cell's lowest and highest latency (equal ones of either sign: which one a sum keeps)
+stored_latencies = st.one_of(
+    st.none(), st.sampled_from([0.0, -0.0, 12.5]), st.floats(min_value=0, max_value=1e4)
+)
+
+
 @st.composite
 def minute_rows(draw: st.DrawFn) -> tuple[object, ...]:
     # minutes around a midnight: several hours and two days
     start = FOLDED.replace(hour=22) + timedelta(minutes=draw(st.integers(0, 200)))
-    latencies = draw(st.one_of(st.none(), st.floats(min_value=0, max_value=1e4)))
+    low = draw(stored_latencies)
+    high = low if draw(st.booleans()) else draw(stored_latencies)
     return (
         draw(st.sampled_from(MONITORS)).hex,
         draw(st.sampled_from(["eu", "us"])),
@@ -152,8 +160,8 @@ def minute_rows(draw: st.DrawFn) -> tuple[object, ...]:
         draw(st.integers(0, 3)),
         draw(st.integers(0, 3)),
         draw(st.integers(0, 3)),
-        latencies,
-        latencies,
+        low,
+        high,
         draw(st.sampled_from([0.0, -0.0, 12.5, 1e-3])),
         draw(stored_sums),
         draw(stored_counts),
@@ -305,7 +313,21 @@ def test_cells_folded_outside_sqlite_are_those_its_upsert_stores(
         tuple(row[:4]): tuple(row[4:])
         for row in db.execute("SELECT * FROM rollups ORDER BY 1, 2, 3, 4")
     }
-    staged = folded_rows(read.minutes, read)
+    # NaN != NaN: compared as text
+    assert repr(_final_cells(folded_rows(read.minutes, read), read)) == repr(
+        sorted(expected.items())
+    )
+    # The same once a fold's reading has summed each key's rows as they came
+    gathered = MinuteGroups()
+    for row in rows:
+        gathered.add(row)
+    assert repr(_final_cells(folded_rows(gathered.groups(), read), read)) == repr(
+        sorted(expected.items())
+    )
+
+
+def _final_cells(staged: list[tuple[Any, ...]], read: FoldInput) -> list[Any]:
+    """`folded_rows`' rows as the cells they leave stored, by key."""
     found = {}
     for ref, *row in staged:
         monitor, region, resolution = row[:3]
@@ -314,5 +336,49 @@ def test_cells_folded_outside_sqlite_are_those_its_upsert_stores(
         # a stored cell keeps its workspace (the fold does not write it)
         tenant = "w1" if stored is not None else row[4]
         found[(monitor, region, resolution, row[3])] = (tenant, *row[5:])
-    # NaN != NaN: compared as text
-    assert repr(sorted(found.items())) == repr(sorted(expected.items()))
+    return sorted(found.items())
+
+
+@settings(max_examples=300)
+@given(st.lists(minute_rows(), min_size=1, max_size=30))
+def test_minute_rows_summed_as_a_fold_reads_them_make_the_cells_of_the_rows(
+    drawn: list[tuple[Any, ...]],
+) -> None:
+    """A fold of several minutes sums each key's rows as it reads them (`MinuteGroups`): the
+    hour and day rows it makes are those of the rows one by one (`coarser_rows`), and a key
+    whose phase maps are all JSON objects is left one row."""
+    hour = FOLDED.replace(hour=23)
+    by_key = {
+        (row[0], row[1], int(row[2][14:16])): (
+            row[0],
+            row[1],
+            utc_text(hour + timedelta(minutes=int(row[2][14:16]))),
+            *row[3:],
+        )
+        for row in drawn
+    }
+    rows = [by_key[key] for key in sorted(by_key, key=lambda key: (key[2], key[:2]))]
+    gathered = MinuteGroups()
+    for row in rows:
+        gathered.add(row)
+    groups = gathered.groups()
+    # the same rows, in another order (NaN != NaN: compared as text)
+    assert sorted(map(repr, coarser_rows([row for group in groups for row in group]))) == sorted(
+        map(repr, coarser_rows(rows))
+    )
+    assert len(groups) == len({(row[0], row[1]) for row in rows})
+    assert all(len(group) == 1 for group in groups)  # the drawn maps are all objects or null
+
+
+def test_a_minute_row_whose_phase_map_is_no_object_is_summed_with_the_rest_after() -> None:
+    """A row that cannot be summed as read (its phase sums no JSON object) leaves its key's
+    rows to `coarser_rows`, which sums them as it always did (here: refuses them alike)."""
+    row = (MONITORS[0].hex, "eu", "2026-11-10 09:07:00.000000", "w1", 1, 0, 0, 1, 5.0, 5.0)
+    good = (*row, 5.0, '{"dns": 1.5}', '{"dns": 1}', Histogram.stored_one(5.0))
+    bad = (*row, 5.0, "[1.5]", '{"dns": 1}', Histogram.stored_one(5.0))
+    gathered = MinuteGroups()
+    for one in (good, good, bad):
+        gathered.add(one)
+    (group,) = gathered.groups()
+    assert len(group) == 2
+    assert group[1] is bad

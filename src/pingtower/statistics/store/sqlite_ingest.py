@@ -23,7 +23,8 @@ COMMIT and half of its insert (round 8).
 
 Compaction on SQLite reads the minute cells here as stored and makes its upsert's rows from
 those forms (`coarser_rows`): in steady state a minute cell alone in its hour passes through
-to its hour and day rows without being decoded and encoded again (round 7).
+to its hour and day rows without being decoded and encoded again (round 7). A fold of several
+minutes sums each monitor's minute rows as it reads them (`MinuteGroups`, round 13).
 """
 
 from __future__ import annotations
@@ -418,7 +419,7 @@ async def _read_fold(db: sqlite3.Connection, until: datetime) -> FoldInput | Non
         return None
     newest = db.execute(_NEWEST_RESULT).fetchone()
     first = db.execute(_FIRST_MINUTE, (sqlite_time(start), sqlite_time(until))).fetchone()[0]
-    minutes: dict[tuple[str, str], list[Any]] = {}
+    minutes = MinuteGroups()
     hours: dict[tuple[str, str], tuple[Any, ...]] = {}
     days: dict[tuple[str, str], tuple[Any, ...]] = {}
     stop = until
@@ -429,7 +430,7 @@ async def _read_fold(db: sqlite3.Connection, until: datetime) -> FoldInput | Non
         # in time order (the index on resolution and time), grouped here: no sort in SQLite
         async for rows in _chunks(db, _MINUTE_CELLS_BY_TIME, span):
             for row in rows:
-                minutes.setdefault((row[0], row[1]), []).append(row)
+                minutes.add(row)
         for cells, resolution, at in (
             (hours, _HOUR, hour),
             (days, _DAY, floor_to(hour, Resolution.DAY.length)),
@@ -438,7 +439,127 @@ async def _read_fold(db: sqlite3.Connection, until: datetime) -> FoldInput | Non
                 for row in rows:
                     cells[(row[0], row[1])] = row[2:]
     newest_result = None if newest is None else (newest[0], newest[1])
-    return FoldInput(start, stop, watermark, newest_result, list(minutes.values()), hours, days)
+    return FoldInput(start, stop, watermark, newest_result, minutes.groups(), hours, days)
+
+
+class MinuteGroups:
+    """A fold's minute rows (`_MINUTE_CELLS_BY_TIME`, in time order) by monitor and region.
+
+    A key's first row is kept as read; from its second on, its rows are summed as they come
+    (`_MinuteSum`), as `_summed_minutes` sums them: a fold of several minutes (`compact_every`)
+    holds a sum per key, not a row per minute, and hands `folded_rows` one row per key, which
+    takes the path of a minute alone in its hour. A key whose phase maps are not JSON objects
+    keeps its rows, summed by `coarser_rows` as before."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], list[Any]] = {}
+        self._sums: dict[tuple[str, str], _MinuteSum] = {}
+
+    def add(self, row: Sequence[Any]) -> None:
+        key = (row[0], row[1])
+        summed = self._sums.get(key)
+        if summed is not None:
+            if not summed.add(row):
+                # summed with the rest by `coarser_rows`: the same as each of the rows would be
+                self._rows[key] = [summed.row(), row]
+                del self._sums[key]
+            return
+        found = self._rows.get(key)
+        if found is None:
+            self._rows[key] = [row]
+        elif len(found) == 1 and (summed := _MinuteSum.of(found[0], row)) is not None:
+            self._sums[key] = summed
+            del self._rows[key]
+        else:
+            found.append(row)
+
+    def groups(self) -> list[list[Any]]:
+        """Each key's rows: one row where they were summed, else the rows as read."""
+        return [*self._rows.values(), *([summed.row()] for summed in self._sums.values())]
+
+
+class _MinuteSum:
+    """Minute rows of a key summed as `_summed_minutes` sums them (`Cell.merge` of each into
+    an empty cell, in time order; the histograms at the end, `Histogram.from_bytes_many`),
+    its phase maps decoded once per row. `row` is the summed row in `_cell_values`' forms."""
+
+    __slots__ = (
+        "counts",
+        "degraded",
+        "down",
+        "first",
+        "high",
+        "histograms",
+        "latency_count",
+        "latency_sum",
+        "low",
+        "sums",
+        "up",
+    )
+
+    def __init__(self, first: Sequence[Any]) -> None:
+        self.first = tuple(first[:4])  # monitor, region, minute (the first), workspace
+        self.up = self.degraded = self.down = self.latency_count = 0
+        self.low: Any = None
+        self.high: Any = None
+        self.latency_sum = 0.0
+        self.sums: dict[str, Any] = {}
+        self.counts: dict[str, Any] = {}
+        self.histograms: list[bytes | None] = []
+
+    @classmethod
+    def of(cls, first: Sequence[Any], then: Sequence[Any]) -> _MinuteSum | None:
+        summed = cls(first)
+        return summed if summed.add(first) and summed.add(then) else None
+
+    def add(self, row: Sequence[Any]) -> bool:
+        """Add a row; False (nothing added) where its phase maps are not JSON objects."""
+        if type(row[11]) is not str or type(row[12]) is not str:
+            return False
+        sums = _loads(row[11]) or {}
+        counts = _decoded_counts(row[12]) or {}
+        if type(sums) is not dict or type(counts) is not dict:
+            return False
+        self.up += row[4]
+        self.degraded += row[5]
+        self.down += row[6]
+        self.latency_count += row[7]
+        self.latency_sum += row[10]
+        # as `rollups._min` and `_max` (Python's min and max keep the first of equals)
+        low, high = row[8], row[9]
+        if self.low is None or (low is not None and low < self.low):
+            self.low = low
+        if self.high is None or (high is not None and high > self.high):
+            self.high = high
+        total = self.sums
+        for phase, value in sums.items():
+            total[phase] = total.get(phase, 0.0) + value
+        total = self.counts
+        for phase, count in counts.items():
+            total[phase] = total.get(phase, 0) + count
+        self.histograms.append(row[13])
+        return True
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            *self.first,
+            self.up,
+            self.degraded,
+            self.down,
+            self.latency_count,
+            self.low,
+            self.high,
+            self.latency_sum,
+            _dumps(self.sums),
+            _dumps(self.counts),
+            Histogram.from_bytes_many(self.histograms).to_bytes(),
+        )
+
+
+@lru_cache(maxsize=1024)
+def _decoded_counts(text: str) -> Any:
+    """Stored phase counts decoded (few texts recur); the caller must not change the map."""
+    return json.loads(text)
 
 
 async def _chunks(
@@ -499,9 +620,10 @@ def folded_rows(
     `coarser_rows` of the rows to the same cells, by the same functions in the same order
     (tests compare both).
 
-    The usual fold, a minute, has one minute cell per hour and day cell, both stored: it is
-    added to them from its stored forms (`_one_minute`), its phase sums decoded once for both.
-    Others (several minutes, a cell not stored yet) go through `coarser_rows`."""
+    The usual fold has one minute row per hour and day cell, both stored (one minute cell, or
+    a few summed as they were read: `MinuteGroups`): it is added to them from its stored forms
+    (`_one_minute`), its phase sums decoded once for both. Others (rows that could not be
+    summed as read, a cell not stored yet) go through `coarser_rows`."""
     found: list[tuple[Any, ...]] = []
     rest: list[Sequence[Any]] = []
     for rows in groups:
