@@ -133,8 +133,8 @@ class Cell:
         if latency_ms is not None and latency_ms >= 0:
             self.latency_count += 1
             self.latency_sum += latency_ms
-            self.latency_min = _min(self.latency_min, latency_ms)
-            self.latency_max = _max(self.latency_max, latency_ms)
+            self.latency_min = lowest(self.latency_min, latency_ms)
+            self.latency_max = highest(self.latency_max, latency_ms)
             self.histogram.add(latency_ms)
         for phase, value in phases_ms.items():
             self.phase_sums[phase] = self.phase_sums.get(phase, 0.0) + value
@@ -146,8 +146,8 @@ class Cell:
         self.down += other.down
         self.latency_count += other.latency_count
         self.latency_sum += other.latency_sum
-        self.latency_min = _min(self.latency_min, other.latency_min)
-        self.latency_max = _max(self.latency_max, other.latency_max)
+        self.latency_min = lowest(self.latency_min, other.latency_min)
+        self.latency_max = highest(self.latency_max, other.latency_max)
         for phase, value in other.phase_sums.items():
             self.phase_sums[phase] = self.phase_sums.get(phase, 0.0) + value
         for phase, count in other.phase_counts.items():
@@ -165,13 +165,15 @@ def merge_all(cells: Iterable[Cell]) -> Cell:
     return total
 
 
-def _min(a: float | None, b: float | None) -> float | None:
+def lowest(a: float | None, b: float | None) -> float | None:
+    """The lower of two latencies, either possibly missing (None); of two equal, `a`."""
     if a is None:
         return b
     return a if b is None else min(a, b)
 
 
-def _max(a: float | None, b: float | None) -> float | None:
+def highest(a: float | None, b: float | None) -> float | None:
+    """The higher of two latencies, either possibly missing (None); of two equal, `a`."""
     if a is None:
         return b
     return a if b is None else max(a, b)

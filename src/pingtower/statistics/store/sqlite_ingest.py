@@ -55,6 +55,8 @@ from pingtower.statistics.domain.rollups import (
     CellKey,
     Resolution,
     floor_to,
+    highest,
+    lowest,
     written_resolutions,
 )
 from pingtower.statistics.store.watermark import NAME as WATERMARK_NAME
@@ -527,12 +529,9 @@ class _MinuteSum:
         self.down += row[6]
         self.latency_count += row[7]
         self.latency_sum += row[10]
-        # as `rollups._min` and `_max` (Python's min and max keep the first of equals)
-        low, high = row[8], row[9]
-        if self.low is None or (low is not None and low < self.low):
-            self.low = low
-        if self.high is None or (high is not None and high > self.high):
-            self.high = high
+        # by the functions `Cell.merge` uses: which of two equal values stays is theirs
+        self.low = lowest(self.low, row[8])
+        self.high = highest(self.high, row[9])
         total = self.sums
         for phase, value in sums.items():
             total[phase] = total.get(phase, 0.0) + value
