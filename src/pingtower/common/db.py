@@ -57,17 +57,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     if is_sqlite(url):
         path = url.split(":///", 1)[1]
-        if not path or path == ":memory:":
-            engine = _sqlite_engine(url)  # SQLAlchemy's StaticPool: one connection already
-        else:
+        if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # One connection: SQLite lets one transaction write at a time, and a connection
-            # keeps its page cache only until another connection commits, so writers taking
-            # turns on several connections read every page of every transaction again (from
-            # the file or the WAL, a system call each). With one, most of a transaction's
-            # pages are cached; the wait for the write lock moves from SQLite's busy handler
-            # to the pool's queue.
-            engine = _sqlite_engine(url, pool_size=1, max_overflow=0)
+        engine = _sqlite_engine(url)
         # aiosqlite's default isolation issues BEGIN lazily; BEGIN IMMEDIATE avoids the
         # upgrade deadlock when two transactions read then write.
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
@@ -92,12 +84,12 @@ def read_only_engine(url: str, engine: AsyncEngine) -> AsyncEngine:
     return reader
 
 
-def _sqlite_engine(url: str, **pool: int) -> AsyncEngine:
+def _sqlite_engine(url: str) -> AsyncEngine:
     """An engine on the embedded mode's driver with the connection settings of every one."""
     parsed = make_url(url)
     args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
     engine = create_async_engine(
-        url, async_creator=sqlite_driver.connector(*args, **kwargs, timeout=30), **pool
+        url, async_creator=sqlite_driver.connector(*args, **kwargs, timeout=30)
     )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -202,46 +202,15 @@ async def test_the_first_statement_of_a_transaction_takes_the_write_lock(
 async def test_a_transaction_without_statements_takes_no_trip_and_no_lock(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Another writer on the same file: an engine holds one connection (the next test)
-    other = create_engine(str(engine.url))
-    try:
-        async with engine.connect(), other.connect():
-            pass  # a connection in each pool, their pragmas run
-        trips = Trips(monkeypatch)
-        async with engine.connect() as idle:
-            await idle.begin()
-            # The other writer is not kept waiting by a transaction that has done nothing yet
-            await _insert(other, "meanwhile")
-            await idle.commit()
-        assert trips.count == 2  # the other transaction's INSERT (with its BEGIN) and COMMIT
-    finally:
-        await other.dispose()
-
-
-async def test_a_file_engine_writes_on_one_connection_and_a_second_writer_waits(
-    engine: AsyncEngine,
-) -> None:
-    """One connection keeps its page cache across the engine's transactions (another
-    connection's commit would empty it); a second transaction waits for it in the pool."""
-    order: list[str] = []
-
-    async def second() -> None:
-        await _insert(engine, "second")
-        order.append("second")
-
-    async with engine.begin() as conn:
-        first = (await conn.get_raw_connection()).driver_connection
-        waiting = asyncio.create_task(second())
-        await asyncio.sleep(0.05)
-        assert not waiting.done()  # queued for the engine's only connection
-        await conn.execute(things.insert().values(name="first"))
-        order.append("first")
-    await waiting
-    async with engine.connect() as conn:
-        assert (await conn.get_raw_connection()).driver_connection is first
-        names = (await conn.execute(sa.select(things.c.name).order_by(things.c.id))).scalars()
-        assert list(names) == ["first", "second"]
-    assert order == ["first", "second"]
+    async with engine.connect(), engine.connect():
+        pass  # two connections in the pool, their pragmas run
+    trips = Trips(monkeypatch)
+    async with engine.connect() as idle:
+        await idle.begin()
+        # Another writer is not kept waiting by a transaction that has done nothing yet
+        await _insert(engine, "meanwhile")
+        await idle.commit()
+    assert trips.count == 2  # the other transaction's INSERT (with its BEGIN) and COMMIT
 
 
 async def test_a_begin_that_fails_fails_the_first_statement_and_is_tried_again(
