@@ -57,9 +57,17 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     if is_sqlite(url):
         path = url.split(":///", 1)[1]
-        if path and path != ":memory:":
+        if not path or path == ":memory:":
+            engine = _sqlite_engine(url)  # SQLAlchemy's StaticPool: one connection
+        else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = _sqlite_engine(url)
+            # The connection given back last is taken first: a connection keeps its page
+            # cache only until another connection commits, so writers taking turns on
+            # several connections read every page of every transaction again (a system call
+            # each, from the file or the WAL); last in, first out, the pool's connections
+            # take turns only when transactions overlap.
+            engine = _sqlite_engine(url, pool_use_lifo=True)
+        event.listen(engine.sync_engine, "connect", _sqlite_writer_pragmas)
         # aiosqlite's default isolation issues BEGIN lazily; BEGIN IMMEDIATE avoids the
         # upgrade deadlock when two transactions read then write.
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
@@ -84,12 +92,12 @@ def read_only_engine(url: str, engine: AsyncEngine) -> AsyncEngine:
     return reader
 
 
-def _sqlite_engine(url: str) -> AsyncEngine:
+def _sqlite_engine(url: str, **pool: Any) -> AsyncEngine:
     """An engine on the embedded mode's driver with the connection settings of every one."""
     parsed = make_url(url)
     args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
     engine = create_async_engine(
-        url, async_creator=sqlite_driver.connector(*args, **kwargs, timeout=30)
+        url, async_creator=sqlite_driver.connector(*args, **kwargs, timeout=30), **pool
     )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -112,6 +120,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+# A writer connection's page cache (SQLite's default: 2 MiB), in KiB: the pages every batch
+# of results goes through, such as the Pinger's 50,000 state rows (8 MiB) and its indexes'
+# upper levels, then stay cached; a read connection's cache is emptied by every commit.
+WRITER_CACHE_KIB = 16 * 1024
+# WAL pages after which a commit copies them into the database file (SQLite's default: 1,000):
+# a page written by many commits in between (a state row's) is copied once.
+WRITER_CHECKPOINT_PAGES = 10_000
+
+
+def _sqlite_writer_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
     cursor.close()
 
 

@@ -17,7 +17,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pingtower.common import sqlite_driver
-from pingtower.common.db import create_engine, read_only_engine, session_factory
+from pingtower.common.db import (
+    WRITER_CACHE_KIB,
+    WRITER_CHECKPOINT_PAGES,
+    create_engine,
+    read_only_engine,
+    session_factory,
+)
 
 metadata = sa.MetaData()
 things = sa.Table(
@@ -501,3 +507,34 @@ async def test_a_read_only_transaction_begins_in_its_first_statements_trip(
 def test_elsewhere_read_only_sessions_use_the_writers_engine(engine: AsyncEngine) -> None:
     url = "postgresql+asyncpg://user:secret@127.0.0.1/db"
     assert read_only_engine(url, engine) is engine
+
+
+async def test_transactions_one_after_another_keep_to_the_connection_given_back_last(
+    engine: AsyncEngine,
+) -> None:
+    """A connection's page cache lasts until another connection commits: after two
+    transactions overlapped, the next ones take the connection given back last, not turns."""
+    async with engine.connect() as first:
+        first_driver = await _driver(first)
+        async with engine.connect() as second:
+            second_driver = await _driver(second)
+    assert first_driver is not second_driver
+    for name in ("a", "b", "c"):
+        async with engine.begin() as conn:
+            assert await _driver(conn) is first_driver  # given back after `second`
+            await conn.execute(things.insert().values(name=name))
+
+
+async def test_writer_connections_keep_a_larger_cache_and_checkpoint_less_often(
+    engine: AsyncEngine,
+) -> None:
+    reader = read_only_engine(str(engine.url), engine)
+    try:
+        async with engine.connect() as writer, reader.connect() as read:
+            assert await writer.scalar(sa.text("PRAGMA cache_size")) == -WRITER_CACHE_KIB
+            checkpoint = await writer.scalar(sa.text("PRAGMA wal_autocheckpoint"))
+            assert checkpoint == WRITER_CHECKPOINT_PAGES
+            # A reader's cache is emptied by every writer's commit: SQLite's default
+            assert await read.scalar(sa.text("PRAGMA cache_size")) == -2000
+    finally:
+        await reader.dispose()
