@@ -65,8 +65,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             # cache only until another connection commits, so writers taking turns on
             # several connections read every page of every transaction again (a system call
             # each, from the file or the WAL); last in, first out, the pool's connections
-            # take turns only when transactions overlap.
-            engine = _sqlite_engine(url, pool_use_lifo=True)
+            # take turns only when transactions overlap. Two are kept between transactions
+            # (those opened beyond for overlaps are closed when given back), so at most two
+            # page caches (WRITER_CACHE_KIB) stay filled.
+            engine = _sqlite_engine(url, pool_size=2, max_overflow=8, pool_use_lifo=True)
         event.listen(engine.sync_engine, "connect", _sqlite_writer_pragmas)
         # aiosqlite's default isolation issues BEGIN lazily; BEGIN IMMEDIATE avoids the
         # upgrade deadlock when two transactions read then write.
