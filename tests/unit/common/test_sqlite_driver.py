@@ -5,6 +5,7 @@ errors, streaming, lock waits that do not block the event loop), with fewer trip
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -538,3 +539,14 @@ async def test_writer_connections_keep_a_larger_cache_and_checkpoint_less_often(
             assert await read.scalar(sa.text("PRAGMA cache_size")) == -2000
     finally:
         await reader.dispose()
+
+
+async def test_a_writer_engine_keeps_two_connections_and_closes_those_opened_beyond(
+    engine: AsyncEngine,
+) -> None:
+    """Overlapping transactions get a connection each; given back, two stay open (each may
+    hold a filled page cache) and the others are closed."""
+    async with contextlib.AsyncExitStack() as stack:
+        drivers = [await _driver(await stack.enter_async_context(engine.connect())) for _ in "abcd"]
+        assert len(set(map(id, drivers))) == 4
+    assert engine.pool.checkedin() == 2
