@@ -28,12 +28,12 @@ from pingtower.statistics.store.sqlite_ingest import (
     _add_counts,
     _cell_rows,
     _fresh_cell_rows,
-    _MinuteSum,
     _result_rows,
     add_maps,
     coarser_rows,
     folded_rows,
     from_sqlite_time,
+    group_rows,
 )
 
 MONITORS = [uuid.UUID(int=i + 1, version=4) for i in range(3)]
@@ -362,9 +362,7 @@ def test_minute_rows_summed_as_a_fold_reads_them_make_the_cells_of_the_rows(
     gathered = MinuteGroups()
     for row in rows:
         gathered.add(row)
-    groups = [
-        [group.row()] if isinstance(group, _MinuteSum) else group for group in gathered.groups()
-    ]
+    groups = [group_rows(group) for group in gathered.groups()]
     # the same rows, in another order (NaN != NaN: compared as text)
     assert sorted(map(repr, coarser_rows([row for group in groups for row in group]))) == sorted(
         map(repr, coarser_rows(rows))

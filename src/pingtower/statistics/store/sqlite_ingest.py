@@ -561,6 +561,11 @@ class _MinuteSum:
 MinuteGroup = Sequence[Sequence[Any]] | _MinuteSum
 
 
+def group_rows(group: MinuteGroup) -> Sequence[Sequence[Any]]:
+    """A key's minute rows: as read, or their sum made into one row."""
+    return [group.row()] if isinstance(group, _MinuteSum) else group
+
+
 @lru_cache(maxsize=1024)
 def _decoded_counts(text: str) -> Any:
     """Stored phase counts decoded (few texts recur); the caller must not change the map."""
@@ -630,7 +635,7 @@ def folded_rows(groups: Sequence[MinuteGroup], read: FoldInput) -> list[tuple[An
     found: list[tuple[Any, ...]] = []
     rest: list[Sequence[Any]] = []
     for group in groups:
-        rows = [group.row()] if isinstance(group, _MinuteSum) else group
+        rows = group_rows(group)
         row = rows[0]
         key = (row[0], row[1])
         hour, day = read.hours.get(key), read.days.get(key)
