@@ -127,7 +127,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 # A writer connection's page cache (SQLite's default: 2 MiB), in KiB: the pages every batch
 # of results goes through, such as the Pinger's 50,000 state rows (8 MiB) and its indexes'
-# upper levels, then stay cached; a read connection's cache is emptied by every commit.
+# upper levels, then stay cached; a read connection's cache is emptied by each writer's commit.
 WRITER_CACHE_KIB = 16 * 1024
 # WAL pages after which a commit copies them into the database file (SQLite's default: 1,000):
 # a page written by many commits in between (a state row's) is copied once.
