@@ -14,7 +14,7 @@ from pathlib import Path
 import structlog
 from fastapi import APIRouter
 
-from pingtower.common import db, pacing
+from pingtower.common import db, memory, pacing
 from pingtower.common.events import CheckCompleted, Status, utcnow
 from pingtower.common.http.app import ReadinessCheck
 from pingtower.common.messaging.bus import Bus
@@ -215,6 +215,9 @@ class StatisticsService(Component):
             if reached is None:
                 break
             folded += 1
+        if folded:
+            # The fold's rows and its staging connection's pages, freed, would stay resident
+            await asyncio.to_thread(memory.release_freed_memory)
         return folded
 
     async def prune(self) -> dict[str, int]:

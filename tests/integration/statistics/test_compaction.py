@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from pingtower.common import memory
 from pingtower.common.events import Envelope
 from pingtower.statistics.domain.histogram import Histogram
 from pingtower.statistics.service import Retention
@@ -83,6 +84,20 @@ async def test_results_are_written_as_minute_cells_and_folded_into_hours_and_day
     # a rerun finds nothing to fold and adds nothing twice
     assert await stats.service.compact() == 0
     assert await cells(stats) == stored
+
+
+async def test_a_compaction_that_folded_gives_the_freed_memory_back(
+    early_stats: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = early_stats
+    released: list[bool] = []
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: released.append(True))
+    await feed(stats, everything())
+    stats.clock.now = NOV10 + 10 * H
+    assert await stats.service.compact() >= 1
+    assert released == [True]
+    assert await stats.service.compact() == 0  # nothing folded: no peak to give back
+    assert released == [True]
 
 
 async def test_a_result_arriving_after_its_hour_was_folded_still_counts_once(
