@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 CONFIG = """
+{modules}
 worker_processes {workers};
 daemon off;
 pid {root}/nginx.pid;
@@ -27,9 +28,40 @@ http {{
         listen 127.0.0.1:{port} backlog=4096;
         root {root}/www;
         location / {{ }}
+{delayed}
     }}
 }}
 """
+
+
+# A target that answers after a delay, as one across a network does: nginx's echo module
+# (Debian's libnginx-mod-http-echo) waits on a timer, so the wait costs the target no CPU.
+# The kernel here has no netem to delay loopback packets instead.
+ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
+ECHO_PACKAGE = "libnginx-mod-http-echo"
+DELAYED = """        location = /ok.txt {{
+            default_type text/plain;
+            echo_sleep {seconds};
+            echo -n ok;
+        }}"""
+
+
+def echo_module() -> Path:
+    """The echo module's file, installed from Debian's packages when missing and this runs as
+    root; a clear error otherwise."""
+    if not ECHO_MODULE.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", ECHO_PACKAGE],
+        ):
+            subprocess.run(command, env=env, check=False, capture_output=True)
+    if not ECHO_MODULE.exists():
+        raise RuntimeError(
+            f"a delayed target needs nginx's echo module ({ECHO_MODULE}): "
+            f"apt-get install {ECHO_PACKAGE}"
+        )
+    return ECHO_MODULE
 
 
 def free_port() -> int:
@@ -39,10 +71,12 @@ def free_port() -> int:
 
 
 class LocalNginx:
-    """`with LocalNginx() as nginx:` serves `nginx.url` (a 2-byte page) until the block ends."""
+    """`with LocalNginx() as nginx:` serves `nginx.url` (a 2-byte page) until the block ends,
+    after `delay_ms` when that is set."""
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, delay_ms: int = 0) -> None:
         self.workers = workers
+        self.delay_ms = delay_ms
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="pingtower-bench-nginx-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -59,8 +93,19 @@ class LocalNginx:
         self.root.chmod(0o755)
         user = "user root;" if os.geteuid() == 0 else ""
         config = self.root / "nginx.conf"
+        modules = delayed = ""
+        if self.delay_ms > 0:
+            modules = f"load_module {echo_module()};"
+            delayed = DELAYED.format(seconds=f"{self.delay_ms / 1000:.3f}")
         config.write_text(
-            CONFIG.format(workers=self.workers, root=self.root, port=self.port, user=user)
+            CONFIG.format(
+                modules=modules,
+                workers=self.workers,
+                root=self.root,
+                port=self.port,
+                user=user,
+                delayed=delayed,
+            )
         )
         self.process = subprocess.Popen(
             [binary, "-c", str(config), "-p", str(self.root)],

@@ -328,7 +328,7 @@ def run(args: argparse.Namespace) -> None:
     fill = min(MAX_JOBS_PER_WINDOW, int(args.fill_rate * (args.seconds + 5)))
     asyncio.run(create_database(postgres, database))
     try:
-        with LocalNginx(workers=1) as nginx:
+        with LocalNginx(workers=1, delay_ms=args.target_delay_ms) as nginx:
             subprocess.run(
                 [sys.executable, "-m", "pingtower.cli", "migrate", "pinger"],
                 env=env,
@@ -390,6 +390,7 @@ def report(args: argparse.Namespace, one: Window, two: Window, log_dir: Path) ->
     print(
         f"\nHTTP checks per second fed by {feed}, {args.seconds:g} s windows, "
         f"probe concurrency {args.concurrency}"
+        + (f", target answering after {args.target_delay_ms} ms" if args.target_delay_ms else "")
     )
     header = (
         f"{'probes':>6} {'checks/s':>9} {'per probe':>14} {'expired/s':>10} "
@@ -450,6 +451,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="per window (max 120)")
     parser.add_argument("--concurrency", type=int, default=128, help="checks per probe at once")
     parser.add_argument(
+        "--target-delay-ms",
+        type=int,
+        default=0,
+        help="the target answers after this long, as one across a network: a probe is then "
+        "bound by --concurrency / delay, not by its CPU (nginx's echo module)",
+    )
+    parser.add_argument(
         "--jobs-per-pack",
         type=int,
         default=MAX_PACKED_JOBS,
@@ -461,6 +469,7 @@ def main() -> None:
     args.seconds = min(max(args.seconds, 5.0), 120.0)
     args.monitors = min(max(args.monitors, 1), 50_000)
     args.jobs_per_pack = max(1, args.jobs_per_pack)
+    args.target_delay_ms = min(max(args.target_delay_ms, 0), 10_000)
     run(args)
 
 
