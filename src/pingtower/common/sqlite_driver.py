@@ -33,10 +33,17 @@ takes its connection from the engine's pool without SQLAlchemy's Session or Conn
 cost more than the transaction's two trips (a Session, its transaction and its close, with
 the BEGIN run through SQLAlchemy's statement machinery: about 0.6 ms of CPU against 0.2 ms;
 bench/README.md, performance round 8).
+
+The connection's thread answers each trip itself (`_answered`) and drops the answer when the
+awaiting loop has closed meanwhile: aiosqlite's worker answered through the future's loop and
+died on a closed one (a trip still running when a cancelled task's loop closed, or a forgotten
+connection stopped by its finalizer), an unhandled "Event loop is closed" in its thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -45,6 +52,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
+import aiosqlite.core
 from sqlalchemy.util import greenlet_spawn
 
 if TYPE_CHECKING:
@@ -142,10 +150,65 @@ class OneTripCursor:
         self._cursor.close()
 
 
+def _answered(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], function: Callable[[], Any]
+) -> None:
+    """On the connection's thread: `function`, its outcome handed to `future` on `loop`; not
+    at all when the loop has closed meanwhile (nobody awaits it any more). aiosqlite's worker
+    answers through the future's loop itself and died on a closed one ("Event loop is closed":
+    a trip still running when a cancelled task's loop closed), leaving the connection's later
+    work unrun."""
+    try:
+        answer = partial(aiosqlite.core.set_result, future, function())
+    except BaseException as error:  # handed over as aiosqlite does
+        answer = partial(aiosqlite.core.set_exception, future, error)
+    with contextlib.suppress(RuntimeError):  # the loop is closed
+        loop.call_soon_threadsafe(answer)
+
+
+def _then_stop(work: Callable[[], None]) -> object:
+    """On the connection's thread: `work`, then what tells aiosqlite's worker to end."""
+    work()
+    return aiosqlite.core._STOP_RUNNING_SENTINEL
+
+
 class OneTripConnection(aiosqlite.Connection):
     _begin_pending = False  # a BEGIN to run before the next statement
     _begin = BEGIN  # which
     _deferred: list[Callable[[], object]] | None = None  # writes to run before it
+
+    async def _execute(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """aiosqlite's `_execute`, answered by `_answered`: the work goes to the thread
+        without a future of its own, so its worker never calls into a loop."""
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._tx.put_nowait((None, partial(_answered, loop, future, partial(fn, *args, **kwargs))))
+        return await future
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        """aiosqlite's `stop` (close the sqlite3 connection, end the thread), answered by
+        `_answered`, and with no future at all when no loop runs: called by the connection's
+        finalizer, aiosqlite's took the last loop set, which may be closed."""
+        self._running = False
+
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        future: asyncio.Future[Any] | None = None
+        work: Callable[[], None] = close
+        if loop is not None:
+            future = loop.create_future()
+            work = partial(_answered, loop, future, close)
+        self._tx.put_nowait((None, partial(_then_stop, work)))
+        return future
 
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
@@ -182,18 +245,16 @@ class OneTripConnection(aiosqlite.Connection):
 
     async def run(self, function: Callable[[], T]) -> T:
         """`function` on the connection's thread, after the transaction's BEGIN if that is
-        still to run (aiosqlite's `_execute` is untyped). Anything run on the thread for a
-        transaction goes through here."""
+        still to run. Anything run on the thread for a transaction goes through here."""
         deferred = self._deferred
         if deferred:
             function = partial(_after, deferred, function)
             self._deferred = None
         if not self._begin_pending:
-            done: T = await self._execute(function)  # type: ignore[no-untyped-call]
-            return done
+            return await self._execute(function)
         self._begin_pending = False
         try:
-            begun: T = await self._execute(partial(_begun, self._conn, self._begin, function))  # type: ignore[no-untyped-call]
+            begun = await self._execute(partial(_begun, self._conn, self._begin, function))
         except BaseException:
             if not self._conn.in_transaction:
                 # BEGIN itself failed: the next statement retries it, and the writes after it

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -550,3 +551,72 @@ async def test_a_writer_engine_keeps_two_connections_and_closes_those_opened_bey
         drivers = [await _driver(await stack.enter_async_context(engine.connect())) for _ in "abcd"]
         assert len(set(map(id, drivers))) == 4
     assert engine.pool.checkedin() == 2
+
+
+def test_an_answer_for_a_loop_closed_meanwhile_is_dropped_and_the_thread_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A statement still running on the connection's thread when its event loop closes (a
+    task cancelled at shutdown while its trip ran) has nobody to answer: aiosqlite's worker
+    died on the closed loop ("Event loop is closed", an unhandled thread exception) and the
+    connection's later work never ran."""
+    errors: list[BaseException | None] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    started = threading.Event()
+    try:
+        first = asyncio.new_event_loop()
+        connection = first.run_until_complete(
+            sqlite_driver.connector(str(tmp_path / "closed.sqlite3"))()
+        )
+
+        def slow() -> int:
+            started.set()
+            time.sleep(0.3)
+            return 1
+
+        pending = first.create_task(connection.run(slow))
+        first.run_until_complete(asyncio.sleep(0))
+        assert started.wait(5)
+        pending.cancel()
+        first.run_until_complete(asyncio.gather(pending, return_exceptions=True))
+        first.close()  # while `slow` still runs on the connection's thread
+        time.sleep(0.5)
+        assert connection._thread.is_alive()  # the worker went on to wait for more work
+
+        second = asyncio.new_event_loop()
+        try:
+            assert second.run_until_complete(connection.run(lambda: 2)) == 2
+            second.run_until_complete(connection.close())
+        finally:
+            second.close()
+        connection._thread.join(5)
+    finally:
+        threading.excepthook = hook
+    assert errors == []
+
+
+def test_a_connection_stopped_after_its_loop_closed_ends_its_thread_quietly(
+    tmp_path: Path,
+) -> None:
+    """As a forgotten connection's finalizer stops it: no loop running, the last one set
+    closed. aiosqlite's `stop` made its answer's future on that loop, and its worker died on
+    it."""
+    errors: list[BaseException | None] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        connection = loop.run_until_complete(
+            sqlite_driver.connector(str(tmp_path / "stopped.sqlite3"))()
+        )
+        loop.close()
+        assert connection.stop() is None  # nobody to answer
+        connection._thread.join(5)
+        assert not connection._thread.is_alive()
+        assert connection._connection is None  # the sqlite3 connection was closed
+    finally:
+        asyncio.set_event_loop(None)
+        threading.excepthook = hook
+    assert errors == []
