@@ -43,11 +43,11 @@ connection stopped by its finalizer), an unhandled "Event loop is closed" in its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
+from contextvars import ContextVar
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -162,8 +162,29 @@ def _answered(
         answer = partial(aiosqlite.core.set_result, future, function())
     except BaseException as error:  # handed over as aiosqlite does
         answer = partial(aiosqlite.core.set_exception, future, error)
-    with contextlib.suppress(RuntimeError):  # the loop is closed
+    with suppress(RuntimeError):  # the loop is closed
         loop.call_soon_threadsafe(answer)
+
+
+# Set by `reads_on_this_thread`: read transactions' trips run on the calling thread
+_READS_HERE: ContextVar[bool] = ContextVar("pingtower_sqlite_reads_here", default=False)
+
+
+@contextmanager
+def reads_on_this_thread() -> Iterator[None]:
+    """Within (this task and those it starts), the statements of read transactions (a
+    read-only engine's, `BEGIN DEFERRED`) run on the event loop's thread instead of the
+    connection's: for paced background reads of many rows. On the connection's thread each
+    row is made with the GIL, which a busy loop hands over only at its switch interval, and
+    the hand-overs cost more than the rows (the statistics metrics snapshot of 50,000
+    monitors: ~4.5 s of CPU alone, 10-15 s beside the checks; bench/README.md, performance
+    round 15). A read in WAL mode waits for no lock, so the loop waits only for the read
+    itself; keep each one short (a page of monitors)."""
+    token = _READS_HERE.set(True)
+    try:
+        yield
+    finally:
+        _READS_HERE.reset(token)
 
 
 def _then_stop(work: Callable[[], None]) -> object:
@@ -244,8 +265,28 @@ class OneTripConnection(aiosqlite.Connection):
             await super().rollback()
 
     async def run(self, function: Callable[[], T]) -> T:
-        """`function` on the connection's thread, after the transaction's BEGIN if that is
-        still to run. Anything run on the thread for a transaction goes through here."""
+        """`function` on the connection's thread (a read transaction's on the calling thread
+        under `reads_on_this_thread`), after the transaction's BEGIN if that is still to run.
+        Anything run on the connection for a transaction goes through here."""
+        if _READS_HERE.get() and self._begin == BEGIN_READ and not self._deferred:
+            return self._run_here(function)
+        return await self._run_on_thread(function)
+
+    def _run_here(self, function: Callable[[], T]) -> T:
+        """`run` on the calling (event loop's) thread: under `reads_on_this_thread`, for a
+        read transaction, which in WAL mode waits for no lock."""
+        if not self._begin_pending:
+            return function()
+        self._begin_pending = False
+        try:
+            return _begun(self._conn, self._begin, function)
+        except BaseException:
+            if not self._conn.in_transaction:
+                self._begin_pending = True  # as in `_run_on_thread`
+            raise
+
+    async def _run_on_thread(self, function: Callable[[], T]) -> T:
+        """`run` on the connection's thread, with the deferred writes before `function`."""
         deferred = self._deferred
         if deferred:
             function = partial(_after, deferred, function)

@@ -14,7 +14,7 @@ from pathlib import Path
 import structlog
 from fastapi import APIRouter
 
-from pingtower.common import db, memory, pacing
+from pingtower.common import db, memory, pacing, sqlite_driver
 from pingtower.common.events import CheckCompleted, Status, utcnow
 from pingtower.common.http.app import ReadinessCheck
 from pingtower.common.messaging.bus import Bus
@@ -279,25 +279,27 @@ class StatisticsService(Component):
         exposition = Exposition()
         p95: dict[uuid.UUID, float | None] = {}
         after: uuid.UUID | None = None
-        for _ in range(10_000_000 // self.metrics_page + 1):  # bounded: 10 million monitors
-            # read-only: on SQLite the page's reads take no write lock, so ingest never
-            # queues behind them
-            async with self.read_sessions() as session:
-                page = await queries.monitor_facts_page(session, after, self.metrics_page)
-                if not page:
-                    break
-                first, after = page[0].monitor_id, page[-1].monitor_id
-                closed = await queries.closed_intervals(session, first, after, day, now)
-                histograms = await queries.recent_histograms(
-                    session, [facts.monitor_id for facts in page], day, now
-                )
-            these = [monitor_sample(f, closed.get(f.monitor_id, ()), day, now) for f in page]
-            exposition.add(these)
-            samples.extend(these)
-            for facts in page:
-                found = histograms.get(facts.monitor_id)
-                p95[facts.monitor_id] = None if found is None else found.quantile(0.95)
-            await pacing.pause()
+        # the pages' reads on the loop's thread, between paced pauses (sqlite_driver says why)
+        with sqlite_driver.reads_on_this_thread():
+            for _ in range(10_000_000 // self.metrics_page + 1):  # bounded: 10 million monitors
+                # read-only: on SQLite the page's reads take no write lock, so ingest never
+                # queues behind them
+                async with self.read_sessions() as session:
+                    page = await queries.monitor_facts_page(session, after, self.metrics_page)
+                    if not page:
+                        break
+                    first, after = page[0].monitor_id, page[-1].monitor_id
+                    closed = await queries.closed_intervals(session, first, after, day, now)
+                    histograms = await queries.recent_histograms(
+                        session, [facts.monitor_id for facts in page], day, now
+                    )
+                these = [monitor_sample(f, closed.get(f.monitor_id, ()), day, now) for f in page]
+                exposition.add(these)
+                samples.extend(these)
+                for facts in page:
+                    found = histograms.get(facts.monitor_id)
+                    p95[facts.monitor_id] = None if found is None else found.quantile(0.95)
+                await pacing.pause()
         self.latency.update(now, p95)
         MONITORS.update(samples, exposition.render())
         # Run paced (the periodic loop), its own time is what its slices took, not the whole

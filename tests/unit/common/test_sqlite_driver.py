@@ -620,3 +620,50 @@ def test_a_connection_stopped_after_its_loop_closed_ends_its_thread_quietly(
         asyncio.set_event_loop(None)
         threading.excepthook = hook
     assert errors == []
+
+
+def _thread_of_statements(conn: Any) -> None:
+    """A SQL function telling which thread ran the statement that calls it."""
+    raw = conn.driver_connection
+    raw._conn.create_function("pingtower_thread", 0, threading.get_ident)
+
+
+async def _statement_thread(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        _thread_of_statements(await conn.get_raw_connection())
+        async with conn.begin():
+            found = await conn.scalar(sa.text("SELECT pingtower_thread()"))
+            assert await conn.scalar(sa.select(sa.func.count()).select_from(things)) == 1
+    return int(found)
+
+
+async def test_reads_run_on_the_loops_thread_only_where_asked_and_only_reads(
+    engine: AsyncEngine, reader: AsyncEngine
+) -> None:
+    await _insert(engine, "one")
+    here = threading.get_ident()
+    assert await _statement_thread(reader) != here  # by default on the connection's thread
+    with sqlite_driver.reads_on_this_thread():
+        assert await _statement_thread(reader) == here
+        # a writer's transaction (BEGIN IMMEDIATE: it may wait for the lock) never does
+        assert await _statement_thread(engine) != here
+    assert await _statement_thread(reader) != here
+
+
+async def test_a_read_on_the_loops_thread_reads_its_snapshot_beside_a_writer(
+    engine: AsyncEngine, reader: AsyncEngine
+) -> None:
+    await _insert(engine, "before")
+    other = impatient_engine(engine)  # no busy timeout: a writer kept waiting fails at once
+    try:
+        with sqlite_driver.reads_on_this_thread():
+            async with reader.connect() as conn:
+                await conn.begin()
+                count = sa.select(sa.func.count()).select_from(things)
+                assert await conn.scalar(count) == 1
+                await _insert(other, "meanwhile")
+                assert await conn.scalar(count) == 1  # the snapshot holds
+                await conn.rollback()
+                assert await conn.scalar(count) == 2
+    finally:
+        await other.dispose()
