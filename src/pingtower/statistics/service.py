@@ -302,6 +302,8 @@ class StatisticsService(Component):
                 await pacing.pause()
         self.latency.update(now, p95)
         MONITORS.update(samples, exposition.render())
+        del exposition  # its pages' parts: with the old snapshot gone, the run's peak is freed
+        await asyncio.to_thread(memory.release_freed_memory)
         # Run paced (the periodic loop), its own time is what its slices took, not the whole
         # spread-out run's
         pace = pacing.current()

@@ -7,10 +7,12 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from pingtower.common import memory, sqlite_driver
 from pingtower.common.events import Envelope, MonitorCreated, Status
 from pingtower.statistics.domain.uptime import uptime
 from pingtower.statistics.metrics import MONITORS, MonitorSample
@@ -145,3 +147,26 @@ async def test_on_sqlite_the_snapshot_reads_beside_a_writer_without_waiting_for_
             await writer.execute(tables.watermarks.update().values(name="rollups"))
             # a writer would wait for the lock until the busy timeout (30 s)
             assert await asyncio.wait_for(stats.service.refresh_metrics(), 10) > 0
+
+
+async def test_a_refresh_reads_on_the_loops_thread_and_gives_its_peak_back(
+    stats: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its pages' reads under `reads_on_this_thread` (on SQLite: on the event loop's thread;
+    elsewhere nothing changes), and the freed memory of the old snapshot and the pages given
+    back to the system once the new one is in place."""
+    await feed(stats, everything())
+    pages = queries.monitor_facts_page
+    flags: list[bool] = []
+    released: list[bool] = []
+
+    async def page(*args: Any, **kwargs: Any) -> Any:
+        flags.append(sqlite_driver._READS_HERE.get())
+        return await pages(*args, **kwargs)
+
+    monkeypatch.setattr(queries, "monitor_facts_page", page)
+    monkeypatch.setattr(memory, "release_freed_memory", lambda: released.append(True))
+    assert await stats.service.refresh_metrics() > 0
+    assert flags
+    assert all(flags)
+    assert released == [True]
