@@ -154,10 +154,8 @@ def _answered(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], function: Callable[[], Any]
 ) -> None:
     """On the connection's thread: `function`, its outcome handed to `future` on `loop`; not
-    at all when the loop has closed meanwhile (nobody awaits it any more). aiosqlite's worker
-    answers through the future's loop itself and died on a closed one ("Event loop is closed":
-    a trip still running when a cancelled task's loop closed), leaving the connection's later
-    work unrun."""
+    at all when the loop has closed meanwhile (nobody awaits it any more; the module's
+    docstring says why aiosqlite's own hand-over is not used)."""
     try:
         answer = partial(aiosqlite.core.set_result, future, function())
     except BaseException as error:  # handed over as aiosqlite does
