@@ -264,43 +264,26 @@ class OneTripConnection(aiosqlite.Connection):
 
     async def run(self, function: Callable[[], T]) -> T:
         """`function` on the connection's thread (a read transaction's on the calling thread
-        under `reads_on_this_thread`), after the transaction's BEGIN if that is still to run.
-        Anything run on the connection for a transaction goes through here."""
-        if _READS_HERE.get() and self._begin == BEGIN_READ and not self._deferred:
-            return self._run_here(function)
-        return await self._run_on_thread(function)
-
-    def _run_here(self, function: Callable[[], T]) -> T:
-        """`run` on the calling (event loop's) thread: under `reads_on_this_thread`, for a
-        read transaction, which in WAL mode waits for no lock."""
-        if not self._begin_pending:
-            return function()
-        self._begin_pending = False
-        try:
-            return _begun(self._conn, self._begin, function)
-        except BaseException:
-            if not self._conn.in_transaction:
-                self._begin_pending = True  # as in `_run_on_thread`
-            raise
-
-    async def _run_on_thread(self, function: Callable[[], T]) -> T:
-        """`run` on the connection's thread, with the deferred writes before `function`."""
+        under `reads_on_this_thread`: in WAL mode it waits for no lock), after the
+        transaction's deferred writes and its BEGIN if those are still to run. Anything run on
+        the connection for a transaction goes through here."""
+        here = _READS_HERE.get() and self._begin == BEGIN_READ and not self._deferred
         deferred = self._deferred
         if deferred:
             function = partial(_after, deferred, function)
             self._deferred = None
-        if not self._begin_pending:
-            return await self._execute(function)
-        self._begin_pending = False
+        begin = self._begin_pending
+        if begin:
+            function = partial(_begun, self._conn, self._begin, function)
+            self._begin_pending = False
         try:
-            begun = await self._execute(partial(_begun, self._conn, self._begin, function))
+            return function() if here else await self._execute(function)
         except BaseException:
-            if not self._conn.in_transaction:
+            if begin and not self._conn.in_transaction:
                 # BEGIN itself failed: the next statement retries it, and the writes after it
                 self._begin_pending = True
                 self._deferred = deferred
             raise
-        return begun
 
 
 async def driver_of(session: AsyncSession) -> OneTripConnection:
