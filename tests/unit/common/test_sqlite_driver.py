@@ -9,7 +9,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -448,32 +448,37 @@ async def reader(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
     await found.dispose()
 
 
+@pytest.mark.parametrize("here", [False, True], ids=["on-its-thread", "on-the-loops-thread"])
 async def test_a_read_only_transaction_takes_no_write_lock_and_reads_its_snapshot(
-    engine: AsyncEngine, reader: AsyncEngine
+    engine: AsyncEngine, reader: AsyncEngine, here: bool
 ) -> None:
+    """Wherever its statements run (`reads_on_this_thread`): a read on the loop's thread that
+    waited for the writer's lock would hold the loop, and so the writer, until the timeout."""
     await _insert(engine, "before")
     other = impatient_engine(engine)  # no busy timeout: a writer kept waiting fails at once
+    where = sqlite_driver.reads_on_this_thread() if here else contextlib.nullcontext()
     try:
-        async with reader.connect() as conn:
-            await conn.begin()
-            names = (await conn.execute(sa.select(things.c.name))).scalars()
-            assert list(names) == ["before"]
-            raw = (await conn.get_raw_connection()).driver_connection
-            assert raw is not None
-            assert raw._conn.in_transaction
-            # a writer beside it is not kept waiting, and the reader's snapshot stays as it was
-            await _insert(other, "meanwhile")
-            count = sa.select(sa.func.count()).select_from(things)
-            assert await conn.scalar(count) == 1
-            await conn.commit()
-            assert await conn.scalar(count) == 2
-            await conn.rollback()
-        async with engine.connect() as holder:
-            await holder.begin()
-            await holder.execute(things.insert().values(name="uncommitted"))
-            async with reader.connect() as conn:  # nor is a reader kept waiting by a writer
+        with where:
+            async with reader.connect() as conn:
+                await conn.begin()
+                names = (await conn.execute(sa.select(things.c.name))).scalars()
+                assert list(names) == ["before"]
+                raw = (await conn.get_raw_connection()).driver_connection
+                assert raw is not None
+                assert raw._conn.in_transaction
+                # a writer beside it is not kept waiting, and the reader's snapshot stays as it was
+                await _insert(other, "meanwhile")
+                count = sa.select(sa.func.count()).select_from(things)
+                assert await conn.scalar(count) == 1
+                await conn.commit()
                 assert await conn.scalar(count) == 2
-            await holder.commit()
+                await conn.rollback()
+            async with engine.connect() as holder:
+                await holder.begin()
+                await holder.execute(things.insert().values(name="uncommitted"))
+                async with reader.connect() as conn:  # nor is a reader kept waiting by a writer
+                    assert await conn.scalar(count) == 2
+                await holder.commit()
     finally:
         await other.dispose()
 
@@ -550,7 +555,19 @@ async def test_a_writer_engine_keeps_two_connections_and_closes_those_opened_bey
     async with contextlib.AsyncExitStack() as stack:
         drivers = [await _driver(await stack.enter_async_context(engine.connect())) for _ in "abcd"]
         assert len(set(map(id, drivers))) == 4
-    assert engine.pool.checkedin() == 2
+    assert engine.pool.checkedin() == 2  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def thread_errors() -> Iterator[list[BaseException | None]]:
+    """The exceptions that end threads while inside (pytest only warns of them)."""
+    errors: list[BaseException | None] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        yield errors
+    finally:
+        threading.excepthook = hook
 
 
 def test_an_answer_for_a_loop_closed_meanwhile_is_dropped_and_the_thread_goes_on(
@@ -560,11 +577,8 @@ def test_an_answer_for_a_loop_closed_meanwhile_is_dropped_and_the_thread_goes_on
     task cancelled at shutdown while its trip ran) has nobody to answer: aiosqlite's worker
     died on the closed loop ("Event loop is closed", an unhandled thread exception) and the
     connection's later work never ran."""
-    errors: list[BaseException | None] = []
-    hook = threading.excepthook
-    threading.excepthook = lambda args: errors.append(args.exc_value)
     started = threading.Event()
-    try:
+    with thread_errors() as errors:
         first = asyncio.new_event_loop()
         connection = first.run_until_complete(
             sqlite_driver.connector(str(tmp_path / "closed.sqlite3"))()
@@ -591,8 +605,6 @@ def test_an_answer_for_a_loop_closed_meanwhile_is_dropped_and_the_thread_goes_on
         finally:
             second.close()
         connection._thread.join(5)
-    finally:
-        threading.excepthook = hook
     assert errors == []
 
 
@@ -602,23 +614,20 @@ def test_a_connection_stopped_after_its_loop_closed_ends_its_thread_quietly(
     """As a forgotten connection's finalizer stops it: no loop running, the last one set
     closed. aiosqlite's `stop` made its answer's future on that loop, and its worker died on
     it."""
-    errors: list[BaseException | None] = []
-    hook = threading.excepthook
-    threading.excepthook = lambda args: errors.append(args.exc_value)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    try:
-        connection = loop.run_until_complete(
-            sqlite_driver.connector(str(tmp_path / "stopped.sqlite3"))()
-        )
-        loop.close()
-        assert connection.stop() is None  # nobody to answer
-        connection._thread.join(5)
-        assert not connection._thread.is_alive()
-        assert connection._connection is None  # the sqlite3 connection was closed
-    finally:
-        asyncio.set_event_loop(None)
-        threading.excepthook = hook
+    with thread_errors() as errors:
+        try:
+            connection = loop.run_until_complete(
+                sqlite_driver.connector(str(tmp_path / "stopped.sqlite3"))()
+            )
+            loop.close()
+            assert connection.stop() is None  # nobody to answer
+            connection._thread.join(5)
+            assert not connection._thread.is_alive()
+            assert connection._connection is None  # the sqlite3 connection was closed
+        finally:
+            asyncio.set_event_loop(None)
     assert errors == []
 
 
@@ -648,22 +657,3 @@ async def test_reads_run_on_the_loops_thread_only_where_asked_and_only_reads(
         # a writer's transaction (BEGIN IMMEDIATE: it may wait for the lock) never does
         assert await _statement_thread(engine) != here
     assert await _statement_thread(reader) != here
-
-
-async def test_a_read_on_the_loops_thread_reads_its_snapshot_beside_a_writer(
-    engine: AsyncEngine, reader: AsyncEngine
-) -> None:
-    await _insert(engine, "before")
-    other = impatient_engine(engine)  # no busy timeout: a writer kept waiting fails at once
-    try:
-        with sqlite_driver.reads_on_this_thread():
-            async with reader.connect() as conn:
-                await conn.begin()
-                count = sa.select(sa.func.count()).select_from(things)
-                assert await conn.scalar(count) == 1
-                await _insert(other, "meanwhile")
-                assert await conn.scalar(count) == 1  # the snapshot holds
-                await conn.rollback()
-                assert await conn.scalar(count) == 2
-    finally:
-        await other.dispose()
