@@ -3,17 +3,28 @@ handler (inbox claim + `Evaluator.apply`, one transaction per batch, as the bus 
 SQLite and optionally on PostgreSQL.
 
     .venv/bin/python -m bench.evaluator_batches [--monitors 3000] [--batch 60] \
-        [--batches 150] [--postgres URL] [--no-sqlite]
+        [--batches 150] [--stored 0] [--without-monitor-index] [--postgres URL] [--no-sqlite]
 
 N HTTP monitors with their state rows are inserted, each gets a first result (UNKNOWN -> UP,
 not measured), then `--batches` batches of `--batch` results (one per monitor, each a round
 later than its last, all UP: the steady state of `bench.schedule_keeping`) are applied. The
 envelopes are made beforehand by `Envelope.wrap`, as the in-process bus hands them over.
 "CPU" is the process's CPU time (every thread: the loop's and aiosqlite's, user + system)
-per result; "loop thread" the event loop's thread alone. On PostgreSQL the server's own CPU is
-not counted. The garbage collector is set as `pingtower up` sets it once started (performance
-round 8; earlier rounds' figures were taken without). Compare code versions by running a copy
-of the old sources with `PYTHONPATH` (bench/README.md, performance round 5).
+per result; "loop thread" the event loop's thread alone; "reads" and "writes" the process's
+read and write system calls per result (/proc: on SQLite, pages its cache did not hold, and
+pages written to the WAL and copied back by checkpoints).
+
+`--stored N` first writes N results per monitor straight into check_results (SQLite only), so
+that the tables and indexes are as large as after N rounds: with 3,000 monitors and none
+stored, every page of the measured batches stays in SQLite's cache, which the embedded process
+at 50,000 monitors does not have (bench/README.md, performance round 16).
+`--without-monitor-index` drops check_results' index by monitor first (SQLite only): what a
+result costs without it, for comparing ways to list a monitor's results.
+
+On PostgreSQL the server's own CPU is not counted. The garbage collector is set as `pingtower
+up` sets it once started (performance round 8; earlier rounds' figures were taken without).
+Compare code versions by running a copy of the old sources with `PYTHONPATH` (bench/README.md,
+performance round 5).
 """
 
 from __future__ import annotations
@@ -22,7 +33,9 @@ import argparse
 import asyncio
 import gc
 import os
+import random
 import resource
+import sqlite3
 import tempfile
 import time
 import uuid
@@ -61,10 +74,49 @@ def result(monitor_id: uuid.UUID, round_: int) -> Envelope:
     return Envelope.wrap(completed, producer="pinger.probe", tenant="bench")
 
 
-async def measure(url: str, monitor_count: int, batch: int, batches: int) -> str:
+def io_calls() -> tuple[int, int]:
+    """The process's read and write system calls so far (Linux)."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["syscr"]), int(fields["syscw"])
+
+
+def store_rounds(path: str, ids: list[uuid.UUID], rounds: int) -> None:
+    """`rounds` results per monitor in check_results, written as the evaluator writes them:
+    a round at a time, the monitors in a random order (each round 20 s after the last)."""
+    order = [monitor_id.hex for monitor_id in ids]
+    phases = '{"connect": 0.2, "ttfb": 1.1, "total": 3.0}'
+    with sqlite3.connect(path) as connection:
+        for round_ in range(rounds):
+            random.shuffle(order)
+            at = (START - timedelta(seconds=20 * (rounds - round_))).strftime(
+                "%Y-%m-%d %H:%M:%S.%f"
+            )
+            connection.executemany(
+                "INSERT INTO check_results (check_id, monitor_id, tenant, region, "
+                "scheduled_at, started_at, finished_at, outcome, latency_ms, status_code, "
+                "size_bytes, phases_ms) VALUES (?, ?, 'bench', 'default', ?, ?, ?, 'up', 3.0, "
+                "200, 612, ?)",
+                [(uuid.uuid4().hex, m, at, at, at, phases) for m in order],
+            )
+            connection.commit()
+
+
+async def measure(
+    url: str,
+    monitor_count: int,
+    batch: int,
+    batches: int,
+    *,
+    stored: int = 0,
+    without_monitor_index: bool = False,
+) -> str:
     settings = Settings(pinger_database_url=url)
     db = PingerDatabase(settings, InProcessBus())
     await db.prepare()
+    sqlite_path = url.split(":///", 1)[1] if url.startswith("sqlite") else None
+    if sqlite_path is not None and without_monitor_index:
+        with sqlite3.connect(sqlite_path) as connection:
+            connection.execute("DROP INDEX ix_check_results_monitor")
     try:
         evaluator = Evaluator(db, InProcessBus(), settings)
         handle = evaluator.handler()
@@ -87,6 +139,8 @@ async def measure(url: str, monitor_count: int, batch: int, batches: int) -> str
                 monitor_states.insert(),
                 [initial_state_row(m, "bench", paused=False) for m in ids],
             )
+        if sqlite_path is not None and stored:
+            await asyncio.to_thread(store_rounds, sqlite_path, ids, stored)
         for start in range(0, monitor_count, batch):
             await handle([result(m, 0) for m in ids[start : start + batch]])
         per_round = monitor_count // batch
@@ -103,10 +157,12 @@ async def measure(url: str, monitor_count: int, batch: int, batches: int) -> str
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        calls = io_calls()
         cpu, loop_cpu = time.process_time(), time.thread_time()
         for envelopes in work:
             await handle(envelopes)
         loop_cpu = time.thread_time() - loop_cpu
+        reads, writes = (after - before for after, before in zip(io_calls(), calls, strict=True))
         cpu = time.process_time() - cpu
         system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - usage.ru_stime
         results = batch * batches
@@ -115,7 +171,8 @@ async def measure(url: str, monitor_count: int, batch: int, batches: int) -> str
         gc.set_threshold(*thresholds)
         return (
             f"{url.split(':')[0]:<20} {results:>7,} results, per result: CPU {cpu * per:6.1f} us,"
-            f" loop thread {loop_cpu * per:6.1f} us, system {system * per:5.1f} us"
+            f" loop thread {loop_cpu * per:6.1f} us, system {system * per:5.1f} us,"
+            f" reads {reads / results:4.2f}, writes {writes / results:4.2f}"
         )
     finally:
         await db.engine.dispose()
@@ -126,6 +183,14 @@ async def main() -> None:
     parser.add_argument("--monitors", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=60, help="results per batch")
     parser.add_argument("--batches", type=int, default=150)
+    parser.add_argument(
+        "--stored", type=int, default=0, help="results per monitor stored first (SQLite)"
+    )
+    parser.add_argument(
+        "--without-monitor-index",
+        action="store_true",
+        help="drop check_results' index by monitor first (SQLite)",
+    )
     parser.add_argument("--postgres", default=os.environ.get("PINGTOWER_TEST_POSTGRES_URL"))
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
@@ -135,7 +200,16 @@ async def main() -> None:
     if not args.no_sqlite:
         with tempfile.TemporaryDirectory() as folder:
             url = f"sqlite+aiosqlite:///{Path(folder) / 'pinger.sqlite3'}"
-            print(await measure(url, args.monitors, args.batch, args.batches))
+            print(
+                await measure(
+                    url,
+                    args.monitors,
+                    args.batch,
+                    args.batches,
+                    stored=args.stored,
+                    without_monitor_index=args.without_monitor_index,
+                )
+            )
     if args.postgres:
         async with throwaway_database(args.postgres, "pt_bench_evaluator") as url:
             print(await measure(url, args.monitors, args.batch, args.batches))

@@ -64,6 +64,7 @@ def _state_row(monitor_id: uuid.UUID, state: MonitorState) -> StateColumns:
         None,
         None,
         1,
+        1,
     )
 
 

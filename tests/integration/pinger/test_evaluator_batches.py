@@ -16,11 +16,13 @@ from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import CheckCompleted, MonitorStatusChanged, Outcome, Status
+from pingtower.common.http.problems import Problem
 from pingtower.common.sqlite_driver import OneTripConnection, plain_transaction
 from pingtower.pinger.evaluator import plain_rows
 from pingtower.pinger.evaluator.evaluator import _RESULT_COLUMNS, _sqlite_result_rows
 from pingtower.pinger.evaluator.plain_rows import Write, run_writes, update_rows
 from pingtower.pinger.store.maintenance import tenant_windows
+from pingtower.pinger.store.monitors import encode_cursor, list_results
 from pingtower.pinger.store.states import (
     load_states_with_monitors,
     load_states_with_monitors_generic,
@@ -165,7 +167,12 @@ async def test_a_monitor_that_stays_up_writes_only_the_columns_that_changed(
 
     (written,) = [s for s in seen if s.startswith("UPDATE monitor_states")]
     assigned = set(re.findall(r"(\w+)\s*=", written.split(" WHERE ")[0].split(" SET ")[1]))
-    assert assigned == {"consecutive_successes", "last_scheduled_at", "last_result_id"}
+    assert assigned == {
+        "consecutive_successes",
+        "last_scheduled_at",
+        "last_result_id",
+        "last_stored_result_id",
+    }
     state = (await states(replica))[monitor_id]
     assert state.status == "up"  # type: ignore[attr-defined]
     assert state.consecutive_successes == 2  # type: ignore[attr-defined]
@@ -274,20 +281,13 @@ async def test_the_evaluator_stores_a_result_row_exactly_as_sqlalchemy_stores_it
             phases_ms={"connect": 0.5, "ttfb": 2.25, "dns": -0.0, "tls": 3},
             cert_expires_at=datetime(2027, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
         )
-        values = {
-            name: (
-                "acme"
-                if name == "tenant"
-                else event.outcome.value
-                if name == "outcome"
-                else getattr(event, name)
-            )
-            for name in _RESULT_COLUMNS
-        }
+        given = {"tenant": "acme", "outcome": event.outcome.value, "previous_id": 1}
+        values = {name: given.get(name, getattr(event, name, None)) for name in _RESULT_COLUMNS}
         async with one.db.sessions() as session, session.begin():
             await session.execute(insert(check_results), [{"id": 1, **values}])
             writes: list[Write] = []
-            assert _sqlite_result_rows([("acme", event)], 1, writes) == [2]
+            heads = {event.monitor_id: 1}
+            assert _sqlite_result_rows([("acme", event)], 1, heads, writes) == [2]
             await run_writes(session, writes)
             first, second = await raw_rows(session, "check_results", "id")
         assert second[0] == 2
@@ -345,7 +345,7 @@ async def test_state_rows_read_on_sqlite_are_those_sqlalchemy_reads(sqlite_url: 
                 )
             )
             writes: list[Write] = []
-            _sqlite_result_rows([("acme", completed_event(plain))], None, writes)
+            _sqlite_result_rows([("acme", completed_event(plain))], None, {}, writes)
             await run_writes(session, writes)
         ids = [parent, plain, child, gone, uuid.uuid4()]  # the last one has no rows
         async with one.db.sessions() as session:
@@ -570,3 +570,48 @@ async def test_the_plain_reads_of_windows_and_open_incidents_are_those_sqlalchem
         assert opened == [incident, None, None]  # an open incident only of a DOWN monitor
     finally:
         await one.db.engine.dispose()
+
+
+async def listed(
+    replica: Replica, monitor_id: uuid.UUID, limit: int, cursor: str | None = None
+) -> list[int]:
+    """The ids `list_results` gives for the monitor, page after page from `cursor`."""
+    ids: list[int] = []
+    async with replica.db.sessions() as session:
+        for _ in range(100):
+            rows, cursor = await list_results(session, monitor_id, cursor=cursor, limit=limit)
+            assert len(rows) <= limit
+            ids += [row.id for row in rows]
+            if cursor is None:
+                return ids
+    raise AssertionError("the pages did not end")
+
+
+async def test_a_monitors_results_are_listed_newest_first_through_their_chain(
+    replica: Replica,
+) -> None:
+    """Results of one monitor in one batch, results of two monitors interleaved, and a stale
+    one (stored, not applied): each monitor lists exactly its stored results, newest first,
+    whatever the page size; a cursor of another monitor's result is refused; a chain ends at
+    a result pruned since."""
+    a, b = await insert_monitor(replica.db), await insert_monitor(replica.db)
+    await replica.deliver([completed(a, 0, Outcome.UP), completed(b, 0), completed(a, 1)])
+    await replica.deliver([completed(b, 1), completed(a, 2, Outcome.UP)])
+    await replica.deliver([completed(a, 1, Outcome.UP)])  # stale: round 2 is decided
+    async with replica.db.sessions() as session:
+        rows = (await session.execute(select(check_results.c.monitor_id, check_results.c.id))).all()
+    of = {m: sorted((row.id for row in rows if row.monitor_id == m), reverse=True) for m in (a, b)}
+    assert (len(of[a]), len(of[b])) == (4, 2)
+    for limit in (1, 2, 3, 4, 500):
+        assert await listed(replica, a, limit) == of[a]
+        assert await listed(replica, b, limit) == of[b]
+    assert await listed(replica, a, 2, encode_cursor(of[a][1])) == of[a][2:]
+
+    async with replica.db.sessions() as session:
+        with pytest.raises(Problem) as refused:
+            await list_results(session, b, cursor=encode_cursor(of[a][0]), limit=10)
+    assert refused.value.status == 400
+
+    async with replica.db.sessions() as session, session.begin():
+        await session.execute(delete(check_results).where(check_results.c.id == of[a][2]))
+    assert await listed(replica, a, 2) == of[a][:2]

@@ -57,6 +57,7 @@ def state_rows(draw: st.DrawFn) -> StateColumns:
         None if round_at is None else T0 + timedelta(seconds=20 * round_at),
         None if round_at is None else {"r0": draw(st.sampled_from(["up", "down"]))},
         1,
+        draw(st.sampled_from([1, 9])),
     )
 
 

@@ -15,14 +15,14 @@ import asyncio
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -102,10 +102,13 @@ _RESULT_COLUMNS = (
     "size_bytes",
     "phases_ms",
     "cert_expires_at",
+    "previous_id",
 )
 
 
-def _stored_result_row(id_: int, tenant: str, result: CheckCompleted) -> tuple[Any, ...]:
+def _stored_result_row(
+    id_: int, tenant: str, result: CheckCompleted, previous_id: int | None
+) -> tuple[Any, ...]:
     """A result's row of check_results (`id`, `_RESULT_COLUMNS`) as SQLAlchemy stores it on
     SQLite: its converted values from `result_texts`, which statistics' ingest shares."""
     texts = result_texts(result)
@@ -127,7 +130,24 @@ def _stored_result_row(id_: int, tenant: str, result: CheckCompleted) -> tuple[A
         result.size_bytes,
         texts.phases_ms,
         None if cert is None else utc_text(cert),
+        previous_id,
     )
+
+
+Heads = Mapping[uuid.UUID, int | None]  # per monitor, its newest result stored before a batch
+
+
+def chained(
+    results: Sequence[tuple[str, CheckCompleted]], ids: Sequence[int], heads: Heads
+) -> list[int | None]:
+    """Each result's `previous_id`: its monitor's result stored just before it, in the same
+    batch (`results`, stored under `ids` in that order) or before it (`heads`)."""
+    newest = dict(heads)
+    previous: list[int | None] = []
+    for (_, result), id_ in zip(results, ids, strict=True):
+        previous.append(newest.get(result.monitor_id))
+        newest[result.monitor_id] = id_
+    return previous
 
 
 _DOWN = Outcome.DOWN
@@ -181,9 +201,10 @@ class _Batch(Protocol):
         """Every maintenance window of the workspace."""
 
     async def store(
-        self, results: Sequence[tuple[str, CheckCompleted]], last_id: int | None
+        self, results: Sequence[tuple[str, CheckCompleted]], last_id: int | None, heads: Heads
     ) -> list[int]:
-        """Insert the results in one statement; their ids, in the order given."""
+        """Insert the results in one statement, each chained to its monitor's previous one
+        (`chained`); their ids, in the order given."""
 
     async def write_states(self, changes: Changes) -> None:
         """The changed state rows, after the results stored (on SQLite both in the trip of
@@ -198,7 +219,10 @@ class _Batch(Protocol):
 
 
 def _sqlite_result_rows(
-    results: Sequence[tuple[str, CheckCompleted]], last_id: int | None, writes: list[Write]
+    results: Sequence[tuple[str, CheckCompleted]],
+    last_id: int | None,
+    heads: Heads,
+    writes: list[Write],
 ) -> list[int]:
     """On SQLite the ids are given here, following `last_id` (read under the transaction's
     write lock, which no other writer can take meanwhile): SQLite may return the rows of a
@@ -206,12 +230,21 @@ def _sqlite_result_rows(
     INSERT per result, a trip to SQLite's thread each, which was most of the evaluator's
     cost. The INSERT goes to `writes`, run with the state rows' UPDATEs."""
     first = (last_id or 0) + 1
+    ids = list(range(first, first + len(results)))
     rows = [
-        _stored_result_row(id_, tenant, result)
-        for id_, (tenant, result) in enumerate(results, first)
+        _stored_result_row(id_, tenant, result, previous_id)
+        for id_, (tenant, result), previous_id in zip(
+            ids, results, chained(results, ids, heads), strict=True
+        )
     ]
     writes.append(stored_insert(check_results, ("id", *_RESULT_COLUMNS), rows))
-    return list(range(first, first + len(results)))
+    return ids
+
+
+# PostgreSQL: ids for a batch's results from check_results' sequence, before they are stored
+_DRAW_RESULT_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('check_results', 'id')) FROM generate_series(1, :count)"
+)
 
 
 def _state_writes(dialect: Dialect, changes: Changes, writes: list[Write]) -> None:
@@ -232,39 +265,42 @@ class _SessionBatch:
         return await tenant_windows(self.session, tenant)
 
     async def store(
-        self, results: Sequence[tuple[str, CheckCompleted]], last_id: int | None
+        self, results: Sequence[tuple[str, CheckCompleted]], last_id: int | None, heads: Heads
     ) -> list[int]:
-        """PostgreSQL numbers the results from its sequence, sorted by SQLAlchemy in one
-        statement per batch."""
+        """PostgreSQL numbers the results from its sequence, drawn first so that each row
+        names its predecessor (`chained`), in one statement per batch."""
         if not results:
             return []
         if self.dialect.name == "sqlite":
-            return _sqlite_result_rows(results, last_id, self.writes)
+            return _sqlite_result_rows(results, last_id, heads, self.writes)
+        drawn = await self.session.scalars(_DRAW_RESULT_IDS, {"count": len(results)})
+        ids = sorted(int(found) for found in drawn)  # in the order results are applied
         rows = [
-            (
-                result.check_id,
-                result.monitor_id,
-                tenant,
-                result.region,
-                result.scheduled_at,
-                result.started_at,
-                result.finished_at,
-                result.outcome.value,
-                result.latency_ms,
-                result.error_kind,
-                result.error_message,
-                result.status_code,
-                result.size_bytes,
-                result.phases_ms,
-                result.cert_expires_at,
+            {
+                "id": id_,
+                "check_id": result.check_id,
+                "monitor_id": result.monitor_id,
+                "tenant": tenant,
+                "region": result.region,
+                "scheduled_at": result.scheduled_at,
+                "started_at": result.started_at,
+                "finished_at": result.finished_at,
+                "outcome": result.outcome.value,
+                "latency_ms": result.latency_ms,
+                "error_kind": result.error_kind,
+                "error_message": result.error_message,
+                "status_code": result.status_code,
+                "size_bytes": result.size_bytes,
+                "phases_ms": result.phases_ms,
+                "cert_expires_at": result.cert_expires_at,
+                "previous_id": previous_id,
+            }
+            for id_, (tenant, result), previous_id in zip(
+                ids, results, chained(results, ids, heads), strict=True
             )
-            for tenant, result in results
         ]
-        inserted = await self.session.execute(
-            insert(check_results).returning(check_results.c.id, sort_by_parameter_order=True),
-            [dict(zip(_RESULT_COLUMNS, row, strict=True)) for row in rows],
-        )
-        return [int(found) for found in inserted.scalars()]
+        await self.session.execute(insert(check_results), rows)
+        return ids
 
     async def write_states(self, changes: Changes) -> None:
         """On SQLite with plain values (`plain_rows`), after the batch's results, all in the
@@ -305,9 +341,9 @@ class _PlainBatch:
         return await plain_tenant_windows(self.driver, tenant)
 
     async def store(
-        self, results: Sequence[tuple[str, CheckCompleted]], last_id: int | None
+        self, results: Sequence[tuple[str, CheckCompleted]], last_id: int | None, heads: Heads
     ) -> list[int]:
-        return _sqlite_result_rows(results, last_id, self.writes) if results else []
+        return _sqlite_result_rows(results, last_id, heads, self.writes) if results else []
 
     async def write_states(self, changes: Changes) -> None:
         _state_writes(self.dialect, changes, self.writes)
@@ -425,7 +461,8 @@ class Evaluator(Component):
             to_store.extend((monitor.tenant, result) for result in kept)
             accepted.append((monitor, state_row, kept))
         # SQLite: the results are written with the state rows, in one trip (`write_states`)
-        result_ids = iter(await batch.store(to_store, loaded.last_result_id))
+        heads = {monitor.id: state.last_stored_result_id for monitor, state, _ in accepted}
+        result_ids = iter(await batch.store(to_store, loaded.last_result_id, heads))
         windows: dict[str, TenantWindows] = {}  # read once per batch and workspace
         for tenant in sorted(loaded.tenants_with_windows):
             windows[tenant] = await batch.windows(tenant)
@@ -467,6 +504,8 @@ class Evaluator(Component):
             else {}
         )
         pending: dict[str, Any] = {}  # later values of one column overwrite earlier ones
+        if items:
+            pending["last_stored_result_id"] = items[-1][1]  # stale ones too: each is stored
         applied = 0
         for result, result_id in items:
             at = result.scheduled_at

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import Integer, Select, and_, delete, exists, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pingtower.common.db import BigId
 from pingtower.common.events import utcnow
 from pingtower.common.http.problems import Problem
 from pingtower.pinger.store.tables import (
@@ -177,17 +178,58 @@ async def get_result(session: AsyncSession, result_id: int) -> Any | None:
 async def list_results(
     session: AsyncSession, monitor_id: uuid.UUID, *, cursor: str | None, limit: int
 ) -> tuple[Sequence[Any], str | None]:
-    query = select(check_results).where(check_results.c.monitor_id == monitor_id)
-    if cursor is not None:
-        (before_text,) = decode_cursor(cursor, 1)
-        if not before_text.isdigit():
+    """The monitor's results, newest first, `limit` at a time: its chain of results followed
+    from the newest stored (its state row's `last_stored_result_id`), or after a page from
+    the predecessor of that page's last result (the cursor). A chain ends at the monitor's
+    first result or at one pruned since."""
+    if cursor is None:
+        start = await session.scalar(
+            select(monitor_states.c.last_stored_result_id).where(
+                monitor_states.c.monitor_id == monitor_id
+            )
+        )
+    else:
+        (after_text,) = decode_cursor(cursor, 1)
+        if not after_text.isdigit():
             raise Problem(400, "Bad Request", "the cursor is not valid")
-        query = query.where(check_results.c.id < int(before_text))
-    # Ids grow in the order results were stored, which is the order they were applied.
-    query = query.order_by(check_results.c.id.desc()).limit(limit + 1)
-    rows = (await session.execute(query)).all()
+        after = (
+            await session.execute(
+                select(check_results.c.monitor_id, check_results.c.previous_id).where(
+                    check_results.c.id == int(after_text)
+                )
+            )
+        ).first()
+        if after is not None and after.monitor_id != monitor_id:
+            raise Problem(400, "Bad Request", "the cursor is not one of this monitor's results")
+        start = None if after is None else after.previous_id  # pruned since: the end
+    if start is None:
+        return [], None
+    rows = (await session.execute(_chain_query(monitor_id, start, limit + 1))).all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1].id)
     return rows, next_cursor
+
+
+def _chain_query(monitor_id: uuid.UUID, start: int, count: int) -> Select[Any]:
+    """The first `count` results of the monitor's chain from result `start`, newest first
+    (ids grow in the order results were stored, which is the order they were applied)."""
+    link = check_results.alias("link")
+    chain = select(literal(start, BigId).label("id"), literal(1, Integer).label("depth")).cte(
+        "chain", recursive=True
+    )
+    chain = chain.union_all(
+        select(link.c.previous_id, chain.c.depth + 1).where(
+            link.c.id == chain.c.id,
+            link.c.monitor_id == monitor_id,
+            link.c.previous_id.is_not(None),
+            chain.c.depth < count,
+        )
+    )
+    return (
+        select(check_results)
+        .join(chain, check_results.c.id == chain.c.id)
+        .where(check_results.c.monitor_id == monitor_id)
+        .order_by(check_results.c.id.desc())
+    )

@@ -117,6 +117,7 @@ class StateColumns(NamedTuple):
     round_scheduled_at: datetime | None
     round_outcomes: dict[str, str] | None
     last_result_id: int | None
+    last_stored_result_id: int | None
 
 
 class MonitorColumns(NamedTuple):
@@ -361,6 +362,7 @@ def _loaded(rows: list[tuple[Any, ...]], by_hex: dict[str, uuid.UUID]) -> Loaded
         round_scheduled_at,
         round_outcomes,
         last_result_id,
+        last_stored_result_id,
         tenant,
         region_count,
         failure_quorum,
@@ -386,6 +388,7 @@ def _loaded(rows: list[tuple[Any, ...]], by_hex: dict[str, uuid.UUID]) -> Loaded
             _utc_time(round_scheduled_at),
             None if round_outcomes is None else json.loads(round_outcomes),
             last_result_id,
+            last_stored_result_id,
         )
         monitor = MonitorColumns(
             monitor_id,

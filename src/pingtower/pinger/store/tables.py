@@ -5,7 +5,10 @@ these; a test compares the two.
   polls `updated_at`, notices deletions the same way it notices changes.
 - monitor_tags: one row per tag, so "has tag X" is a portable indexed query.
 - monitor_states: what the evaluator decides, one row per monitor, locked while a result applies.
-- check_results: recent raw results, pruned after the retention window.
+- check_results: recent raw results, pruned after the retention window. Each names the result
+  of its monitor stored before it (`previous_id`), and the monitor's state row the newest
+  (`last_stored_result_id`): a monitor's results are listed by following that chain, where an
+  index by monitor put every insert on a random page (migration 0006).
 - heartbeats: push monitors' ping key, the times of their last ping, run and lateness, and when
   the lateness watcher must next look at them.
 - maintenance_windows: one-off, weekly and cron windows during which failures open no incident.
@@ -93,6 +96,9 @@ monitor_states = Table(
     Column("round_outcomes", JSON, nullable=True),
     Column("last_result_id", BigId, nullable=True),
     Column("changed_at", UtcDateTime, nullable=False),
+    # The newest result stored for the monitor, applied or not (a stale one too): the head of
+    # its chain of results (check_results.previous_id)
+    Column("last_stored_result_id", BigId, nullable=True),
     Index("ix_monitor_states_changed_at", "changed_at"),
     Index("ix_monitor_states_tenant_status", "tenant", "status"),
 )
@@ -116,7 +122,9 @@ check_results = Table(
     Column("size_bytes", Integer, nullable=True),
     Column("phases_ms", JSON, nullable=False),
     Column("cert_expires_at", UtcDateTime, nullable=True),
-    Index("ix_check_results_monitor", "monitor_id", "id"),
+    # The monitor's result stored just before this one (None for its first, and for results
+    # stored before migration 0006 had it); that one may have been pruned since.
+    Column("previous_id", BigId, nullable=True),
     Index("ix_check_results_finished_at", "finished_at"),
 )
 
