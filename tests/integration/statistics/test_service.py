@@ -3,7 +3,10 @@ migration matching its tables on both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +119,34 @@ async def test_raw_results_live_in_daily_partitions_that_retention_drops_whole(
             assert await session.scalar(text("SELECT count(*) FROM results")) == 0
     finally:
         await service.engine.dispose()
+
+
+async def test_its_periodic_jobs_run_one_at_a_time(tmp_path: Path) -> None:
+    """Two jobs due together: the second waits for the first (each is paced to a share of
+    the event loop; together they took twice that share)."""
+    service = StatisticsService(Settings(data_dir=tmp_path), InProcessBus())
+    running: list[str] = []
+    met: list[set[str]] = []
+    done = {"fold": asyncio.Event(), "snapshot": asyncio.Event()}
+
+    def job(name: str) -> Callable[[], Awaitable[None]]:
+        async def work() -> None:
+            running.append(name)
+            met.append(set(running))
+            for _ in range(5):
+                await asyncio.sleep(0.01)
+            running.remove(name)
+            done[name].set()
+
+        work.__name__ = name
+        return work
+
+    tasks = [asyncio.create_task(service._every(timedelta(hours=1), job(name))) for name in done]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in done.values())), 5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await service.engine.dispose()
+    assert met == [{"fold"}, {"snapshot"}]
