@@ -275,26 +275,33 @@ class _SessionBatch:
             return _sqlite_result_rows(results, last_id, heads, self.writes)
         drawn = await self.session.scalars(_DRAW_RESULT_IDS, {"count": len(results)})
         ids = sorted(int(found) for found in drawn)  # in the order results are applied
+        columns = ("id", *_RESULT_COLUMNS)
         rows = [
-            {
-                "id": id_,
-                "check_id": result.check_id,
-                "monitor_id": result.monitor_id,
-                "tenant": tenant,
-                "region": result.region,
-                "scheduled_at": result.scheduled_at,
-                "started_at": result.started_at,
-                "finished_at": result.finished_at,
-                "outcome": result.outcome.value,
-                "latency_ms": result.latency_ms,
-                "error_kind": result.error_kind,
-                "error_message": result.error_message,
-                "status_code": result.status_code,
-                "size_bytes": result.size_bytes,
-                "phases_ms": result.phases_ms,
-                "cert_expires_at": result.cert_expires_at,
-                "previous_id": previous_id,
-            }
+            dict(
+                zip(
+                    columns,
+                    (
+                        id_,
+                        result.check_id,
+                        result.monitor_id,
+                        tenant,
+                        result.region,
+                        result.scheduled_at,
+                        result.started_at,
+                        result.finished_at,
+                        result.outcome.value,
+                        result.latency_ms,
+                        result.error_kind,
+                        result.error_message,
+                        result.status_code,
+                        result.size_bytes,
+                        result.phases_ms,
+                        result.cert_expires_at,
+                        previous_id,
+                    ),
+                    strict=True,
+                )
+            )
             for id_, (tenant, result), previous_id in zip(
                 ids, results, chained(results, ids, heads), strict=True
             )
