@@ -3,7 +3,7 @@ handler (inbox claim + `Evaluator.apply`, one transaction per batch, as the bus 
 SQLite and optionally on PostgreSQL.
 
     .venv/bin/python -m bench.evaluator_batches [--monitors 3000] [--batch 60] \
-        [--batches 150] [--stored 0] [--without-monitor-index] [--postgres URL] [--no-sqlite]
+        [--batches 150] [--stored 0] [--postgres URL] [--no-sqlite]
 
 N HTTP monitors with their state rows are inserted, each gets a first result (UNKNOWN -> UP,
 not measured), then `--batches` batches of `--batch` results (one per monitor, each a round
@@ -18,8 +18,6 @@ pages written to the WAL and copied back by checkpoints).
 that the tables and indexes are as large as after N rounds: with 3,000 monitors and none
 stored, every page of the measured batches stays in SQLite's cache, which the embedded process
 at 50,000 monitors does not have (bench/README.md, performance round 16).
-`--without-monitor-index` drops check_results' index by monitor first (SQLite only): what a
-result costs without it, for comparing ways to list a monitor's results.
 
 On PostgreSQL the server's own CPU is not counted. The garbage collector is set as `pingtower
 up` sets it once started (performance round 8; earlier rounds' figures were taken without).
@@ -81,8 +79,9 @@ def io_calls() -> tuple[int, int]:
 
 
 def store_rounds(path: str, ids: list[uuid.UUID], rounds: int) -> None:
-    """`rounds` results per monitor in check_results, written as the evaluator writes them:
-    a round at a time, the monitors in a random order (each round 20 s after the last)."""
+    """`rounds` results per monitor in check_results, in the order the evaluator writes them
+    (a round at a time, the monitors in a random order, each round 20 s after the last); not
+    chained (`previous_id`), which nothing measured here reads."""
     order = [monitor_id.hex for monitor_id in ids]
     phases = '{"connect": 0.2, "ttfb": 1.1, "total": 3.0}'
     with sqlite3.connect(path) as connection:
@@ -108,15 +107,11 @@ async def measure(
     batches: int,
     *,
     stored: int = 0,
-    without_monitor_index: bool = False,
 ) -> str:
     settings = Settings(pinger_database_url=url)
     db = PingerDatabase(settings, InProcessBus())
     await db.prepare()
     sqlite_path = url.split(":///", 1)[1] if url.startswith("sqlite") else None
-    if sqlite_path is not None and without_monitor_index:
-        with sqlite3.connect(sqlite_path) as connection:
-            connection.execute("DROP INDEX ix_check_results_monitor")
     try:
         evaluator = Evaluator(db, InProcessBus(), settings)
         handle = evaluator.handler()
@@ -186,11 +181,6 @@ async def main() -> None:
     parser.add_argument(
         "--stored", type=int, default=0, help="results per monitor stored first (SQLite)"
     )
-    parser.add_argument(
-        "--without-monitor-index",
-        action="store_true",
-        help="drop check_results' index by monitor first (SQLite)",
-    )
     parser.add_argument("--postgres", default=os.environ.get("PINGTOWER_TEST_POSTGRES_URL"))
     parser.add_argument("--no-sqlite", action="store_true")
     args = parser.parse_args()
@@ -207,7 +197,6 @@ async def main() -> None:
                     args.batch,
                     args.batches,
                     stored=args.stored,
-                    without_monitor_index=args.without_monitor_index,
                 )
             )
     if args.postgres:
