@@ -1,6 +1,6 @@
 """The evaluator's consumer alone: CPU per check result through the real `pinger.evaluator`
-handler (inbox claim + `Evaluator.apply`, one transaction per batch, as the bus runs it), on
-SQLite and optionally on PostgreSQL.
+handler (the lookup of results stored already + `Evaluator.apply`, one transaction per batch,
+as the bus runs it), on SQLite and optionally on PostgreSQL.
 
     .venv/bin/python -m bench.evaluator_batches [--monitors 3000] [--batch 60] \
         [--batches 150] [--stored 0] [--postgres URL] [--no-sqlite]
@@ -31,13 +31,12 @@ import argparse
 import asyncio
 import gc
 import os
-import random
 import resource
 import sqlite3
 import tempfile
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from bench._database import throwaway_database
@@ -52,10 +51,18 @@ from pingtower.pinger.store.states import initial_state_row
 from pingtower.pinger.store.tables import monitor_states, monitors
 
 START = utcnow().replace(microsecond=0)
+INTERVAL = 20  # seconds between a monitor's results
 
 
-def result(monitor_id: uuid.UUID, round_: int) -> Envelope:
-    at = START + timedelta(seconds=20 * round_)
+def scheduled(round_: int, spread: float) -> datetime:
+    """A monitor's time in a round: the scheduler spreads the monitors over the interval
+    (`spread`: its place, 0 to 1), so results are stored in the order they finished, and
+    the key index (finished_at, check_id) grows at its end (performance round 17)."""
+    return START + timedelta(seconds=INTERVAL * (round_ + spread))
+
+
+def result(monitor_id: uuid.UUID, round_: int, spread: float) -> Envelope:
+    at = scheduled(round_, spread)
     completed = CheckCompleted(
         check_id=uuid.uuid4(),
         monitor_id=monitor_id,
@@ -78,24 +85,29 @@ def io_calls() -> tuple[int, int]:
     return int(fields["syscr"]), int(fields["syscw"])
 
 
+def stored_bytes(path: str) -> dict[str, int]:
+    """The bytes of pages each table and index of the database holds (SQLite's dbstat)."""
+    with sqlite3.connect(path) as connection:
+        return dict(connection.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"))
+
+
 def store_rounds(path: str, ids: list[uuid.UUID], rounds: int) -> None:
     """`rounds` results per monitor in check_results, in the order the evaluator writes them
-    (a round at a time, the monitors in a random order, each round 20 s after the last); not
-    chained (`previous_id`), which nothing measured here reads."""
-    order = [monitor_id.hex for monitor_id in ids]
+    (a round at a time, the monitors spread over it as `result` spreads them); not chained
+    (`previous_id`), which nothing measured here reads."""
     phases = '{"connect": 0.2, "ttfb": 1.1, "total": 3.0}'
     with sqlite3.connect(path) as connection:
-        for round_ in range(rounds):
-            random.shuffle(order)
-            at = (START - timedelta(seconds=20 * (rounds - round_))).strftime(
-                "%Y-%m-%d %H:%M:%S.%f"
-            )
+        for round_ in range(-rounds, 0):
+            rows = []
+            for n, monitor_id in enumerate(ids):
+                at = scheduled(round_, n / len(ids)).strftime("%Y-%m-%d %H:%M:%S.%f")
+                rows.append((uuid.uuid4().hex, monitor_id.hex, at, at, at, phases))
             connection.executemany(
                 "INSERT INTO check_results (check_id, monitor_id, tenant, region, "
                 "scheduled_at, started_at, finished_at, outcome, latency_ms, status_code, "
                 "size_bytes, phases_ms) VALUES (?, ?, 'bench', 'default', ?, ?, ?, 'up', 3.0, "
                 "200, 612, ?)",
-                [(uuid.uuid4().hex, m, at, at, at, phases) for m in order],
+                rows,
             )
             connection.commit()
 
@@ -137,12 +149,22 @@ async def measure(
         if sqlite_path is not None and stored:
             await asyncio.to_thread(store_rounds, sqlite_path, ids, stored)
         for start in range(0, monitor_count, batch):
-            await handle([result(m, 0) for m in ids[start : start + batch]])
+            await handle(
+                [
+                    result(m, 0, (start + k) / monitor_count)
+                    for k, m in enumerate(ids[start : start + batch])
+                ]
+            )
         per_round = monitor_count // batch
-        work = [
-            [result(ids[(n % per_round) * batch + k], 1 + n // per_round) for k in range(batch)]
-            for n in range(batches)
-        ]
+        work = []
+        for n in range(batches):
+            first = (n % per_round) * batch
+            work.append(
+                [
+                    result(ids[first + k], 1 + n // per_round, (first + k) / monitor_count)
+                    for k in range(batch)
+                ]
+            )
         # As `pingtower up` runs once started (cli.py): what exists now (the prepared
         # envelopes included) frozen, and the collector's thresholds raised. Without it the
         # collections walking the prepared batches were part of the measured CPU (py-spy put
@@ -151,6 +173,7 @@ async def measure(
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        sizes = await asyncio.to_thread(stored_bytes, sqlite_path) if sqlite_path else {}
         usage = resource.getrusage(resource.RUSAGE_SELF)
         calls = io_calls()
         cpu, loop_cpu = time.process_time(), time.thread_time()
@@ -164,11 +187,20 @@ async def measure(
         per = 1e6 / results  # microseconds per result
         gc.unfreeze()
         gc.set_threshold(*thresholds)
-        return (
+        line = (
             f"{url.split(':')[0]:<20} {results:>7,} results, per result: CPU {cpu * per:6.1f} us,"
             f" loop thread {loop_cpu * per:6.1f} us, system {system * per:5.1f} us,"
             f" reads {reads / results:4.2f}, writes {writes / results:4.2f}"
         )
+        if sqlite_path:
+            grown = {
+                name: (size - sizes.get(name, 0)) / results
+                for name, size in (await asyncio.to_thread(stored_bytes, sqlite_path)).items()
+            }
+            line += "\n  stored per result: " + ", ".join(
+                f"{name} {size:.0f} B" for name, size in sorted(grown.items()) if size > 0
+            )
+        return line
     finally:
         await db.engine.dispose()
 

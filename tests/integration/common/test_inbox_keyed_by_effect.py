@@ -88,23 +88,3 @@ async def test_keyed_types_skip_the_inbox_and_others_are_claimed_once(
         "pingtower_inbox_duplicates_total", {"consumer": consumer}
     )
     assert duplicates == 3
-
-
-def test_an_effect_that_runs_the_claim_cannot_also_leave_types_unclaimed() -> None:
-    async def effect(session: AsyncSession, batch: Sequence[Envelope]) -> None: ...
-
-    async def claiming(transaction: object, claim: object) -> None: ...
-
-    with pytest.raises(ValueError, match="runs the claim"):
-        Inbox(inbox, consumer="c").handler(
-            async_sessionmaker(), effect, keyed_by_effect=["thing.measured"], claimed_by=claiming
-        )
-
-
-def test_an_effect_that_runs_the_claim_needs_the_engine_to_run_it_on() -> None:
-    async def effect(session: AsyncSession, batch: Sequence[Envelope]) -> None: ...
-
-    async def claiming(transaction: object, claim: object) -> None: ...
-
-    with pytest.raises(ValueError, match="needs the engine"):
-        Inbox(inbox, consumer="c").handler(async_sessionmaker(), effect, claimed_by=claiming)

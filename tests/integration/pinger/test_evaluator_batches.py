@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -285,11 +286,14 @@ async def test_the_evaluator_stores_a_result_row_exactly_as_sqlalchemy_stores_it
         values = {name: given.get(name, getattr(event, name, None)) for name in _RESULT_COLUMNS}
         async with one.db.sessions() as session, session.begin():
             await session.execute(insert(check_results), [{"id": 1, **values}])
+            [first] = await raw_rows(session, "check_results", "id")
+            # The same result cannot be stored twice (its key is unique)
+            await session.execute(delete(check_results))
             writes: list[Write] = []
             heads = {event.monitor_id: 1}
             assert _sqlite_result_rows([("acme", event)], 1, heads, writes) == [2]
             await run_writes(session, writes)
-            first, second = await raw_rows(session, "check_results", "id")
+            [second] = await raw_rows(session, "check_results", "id")
         assert second[0] == 2
         assert first[1:] == second[1:]
     finally:
@@ -389,7 +393,6 @@ async def _everything(replica: Replica) -> dict[str, Any]:
         state_rows = (
             await session.execute(select(monitor_states).order_by(monitor_states.c.monitor_id))
         ).all()
-        claimed = await raw_rows(session, "inbox", "message_id")
     return {
         "results": results,
         "states": [
@@ -400,25 +403,22 @@ async def _everything(replica: Replica) -> dict[str, Any]:
             (e.type, e.tenant, e.occurred_at, _normalised(e.payload, incidents))
             for e in await outbox_events(replica.db)
         ],
-        "inbox": [(consumer, message_id) for consumer, message_id, _ in claimed],
     }
 
 
-async def test_the_claim_run_with_the_state_read_applies_and_stores_what_claim_then_apply_did(
+async def test_the_plain_path_applies_and_stores_what_the_session_path_does(
     tmp_path: Any,
 ) -> None:
-    """On SQLite the inbox's claim runs in the evaluator's first trip (`claimed_by`); fed the
-    same batches (redeliveries, a message given twice, results out of order and late,
-    failures opening and resolving incidents, a parent and its child, several regions), it
-    stores the same results, states, events and inbox rows as the inbox's own claim followed
-    by `apply`."""
-    claiming = Replica(f"sqlite+aiosqlite:///{tmp_path}/claiming.sqlite3")
-    separate = Replica(f"sqlite+aiosqlite:///{tmp_path}/separate.sqlite3")
-    separate.handle = separate.evaluator.inbox.handler(
-        separate.db.sessions, separate.evaluator.apply
-    )
+    """On SQLite the evaluator works on the driver connection alone, its lookup of results
+    stored already in the trip that reads the state rows; fed the same batches
+    (redeliveries, a message given twice, results out of order and late, failures opening and
+    resolving incidents, a parent and its child, several regions), it stores the same
+    results, states and events as `apply_in_session`, the path PostgreSQL takes."""
+    plain = Replica(f"sqlite+aiosqlite:///{tmp_path}/plain.sqlite3")
+    in_session = Replica(f"sqlite+aiosqlite:///{tmp_path}/session.sqlite3")
+    in_session.handle = in_session.evaluator.apply_in_session
     lone, parent, child, regional = (uuid.uuid4() for _ in range(4))
-    for one in (claiming, separate):
+    for one in (plain, in_session):
         await one.db.prepare()
         await insert_monitor(one.db, id=lone)
         await insert_monitor(one.db, id=parent, name="router")
@@ -445,15 +445,15 @@ async def test_the_claim_run_with_the_state_read_applies_and_stores_what_claim_t
             [*failing, completed(parent, 7, Outcome.UP)],
         ]
         for batch in batches:
-            await claiming.deliver(batch)
-            await separate.deliver(batch)
-        found = await _everything(claiming)
-        assert found == await _everything(separate)
+            await plain.deliver(batch)
+            await in_session.deliver(batch)
+        found = await _everything(plain)
+        assert found == await _everything(in_session)
         assert len(found["results"]) == 15  # each result once, the late one included
         assert {e[0] for e in found["events"]} >= {"incident.opened", "incident.resolved"}
     finally:
-        await claiming.db.engine.dispose()
-        await separate.db.engine.dispose()
+        await plain.db.engine.dispose()
+        await in_session.db.engine.dispose()
 
 
 async def test_a_batch_on_sqlite_is_two_trips_to_sqlites_thread(
@@ -615,3 +615,35 @@ async def test_a_monitors_results_are_listed_newest_first_through_their_chain(
     async with replica.db.sessions() as session, session.begin():
         await session.execute(delete(check_results).where(check_results.c.id == of[a][2]))
     assert await listed(replica, a, 2) == of[a][:2]
+
+
+async def test_results_stored_already_are_dropped_by_their_key(replica: Replica) -> None:
+    """A batch redelivered whole, a result given twice in one batch, and stored results
+    redelivered among new ones: each result is stored and applied once, the monitor's chain
+    goes through the stored results only, and every copy dropped is counted."""
+    a, b = await insert_monitor(replica.db), await insert_monitor(replica.db)
+    first = [completed(a, 0), completed(b, 0, Outcome.UP)]
+    again = completed(a, 1)
+    dropped_before = _redelivered()
+    await replica.deliver(first)
+    await replica.deliver(first)  # redelivered whole: nothing to apply
+    await replica.deliver([again, completed(b, 1, Outcome.UP), again])  # a copy in the batch
+    await replica.deliver([*first, completed(a, 2), again, completed(b, 2)])
+    assert _redelivered() - dropped_before == 2 + 1 + 3
+
+    async with replica.db.sessions() as session:
+        rows = (await session.execute(select(check_results.c.monitor_id, check_results.c.id))).all()
+    of = {m: sorted((row.id for row in rows if row.monitor_id == m), reverse=True) for m in (a, b)}
+    assert (len(of[a]), len(of[b])) == (3, 3)
+    assert await listed(replica, a, 10) == of[a]
+    assert await listed(replica, b, 10) == of[b]
+    found = await states(replica)
+    assert found[a].consecutive_failures == 3  # type: ignore[attr-defined]
+    assert found[a].status == "down"  # type: ignore[attr-defined]
+    assert found[b].consecutive_failures == 1  # type: ignore[attr-defined]
+    events = [e.type for e in await outbox_events(replica.db)]
+    assert events.count("incident.opened") == 1
+
+
+def _redelivered() -> float:
+    return REGISTRY.get_sample_value("pingtower_pinger_results_redelivered_total") or 0.0

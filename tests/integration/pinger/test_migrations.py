@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -189,6 +190,79 @@ async def test_existing_results_are_chained_and_the_index_by_monitor_goes(
             kept = await conn.scalar(sa.select(sa.func.count()).select_from(old_results))
         assert "ix_check_results_monitor" in before
         assert kept == 5
+        await engine.dispose()
+        assert await differences_after_migrating(url, MIGRATIONS, metadata) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_results_get_a_unique_key_and_the_inbox_goes(make_db_url: MakeUrl) -> None:
+    """Revision 0007: the results' key (finished_at, check_id) is unique, in place of the index
+    on finished_at alone, and the inbox table goes with its rows; the stored results stay.
+    The downgrade brings back the index and an empty inbox."""
+    url = await make_db_url()
+    await asyncio.to_thread(run_migrations, url, MIGRATIONS, "pinger_0006")
+    monitor_id, now = uuid.uuid4(), utcnow()
+    old_inbox = sa.table(
+        "inbox",
+        sa.column("consumer"),
+        sa.column("message_id"),
+        sa.column("processed_at", UtcDateTime()),
+    )
+    row = {
+        "check_id": uuid.uuid4(),
+        "monitor_id": monitor_id,
+        "tenant": "acme",
+        "region": "default",
+        "scheduled_at": now,
+        "started_at": now,
+        "finished_at": now,
+        "outcome": "up",
+        "phases_ms": {},
+    }
+    engine = create_engine(url)
+
+    def schema(sync: sa.Connection) -> tuple[dict[str | None, tuple[bool, list[str | None]]], bool]:
+        inspector = sa.inspect(sync)
+        found = {
+            index["name"]: (bool(index["unique"]), index["column_names"])
+            for index in inspector.get_indexes("check_results")
+        }
+        return found, inspector.has_table("inbox")
+
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(monitors.insert().values(monitor_row(monitor_id, "http")))
+            await conn.execute(check_results.insert().values(row))
+            await conn.execute(check_results.insert().values({**row, "check_id": uuid.uuid4()}))
+            await conn.execute(
+                old_inbox.insert().values(
+                    consumer="pinger.evaluator", message_id=str(uuid.uuid4()), processed_at=now
+                )
+            )
+        await engine.dispose()
+
+        await asyncio.to_thread(run_migrations, url, MIGRATIONS, "head")
+        async with engine.connect() as conn:
+            indexes, has_inbox = await conn.run_sync(schema)
+            kept = await conn.scalar(sa.select(sa.func.count()).select_from(check_results))
+        assert indexes["uq_check_results_key"] == (True, ["finished_at", "check_id"])
+        assert "ix_check_results_finished_at" not in indexes
+        assert not has_inbox
+        assert kept == 2
+        with pytest.raises(sa.exc.IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(check_results.insert().values(row))
+        await engine.dispose()
+
+        await asyncio.to_thread(_downgrade, url, "pinger_0006")
+        async with engine.connect() as conn:
+            indexes, has_inbox = await conn.run_sync(schema)
+            claims = await conn.scalar(sa.select(sa.func.count()).select_from(old_inbox))
+        assert indexes["ix_check_results_finished_at"] == (False, ["finished_at"])
+        assert "uq_check_results_key" not in indexes
+        assert has_inbox
+        assert claims == 0
         await engine.dispose()
         assert await differences_after_migrating(url, MIGRATIONS, metadata) == []
     finally:

@@ -1,17 +1,15 @@
 """Inbox: a consumer records each message id in the same transaction as the message's effect,
 so a redelivered message finds its id already there and changes nothing.
 
-On SQLite an effect may run the claim itself (`Inbox.handler`'s `claimed_by`), as the first
-statement of its first trip to SQLite's thread, and learn from it which messages are new: the
-Pinger's evaluator reads its state rows in that trip, where the claim was a trip of its own
-(bench/README.md, performance round 7). Such an effect works on the driver connection alone,
-in a `plain_transaction` without SQLAlchemy's Session (performance round 8).
+A consumer whose effect stores a fact under the fact's own key needs no inbox row for it
+(`Inbox.handler`'s `keyed_by_effect`): statistics' results; the Pinger's evaluator has no
+inbox at all (its results are keyed).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import structlog
@@ -28,14 +26,12 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.types import TypeEngine
 
 from pingtower.common.db import UtcDateTime
 from pingtower.common.events import Envelope, utcnow
 from pingtower.common.messaging.bus import BatchHandler
-from pingtower.common.sqlite_driver import PlainTransaction, plain_transaction
-from pingtower.common.sqlite_values import utc_text
 
 DUPLICATES = Counter(
     "pingtower_inbox_duplicates_total", "Redelivered messages dropped by an inbox", ["consumer"]
@@ -56,29 +52,6 @@ def inbox_table(metadata: MetaData) -> Table:
 EffectHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 
 
-class Claim:
-    """A batch's claim, for an effect that runs it itself on SQLite: `statement` with
-    `parameters` (plain values, as SQLAlchemy would store them), run in the effect's
-    transaction before anything else, returns one row per new message, its id; `fresh` makes
-    of those rows the messages to apply, in batch order, a message given twice once."""
-
-    def __init__(self, inbox: Inbox, unique: dict[str, Envelope], given: int) -> None:
-        """`unique`: the batch's messages by id, in batch order; `given`: how many the batch
-        held, copies included."""
-        self._inbox = inbox
-        self._given = given
-        self.unique = unique
-        self.statement = inbox._claim_plain
-        self.parameters = (inbox.consumer, utc_text(utcnow()), json.dumps(list(self.unique)))
-
-    def fresh(self, rows: Iterable[Sequence[Any]]) -> list[Envelope]:
-        claimed = self._inbox._counted({row[0] for row in rows}, self._given)
-        return [envelope for message_id, envelope in self.unique.items() if message_id in claimed]
-
-
-ClaimingEffect = Callable[[PlainTransaction, Claim], Awaitable[None]]
-
-
 class Inbox:
     def __init__(self, table: Table, consumer: str) -> None:
         self.table = table
@@ -95,9 +68,6 @@ class Inbox:
         # ON CONFLICT for the ON of a join.
         self._claim_sqlite = _claim_statement(
             table, "claimed.value FROM json_each(:ids) AS claimed WHERE true", String()
-        )
-        self._claim_plain = _claim_sql(
-            table, "?", "?", "claimed.value FROM json_each(?) AS claimed WHERE true"
         )
 
     async def claim(self, session: AsyncSession, envelope: Envelope) -> bool:
@@ -144,24 +114,13 @@ class Inbox:
         effect: EffectHandler,
         *,
         keyed_by_effect: Collection[str] = (),
-        claimed_by: ClaimingEffect | None = None,
-        engine: AsyncEngine | None = None,
     ) -> BatchHandler:
         """Wrap `effect` to run in one transaction with the inbox, for new messages only.
 
         `keyed_by_effect`: message types whose effect drops a redelivery by itself (it stores
         the fact under the fact's own key, so it finds it already there); they go to `effect`
-        without an inbox row, which saves the consumer a statement per batch of them.
-
-        `claimed_by`: if `engine` (that of `sessions`) is SQLite's, the batch goes to this
-        effect instead, in a `plain_transaction` on `engine`, with its `Claim` to run first
-        in the transaction (on another database `effect` gets the new messages)."""
-        if claimed_by is not None and keyed_by_effect:
-            raise ValueError("an effect that runs the claim takes every message type")
-        if claimed_by is not None and engine is None:
-            raise ValueError("an effect that runs the claim needs the engine")
+        without an inbox row, which saves the consumer a statement per batch of them."""
         by_effect = frozenset(keyed_by_effect)
-        plain = claimed_by if engine is not None and engine.dialect.name == "sqlite" else None
 
         async def handle(batch: Sequence[Envelope]) -> None:
             ids = [str(envelope.id) for envelope in batch]
@@ -173,10 +132,6 @@ class Inbox:
                     unique.setdefault(message_id, envelope)
                     given += 1
             with structlog.contextvars.bound_contextvars(consumer=self.consumer, message_ids=ids):
-                if plain is not None and engine is not None:
-                    async with plain_transaction(engine) as transaction:
-                        await plain(transaction, Claim(self, unique, given))
-                    return
                 async with sessions() as session, session.begin():
                     if not unique:
                         fresh = list(batch)
@@ -209,17 +164,11 @@ class Inbox:
 def _claim_statement(table: Table, ids: str, ids_type: TypeEngine[Any]) -> TextClause:
     """INSERT the ids the parameter `ids` holds, returning those new; `ids`: the id column
     and the FROM clause reading them from the parameter."""
-    return text(_claim_sql(table, ":consumer", ":now", ids)).bindparams(
+    return text(
+        f"INSERT INTO {table.name} (consumer, processed_at, message_id) "
+        f"SELECT :consumer, :now, {ids} ON CONFLICT DO NOTHING RETURNING message_id"
+    ).bindparams(
         bindparam("consumer", type_=String()),
         bindparam("now", type_=UtcDateTime()),
         bindparam("ids", type_=ids_type),
-    )
-
-
-def _claim_sql(table: Table, consumer: str, now: str, ids: str) -> str:
-    """The claim's SQL with its parameters written as `consumer`, `now` and `ids` (the id
-    column and the FROM clause reading them): named for SQLAlchemy, `?` for the plain driver."""
-    return (
-        f"INSERT INTO {table.name} (consumer, processed_at, message_id) "
-        f"SELECT {consumer}, {now}, {ids} ON CONFLICT DO NOTHING RETURNING message_id"
     )

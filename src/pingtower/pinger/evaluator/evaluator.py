@@ -1,9 +1,11 @@
 """The evaluator role: stores each `check.completed` and moves its monitor's status machine.
 
-A batch is applied inside the inbox's transaction (so a redelivered result changes nothing),
-monitor by monitor in a fixed order, each under its state row's lock (FOR UPDATE on PostgreSQL):
-replicas take turns per monitor and cannot deadlock. A result scheduled before the last one
-applied is stored but not applied, so the status never moves backwards in time.
+A batch is applied in one transaction, monitor by monitor in a fixed order, each under its
+state row's lock (FOR UPDATE on PostgreSQL): replicas take turns per monitor and cannot
+deadlock. A result scheduled before the last one applied is stored but not applied, so the
+status never moves backwards in time. A result whose key (finished_at, check_id) is stored
+already, a redelivery, is dropped: neither stored nor applied again (`result_keys`; the state
+rows' locks are taken first, so two replicas given the same result cannot both miss it).
 
 With several regions a round (one scheduled time) is collected in the state row until
 `round_verdict` can decide it: k of n regions must fail for the round to count as a failure.
@@ -28,11 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pingtower.common.events import CheckCompleted, Envelope, Outcome, Status, utcnow
 from pingtower.common.messaging.bus import BatchHandler, Bus
-from pingtower.common.messaging.inbox import Claim, Inbox
 from pingtower.common.messaging.outbox import Outbox
 from pingtower.common.runtime import Component
 from pingtower.common.settings import Settings
-from pingtower.common.sqlite_driver import PlainTransaction, driver_of
+from pingtower.common.sqlite_driver import PlainTransaction, driver_of, plain_transaction
 from pingtower.common.sqlite_values import result_texts, utc_text
 from pingtower.pinger.domain.maintenance import in_maintenance
 from pingtower.pinger.domain.status import (
@@ -48,6 +49,11 @@ from pingtower.pinger.evaluator import plain_rows
 from pingtower.pinger.evaluator.plain_rows import Write, stored_insert, update_write
 from pingtower.pinger.store.database import PingerDatabase
 from pingtower.pinger.store.maintenance import TenantWindows, covering, tenant_windows
+from pingtower.pinger.store.result_keys import (
+    plain_stored_ids,
+    plain_stored_lookup,
+    stored_check_ids,
+)
 from pingtower.pinger.store.states import (
     LoadedStates,
     MonitorColumns,
@@ -64,7 +70,7 @@ from pingtower.pinger.store.states import (
     state_from_row,
     update_states,
 )
-from pingtower.pinger.store.tables import check_results, inbox, monitor_states, monitors
+from pingtower.pinger.store.tables import check_results, monitor_states, monitors
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +88,10 @@ RESULTS_APPLIED = Counter(
 RESULTS_STALE = Counter(
     "pingtower_pinger_results_stale_total",
     "Check results stored but not applied: older than the last one applied",
+)
+RESULTS_REDELIVERED = Counter(
+    "pingtower_pinger_results_redelivered_total",
+    "Check results dropped: stored already (redelivered), or given twice in one batch",
 )
 TOMBSTONE_RETENTION = timedelta(days=1)
 _NO_INCIDENT = uuid.UUID(int=0)  # given to the status machine for a result that opens none
@@ -151,18 +161,43 @@ def chained(
 
 
 _DOWN = Outcome.DOWN
+ByMonitor = dict[uuid.UUID, list[tuple[str, CheckCompleted]]]  # results with their workspaces
 
 
-def _by_monitor(
-    envelopes: Iterable[Envelope],
-) -> dict[uuid.UUID, list[tuple[str, CheckCompleted]]]:
+def _by_monitor(envelopes: Iterable[Envelope]) -> ByMonitor:
     """The batch's results (with their envelopes' workspaces) by monitor, in batch order."""
-    by_monitor: dict[uuid.UUID, list[tuple[str, CheckCompleted]]] = defaultdict(list)
+    by_monitor: ByMonitor = defaultdict(list)
     for envelope in envelopes:
         result = envelope.parse()
         if isinstance(result, CheckCompleted):
             by_monitor[result.monitor_id].append((envelope.tenant, result))
     return by_monitor
+
+
+def _unstored(by_monitor: ByMonitor, stored: set[uuid.UUID]) -> ByMonitor:
+    """`by_monitor` less the results stored already (`stored`: their check ids) and less the
+    second copy of a result given twice; those dropped are counted."""
+    seen = set(stored)
+    kept: ByMonitor = {}
+    dropped = 0
+    for monitor_id, given in by_monitor.items():
+        fresh = []
+        for item in given:
+            check_id = item[1].check_id
+            if check_id in seen:
+                dropped += 1
+            else:
+                seen.add(check_id)
+                fresh.append(item)
+        if fresh:
+            kept[monitor_id] = fresh
+    if dropped:
+        RESULTS_REDELIVERED.inc(dropped)
+    return kept
+
+
+def _results_of(by_monitor: ByMonitor) -> list[CheckCompleted]:
+    return [result for given in by_monitor.values() for _, result in given]
 
 
 def _uuid_int(value: uuid.UUID) -> int:
@@ -380,19 +415,23 @@ class Evaluator(Component):
         self.bus = bus
         self.retention = timedelta(hours=settings.results_retention_hours)
         self.prune_every_seconds = prune_every_seconds
-        self.inbox = Inbox(inbox, consumer=CONSUMER)
         self._pruner: asyncio.Task[None] | None = None
 
     async def prepare(self) -> None:
         self.bus.subscribe(CONSUMER, ["check.completed"], self.handler(), max_batch=MAX_BATCH)
 
     def handler(self) -> BatchHandler:
-        """The consumer of `check.completed`: `apply` in the inbox's transaction, for new
-        results only; on SQLite without a Session, the inbox's claim in the trip that reads
-        the state rows (`_apply_claimed`)."""
-        return self.inbox.handler(
-            self.db.sessions, self.apply, claimed_by=self._apply_claimed, engine=self.db.engine
-        )
+        """The consumer of `check.completed`: on SQLite `_apply_plain`, without a Session;
+        on PostgreSQL `apply_in_session`."""
+        if self.db.engine.dialect.name == "sqlite":
+            return self._apply_plain
+        return self.apply_in_session
+
+    async def apply_in_session(self, envelopes: Sequence[Envelope]) -> None:
+        """`apply` in a transaction of its own."""
+        with structlog.contextvars.bound_contextvars(consumer=CONSUMER):
+            async with self.db.sessions() as session, session.begin():
+                await self.apply(session, envelopes)
 
     async def start(self) -> None:
         self._pruner = asyncio.create_task(self._prune_forever(), name="pinger-results-pruner")
@@ -409,37 +448,44 @@ class Evaluator(Component):
         result stored in one statement and every changed state row written in one, rather than
         four statements per result; building and running statements was most of the
         embedded process's CPU (bench/README.md)."""
-        by_monitor = _by_monitor(envelopes)
-        if not by_monitor:
+        named = _by_monitor(envelopes)
+        if not named:
             return
         # One lock order for every replica: no deadlock between two batches. (The order of the
         # ids' integers is that of their texts, fixed-width hex, without making the texts.)
-        monitor_ids = sorted(by_monitor, key=_uuid_int)
-        loaded = await load_states_with_monitors(session, monitor_ids)
-        batch = _SessionBatch(session, self.db.outbox)
-        await self._apply_loaded(batch, by_monitor, monitor_ids, loaded)
-
-    async def _apply_claimed(self, transaction: PlainTransaction, claim: Claim) -> None:
-        """`apply` on SQLite, to the results `claim` finds new, on the driver connection alone
-        (`_PlainBatch`): the claim runs in the trip that reads the state rows, the rows of
-        every monitor the batch names (a redelivered result's too: a row more to read costs
-        less than a trip of its own)."""
-        named = _by_monitor(claim.unique.values())
-        claimed, loaded = await load_states_after(
-            transaction.driver, (claim.statement, claim.parameters), sorted(named, key=_uuid_int)
-        )
-        fresh = claim.fresh(claimed)
-        # Usually every message is new, and the results are those already grouped
-        by_monitor = named if len(fresh) == len(claim.unique) else _by_monitor(fresh)
+        loaded = await load_states_with_monitors(session, sorted(named, key=_uuid_int))
+        # Under the state rows' locks: a replica given the same result waits for this one's
+        # commit, then finds the result stored.
+        stored = await stored_check_ids(session, _results_of(named))
+        by_monitor = _unstored(named, stored)
         if by_monitor:
-            monitor_ids = sorted(by_monitor, key=_uuid_int)
-            batch = _PlainBatch(transaction, self.db.outbox, self.db.engine.dialect)
-            await self._apply_loaded(batch, by_monitor, monitor_ids, loaded)
+            batch = _SessionBatch(session, self.db.outbox)
+            await self._apply_loaded(batch, by_monitor, sorted(by_monitor, key=_uuid_int), loaded)
+
+    async def _apply_plain(self, envelopes: Sequence[Envelope]) -> None:
+        """`apply_in_session` on SQLite, on the driver connection alone (`_PlainBatch`): the
+        lookup of the results stored already runs in the trip that reads the state rows."""
+        named = _by_monitor(envelopes)
+        if not named:
+            return
+        with structlog.contextvars.bound_contextvars(consumer=CONSUMER):
+            async with plain_transaction(self.db.engine) as transaction:
+                found, loaded = await load_states_after(
+                    transaction.driver,
+                    plain_stored_lookup(_results_of(named)),
+                    sorted(named, key=_uuid_int),
+                )
+                by_monitor = _unstored(named, plain_stored_ids(found))
+                if by_monitor:
+                    batch = _PlainBatch(transaction, self.db.outbox, self.db.engine.dialect)
+                    await self._apply_loaded(
+                        batch, by_monitor, sorted(by_monitor, key=_uuid_int), loaded
+                    )
 
     async def _apply_loaded(
         self,
         batch: _Batch,
-        by_monitor: dict[uuid.UUID, list[tuple[str, CheckCompleted]]],
+        by_monitor: ByMonitor,
         monitor_ids: list[uuid.UUID],
         loaded: LoadedStates,
     ) -> None:
@@ -609,7 +655,6 @@ class Evaluator(Component):
             await session.execute(
                 delete(monitors).where(monitors.c.deleted_at < now - TOMBSTONE_RETENTION)
             )
-            await self.inbox.prune(session)
 
     async def _prune_forever(self) -> None:
         while True:

@@ -238,7 +238,8 @@ class ResultPublisher:
                 _settle(batch[0][1], exc)
                 return
             # One refused event must not fail its neighbours (their jobs would run again):
-            # each on its own; a copy of one the broker already took is dropped by the inbox.
+            # each on its own; a copy of one the broker already took is dropped by its consumers
+            # (the evaluator finds it stored).
             results = await asyncio.gather(
                 *(self.bus.hand_over([envelope]) for envelope, _ in batch), return_exceptions=True
             )

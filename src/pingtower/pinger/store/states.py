@@ -255,9 +255,9 @@ Before = tuple[str, Sequence[Any]]
 async def load_states_after(
     driver: OneTripConnection, before: Before, monitor_ids: Sequence[uuid.UUID]
 ) -> tuple[list[Any], LoadedStates]:
-    """On SQLite, in a transaction on `driver`: `before`'s rows (the inbox's claim), then
-    `load_states_with_monitors`, in one trip to SQLite's thread, where they were a trip
-    each."""
+    """On SQLite, in a transaction on `driver`: `before`'s rows (which results are stored
+    already), then `load_states_with_monitors`, in one trip to SQLite's thread, where they
+    were a trip each."""
     by_hex = {monitor_id.hex: monitor_id for monitor_id in monitor_ids}
     db = driver._conn
     states_query, ids = _plain_query(), json.dumps(list(by_hex))

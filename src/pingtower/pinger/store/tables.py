@@ -8,7 +8,9 @@ these; a test compares the two.
 - check_results: recent raw results, pruned after the retention window. Each names the result
   of its monitor stored before it (`previous_id`), and the monitor's state row the newest
   (`last_stored_result_id`): a monitor's results are listed by following that chain, where an
-  index by monitor put every insert on a random page (migration 0006).
+  index by monitor put every insert on a random page (migration 0006). A result's key,
+  (finished_at, check_id), is unique: a redelivered result finds itself stored and is dropped
+  (migration 0007; the Pinger has no inbox).
 - heartbeats: push monitors' ping key, the times of their last ping, run and lateness, and when
   the lateness watcher must next look at them.
 - maintenance_windows: one-off, weekly and cron windows during which failures open no incident.
@@ -33,7 +35,6 @@ from sqlalchemy import (
 )
 
 from pingtower.common.db import BigId, UtcDateTime
-from pingtower.common.messaging.inbox import inbox_table
 from pingtower.common.messaging.outbox import outbox_table
 
 metadata = MetaData()
@@ -125,7 +126,8 @@ check_results = Table(
     # The monitor's result stored just before this one (None for its first, and for results
     # stored before migration 0006 had it); that one may have been pruned since.
     Column("previous_id", BigId, nullable=True),
-    Index("ix_check_results_finished_at", "finished_at"),
+    # Time first: each insert lands on the index's newest pages (the pruning reads it too)
+    Index("uq_check_results_key", "finished_at", "check_id", unique=True),
 )
 
 heartbeats = Table(
@@ -162,4 +164,3 @@ maintenance_windows = Table(
 )
 
 outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
