@@ -77,6 +77,26 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def consumer_engine(url: str, engine: AsyncEngine) -> AsyncEngine:
+    """The engine of a database's busiest writer, a consumer applying batch after batch of
+    events (`engine`: the one for `url`'s other work).
+
+    On SQLite a second engine on the same file with one connection of its own: a connection
+    keeps its page cache only until another connection commits, and on `engine`'s pool the
+    consumer's batches took turns between connections with whatever overlapped them (an outbox
+    relay's poll, the scheduler's reads), so batch after batch began with a cache the other
+    connection's commits had emptied, and overlaps opened connections with empty caches
+    (bench/README.md, performance round 17). On its own connection the cache is emptied only
+    by the other writers' commits, which are rare beside it. Give it back with `dispose` (it
+    is not `engine`). Elsewhere, and for an in-memory database (one connection), `engine`."""
+    if not is_sqlite(url) or url.split(":///", 1)[-1] in ("", ":memory:"):
+        return engine
+    own = _sqlite_engine(url, pool_size=1, max_overflow=0)
+    event.listen(own.sync_engine, "connect", _sqlite_writer_pragmas)
+    event.listen(own.sync_engine, "begin", _sqlite_begin_immediate)
+    return own
+
+
 def read_only_engine(url: str, engine: AsyncEngine) -> AsyncEngine:
     """The engine for sessions that only read (`engine`: the one for `url`'s writers).
 

@@ -109,6 +109,8 @@ class StatisticsService(Component):
         # for work that only reads: on SQLite, transactions that do not take the write lock
         self.read_engine = db.read_only_engine(self.url, self.engine)
         self.read_sessions = db.session_factory(self.read_engine)
+        # ingest's: on SQLite a connection of its own, whose page cache lasts
+        self.ingest_engine = db.consumer_engine(self.url, self.engine)
         self.outbox = Outbox(tables.outbox, producer="statistics")
         self.inbox = Inbox(tables.inbox, consumer=CONSUMER)
         self.relay = OutboxRelay(
@@ -122,7 +124,7 @@ class StatisticsService(Component):
         # the results INSERT's RETURNING) and changes nothing without an inbox row: the results
         # window (30 days by default) outlasts the inbox's 7 days anyway.
         self.handler = self.inbox.handler(
-            self.sessions, ingest, keyed_by_effect=(CheckCompleted.TYPE,)
+            db.session_factory(self.ingest_engine), ingest, keyed_by_effect=(CheckCompleted.TYPE,)
         )
         self.metrics_page = metrics_page
         self.metrics_pause = metrics_every
@@ -184,8 +186,9 @@ class StatisticsService(Component):
         self._tasks = []
         await self.relay.stop()
         await self.engine.dispose()
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
+        for own in (self.read_engine, self.ingest_engine):
+            if own is not self.engine:
+                await own.dispose()
 
     async def ensure_partitions(self) -> None:
         """On PostgreSQL, make sure the coming days have their results partitions."""

@@ -469,7 +469,7 @@ class Evaluator(Component):
         if not named:
             return
         with structlog.contextvars.bound_contextvars(consumer=CONSUMER):
-            async with plain_transaction(self.db.engine) as transaction:
+            async with plain_transaction(self.db.evaluator_engine) as transaction:
                 found, loaded = await load_states_after(
                     transaction.driver,
                     plain_stored_lookup(_results_of(named)),

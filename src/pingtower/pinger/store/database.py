@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
-from pingtower.common.db import create_engine, migrate, ping, session_factory
+from pingtower.common.db import consumer_engine, create_engine, migrate, ping, session_factory
 from pingtower.common.http.app import ReadinessCheck
 from pingtower.common.messaging.bus import Bus
 from pingtower.common.messaging.outbox import Outbox, OutboxRelay
@@ -28,6 +28,8 @@ class PingerDatabase(Component):
         self.url = settings.database_url("pinger")
         self.engine = create_engine(self.url)
         self.sessions = session_factory(self.engine)
+        # The evaluator's: on SQLite a connection of its own, whose page cache lasts
+        self.evaluator_engine = consumer_engine(self.url, self.engine)
         self.outbox = Outbox(tables.outbox, producer="pinger")
         self.relay = OutboxRelay(
             self.sessions,
@@ -53,4 +55,6 @@ class PingerDatabase(Component):
 
     async def stop(self) -> None:
         await self.relay.stop()
+        if self.evaluator_engine is not self.engine:
+            await self.evaluator_engine.dispose()
         await self.engine.dispose()
