@@ -22,6 +22,7 @@ from pingtower.common import sqlite_driver
 from pingtower.common.db import (
     WRITER_CACHE_KIB,
     WRITER_CHECKPOINT_PAGES,
+    consumer_engine,
     create_engine,
     read_only_engine,
     session_factory,
@@ -556,6 +557,40 @@ async def test_a_writer_engine_keeps_two_connections_and_closes_those_opened_bey
         drivers = [await _driver(await stack.enter_async_context(engine.connect())) for _ in "abcd"]
         assert len(set(map(id, drivers))) == 4
     assert engine.pool.checkedin() == 2  # type: ignore[attr-defined]
+
+
+async def test_a_consumers_engine_keeps_its_one_writer_connection_whatever_overlaps_it(
+    engine: AsyncEngine,
+) -> None:
+    """Its batches run on one connection (its page cache lasts until another connection
+    commits), with the writer's cache, checkpoints and BEGIN IMMEDIATE, while the shared
+    engine's transactions overlap them; its connection thread is named after the database."""
+    own = consumer_engine(str(engine.url), engine)
+    assert own is not engine
+    try:
+        seen = set()
+        for name in ("a", "b", "c"):
+            # a connection of the shared engine checked out meanwhile (as a relay's poll)
+            async with engine.connect() as overlapping, own.begin() as conn:
+                assert await _driver(overlapping) is not await _driver(conn)
+                driver = await _driver(conn)
+                seen.add(id(driver))
+                assert driver._thread.name == "sqlite driver.sqlite3"
+                await conn.execute(things.insert().values(name=name))
+                assert driver._conn.in_transaction  # BEGIN IMMEDIATE: the lock from the start
+            async with own.connect() as conn:
+                assert await conn.scalar(sa.text("PRAGMA cache_size")) == -WRITER_CACHE_KIB
+                checkpoint = await conn.scalar(sa.text("PRAGMA wal_autocheckpoint"))
+                assert checkpoint == WRITER_CHECKPOINT_PAGES
+        assert len(seen) == 1
+        assert own.pool.checkedin() == 1  # type: ignore[attr-defined]
+    finally:
+        await own.dispose()
+
+
+def test_elsewhere_and_in_memory_a_consumer_uses_the_shared_engine(engine: AsyncEngine) -> None:
+    assert consumer_engine("postgresql+asyncpg://user:secret@127.0.0.1/db", engine) is engine
+    assert consumer_engine("sqlite+aiosqlite:///:memory:", engine) is engine
 
 
 @contextlib.contextmanager
