@@ -174,9 +174,13 @@ def _by_monitor(envelopes: Iterable[Envelope]) -> ByMonitor:
     return by_monitor
 
 
-def _unstored(by_monitor: ByMonitor, stored: set[uuid.UUID]) -> ByMonitor:
+def _unstored(
+    by_monitor: ByMonitor, order: list[uuid.UUID], stored: set[uuid.UUID]
+) -> tuple[ByMonitor, list[uuid.UUID]]:
     """`by_monitor` less the results stored already (`stored`: their check ids) and less the
-    second copy of a result given twice; those dropped are counted."""
+    second copy of a result given twice, with its monitors in `order` (its keys in lock order)
+    less those left without results; those dropped are counted. Usually nothing is dropped,
+    and both come back as given."""
     seen = set(stored)
     kept: ByMonitor = {}
     dropped = 0
@@ -191,9 +195,10 @@ def _unstored(by_monitor: ByMonitor, stored: set[uuid.UUID]) -> ByMonitor:
                 fresh.append(item)
         if fresh:
             kept[monitor_id] = fresh
-    if dropped:
-        RESULTS_REDELIVERED.inc(dropped)
-    return kept
+    if not dropped:
+        return by_monitor, order
+    RESULTS_REDELIVERED.inc(dropped)
+    return kept, [monitor_id for monitor_id in order if monitor_id in kept]
 
 
 def _results_of(by_monitor: ByMonitor) -> list[CheckCompleted]:
@@ -453,14 +458,15 @@ class Evaluator(Component):
             return
         # One lock order for every replica: no deadlock between two batches. (The order of the
         # ids' integers is that of their texts, fixed-width hex, without making the texts.)
-        loaded = await load_states_with_monitors(session, sorted(named, key=_uuid_int))
+        order = sorted(named, key=_uuid_int)
+        loaded = await load_states_with_monitors(session, order)
         # Under the state rows' locks: a replica given the same result waits for this one's
         # commit, then finds the result stored.
         stored = await stored_check_ids(session, _results_of(named))
-        by_monitor = _unstored(named, stored)
+        by_monitor, monitor_ids = _unstored(named, order, stored)
         if by_monitor:
             batch = _SessionBatch(session, self.db.outbox)
-            await self._apply_loaded(batch, by_monitor, sorted(by_monitor, key=_uuid_int), loaded)
+            await self._apply_loaded(batch, by_monitor, monitor_ids, loaded)
 
     async def _apply_plain(self, envelopes: Sequence[Envelope]) -> None:
         """`apply_in_session` on SQLite, on the driver connection alone (`_PlainBatch`): the
@@ -468,19 +474,16 @@ class Evaluator(Component):
         named = _by_monitor(envelopes)
         if not named:
             return
+        order = sorted(named, key=_uuid_int)
         with structlog.contextvars.bound_contextvars(consumer=CONSUMER):
             async with plain_transaction(self.db.evaluator_engine) as transaction:
                 found, loaded = await load_states_after(
-                    transaction.driver,
-                    plain_stored_lookup(_results_of(named)),
-                    sorted(named, key=_uuid_int),
+                    transaction.driver, plain_stored_lookup(_results_of(named)), order
                 )
-                by_monitor = _unstored(named, plain_stored_ids(found))
+                by_monitor, monitor_ids = _unstored(named, order, plain_stored_ids(found))
                 if by_monitor:
                     batch = _PlainBatch(transaction, self.db.outbox, self.db.engine.dialect)
-                    await self._apply_loaded(
-                        batch, by_monitor, sorted(by_monitor, key=_uuid_int), loaded
-                    )
+                    await self._apply_loaded(batch, by_monitor, monitor_ids, loaded)
 
     async def _apply_loaded(
         self,
