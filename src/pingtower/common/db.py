@@ -56,25 +56,32 @@ def is_sqlite(url: str) -> bool:
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     if is_sqlite(url):
-        path = url.split(":///", 1)[1]
-        if not path or path == ":memory:":
-            engine = _sqlite_engine(url)  # SQLAlchemy's StaticPool: one connection
-        else:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # The connection given back last is taken first: a connection keeps its page
-            # cache only until another connection commits, so writers taking turns on
-            # several connections read every page of every transaction again (a system call
-            # each, from the file or the WAL); last in, first out, the pool's connections
-            # take turns only when transactions overlap. Two are kept between transactions
-            # (those opened beyond for overlaps are closed when given back), so at most two
-            # page caches (WRITER_CACHE_KIB) stay filled.
-            engine = _sqlite_engine(url, pool_size=2, max_overflow=8, pool_use_lifo=True)
-        event.listen(engine.sync_engine, "connect", _sqlite_writer_pragmas)
-        # aiosqlite's default isolation issues BEGIN lazily; BEGIN IMMEDIATE avoids the
-        # upgrade deadlock when two transactions read then write.
-        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
-        return engine
+        if _in_memory(url):
+            return _sqlite_writer_engine(url)  # SQLAlchemy's StaticPool: one connection
+        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        # The connection given back last is taken first: a connection keeps its page
+        # cache only until another connection commits, so writers taking turns on
+        # several connections read every page of every transaction again (a system call
+        # each, from the file or the WAL); last in, first out, the pool's connections
+        # take turns only when transactions overlap. Two are kept between transactions
+        # (those opened beyond for overlaps are closed when given back), so at most two
+        # page caches (WRITER_CACHE_KIB) stay filled.
+        return _sqlite_writer_engine(url, pool_size=2, max_overflow=8, pool_use_lifo=True)
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _in_memory(url: str) -> bool:
+    return url.split(":///", 1)[-1] in ("", ":memory:")
+
+
+def _sqlite_writer_engine(url: str, **pool: Any) -> AsyncEngine:
+    """A SQLite engine for writers: the writer's cache and checkpoints, BEGIN IMMEDIATE."""
+    engine = _sqlite_engine(url, **pool)
+    event.listen(engine.sync_engine, "connect", _sqlite_writer_pragmas)
+    # aiosqlite's default isolation issues BEGIN lazily; BEGIN IMMEDIATE avoids the
+    # upgrade deadlock when two transactions read then write.
+    event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+    return engine
 
 
 def consumer_engine(url: str, engine: AsyncEngine) -> AsyncEngine:
@@ -89,12 +96,9 @@ def consumer_engine(url: str, engine: AsyncEngine) -> AsyncEngine:
     (bench/README.md, performance round 17). On its own connection the cache is emptied only
     by the other writers' commits, which are rare beside it. Give it back with `dispose` (it
     is not `engine`). Elsewhere, and for an in-memory database (one connection), `engine`."""
-    if not is_sqlite(url) or url.split(":///", 1)[-1] in ("", ":memory:"):
+    if not is_sqlite(url) or _in_memory(url):
         return engine
-    own = _sqlite_engine(url, pool_size=1, max_overflow=0)
-    event.listen(own.sync_engine, "connect", _sqlite_writer_pragmas)
-    event.listen(own.sync_engine, "begin", _sqlite_begin_immediate)
-    return own
+    return _sqlite_writer_engine(url, pool_size=1, max_overflow=0)
 
 
 def read_only_engine(url: str, engine: AsyncEngine) -> AsyncEngine:
