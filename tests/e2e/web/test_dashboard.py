@@ -194,6 +194,8 @@ async def test_dashboard_follows_a_monitor_down_and_up_live_and_sends_a_test_mes
 
             # A webhook channel and its test message, which the receiver gets.
             await page.get_by_role("link", name="Channels").click()
+            # The page is drawn after its reads: a field filled before would be the last page's
+            await expect(page.get_by_role("heading", name="Channels")).to_be_visible()
             await page.get_by_label("Name").fill("Ops hook")
             await page.get_by_label("URL").fill(receiver.url)
             await page.get_by_role("button", name="Create channel").click()
@@ -206,6 +208,8 @@ async def test_dashboard_follows_a_monitor_down_and_up_live_and_sends_a_test_mes
             await shot("07-channels")
 
             await page.get_by_role("link", name="Rules").click()
+            # Until it is drawn, "Name" is the channels form's field
+            await expect(page.get_by_role("heading", name="Rules")).to_be_visible()
             await page.get_by_label("Name").fill("Shop down")
             await page.get_by_label("Channels").select_option(label="Ops hook")
             await page.get_by_role("button", name="Create rule").click()
