@@ -17,6 +17,7 @@ from pingtower.statistics.domain.rollups import (
     cover,
     floor_to,
     merge_all,
+    minute_starts,
     resolution_for_step,
     summed_cells,
     written_resolutions,
@@ -94,6 +95,16 @@ def test_results_give_the_same_cell_in_any_order_and_split(
     assert parts.latency_sum == pytest.approx(whole.latency_sum)
     assert parts.histogram == whole.histogram
     assert parts.phase_counts == whole.phase_counts
+
+
+@given(st.integers(0, 3 * 24 * 3600 * 1000), st.integers(-600_000, 3 * 3600 * 1000))
+def test_minute_starts_are_the_minute_buckets_that_begin_in_the_span(a: int, span: int) -> None:
+    """The keys a reader seeks a monitor's minute cells by: every bucket start within
+    [start, end), and nothing else (counted here in whole milliseconds from T0, a minute)."""
+    start, end = T0 + timedelta(milliseconds=a), T0 + timedelta(milliseconds=a + span)
+    first, stop = -(-a // 60_000), -(-(a + span) // 60_000)
+    expected = [T0 + timedelta(minutes=k) for k in range(first, stop)]
+    assert minute_starts(start, end) == expected
 
 
 def test_cell_counts_outcomes_and_latency() -> None:

@@ -56,6 +56,13 @@ def ceil_to(at: datetime, length: timedelta) -> datetime:
     return floored if floored == at else floored + length
 
 
+def minute_starts(start: datetime, end: datetime) -> list[datetime]:
+    """The starts of the minute buckets that begin within [start, end)."""
+    length = Resolution.MINUTE.length
+    first = ceil_to(start, length)
+    return [first + k * length for k in range(max(0, -(-(end - first) // length)))]
+
+
 @dataclass(frozen=True)
 class Segment:
     resolution: Resolution

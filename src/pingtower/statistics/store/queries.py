@@ -15,6 +15,7 @@ from sqlalchemy import (
     Interval,
     LargeBinary,
     Row,
+    Select,
     Text,
     Uuid,
     and_,
@@ -47,6 +48,7 @@ from pingtower.statistics.domain.rollups import (
     ceil_to,
     cover,
     floor_to,
+    minute_starts,
     resolution_for_step,
 )
 from pingtower.statistics.domain.series import Rendered, StoredCell
@@ -55,6 +57,7 @@ from pingtower.statistics.store import sqlite_ingest
 from pingtower.statistics.store.dialect import is_postgres
 from pingtower.statistics.store.ingest import cell_from_row
 from pingtower.statistics.store.tables import (
+    COARSE_CELLS,
     day_tails,
     incidents,
     monitors,
@@ -84,6 +87,49 @@ def _by_hex(monitor_ids: Collection[uuid.UUID]) -> dict[str, uuid.UUID]:
     """The ids by their stored form on SQLite, their hex: rows are keyed by it until the end
     (a str caches its hash, a UUID computes it in Python at every lookup)."""
     return {m.hex: m for m in monitor_ids}
+
+
+# Rollup cells are keyed time first (tables.py): a monitor's minute cells are found by each
+# minute's key, since a range of minutes would read every monitor's cells in it; its hour and
+# day cells through the index by monitor, which a planner takes only given that index's
+# condition, as tables.py writes it. Each segment is a query of its own (`_each_segment`):
+# with several in one OR, SQLite looks each up without the monitors (by time alone).
+_COARSE: ColumnElement[Any] = literal_column(COARSE_CELLS)
+
+
+def cells_in(session: AsyncSession, segment: Segment) -> ColumnElement[bool]:
+    """The rollup cells of `segment`, for a query that names its monitors."""
+    r = rollups.c
+    if segment.resolution is not Resolution.MINUTE:
+        return and_(
+            r.resolution == segment.resolution.value,
+            _COARSE,
+            r.bucket_start >= segment.start,
+            r.bucket_start < segment.end,
+        )
+    minutes = minute_starts(segment.start, segment.end)
+    if is_postgres(session):
+        starts = bindparam(None, minutes, type_=ARRAY(DateTime(timezone=True)))
+        return and_(r.resolution == Resolution.MINUTE.value, r.bucket_start == any_(starts))
+    # one JSON parameter, not one per minute (a week has 10,080)
+    listed = func.json_each(json.dumps([sqlite_ingest.sqlite_time(m) for m in minutes]))
+    starts_column = listed.table_valued("value").c.value
+    return and_(r.resolution == Resolution.MINUTE.value, r.bucket_start.in_(select(starts_column)))
+
+
+def _each_segment(
+    session: AsyncSession,
+    columns: Sequence[Any],
+    where: Sequence[ColumnElement[bool]],
+    segments: Sequence[Segment],
+) -> Any:
+    """`columns` of the rollup cells matching `where` in each of `segments` (at least one): a
+    SELECT per segment, in one UNION ALL."""
+    return _union([select(*columns).where(*where, cells_in(session, s)) for s in segments])
+
+
+def _union(parts: Sequence[Select[Any]]) -> Any:
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 async def monitor(session: AsyncSession, tenant: str, monitor_id: uuid.UUID) -> Row[Any] | None:
@@ -230,22 +276,8 @@ async def range_cells(
     segments = cover(start, end, await folded_until(session))
     if not monitor_ids or not segments:
         return {}
-    r = rollups
-    rows = await session.execute(
-        select(r).where(
-            _among(session, r.c.monitor_id, monitor_ids),
-            or_(
-                *(
-                    and_(
-                        r.c.resolution == segment.resolution.value,
-                        r.c.bucket_start >= segment.start,
-                        r.c.bucket_start < segment.end,
-                    )
-                    for segment in segments
-                )
-            ),
-        )
-    )
+    among = _among(session, rollups.c.monitor_id, monitor_ids)
+    rows = await session.execute(_each_segment(session, list(rollups.c), [among], segments))
     return _merge_rows(rows.all(), lambda row: row.monitor_id)
 
 
@@ -272,29 +304,20 @@ async def recent_histograms(
         return await _recent_histograms_on_sqlite(
             session, monitor_ids, first_hour, midnight if use_day else None, folded, end
         )
-    r = rollups
-    hours = and_(
-        r.c.resolution == Resolution.HOUR.value,
-        r.c.bucket_start >= first_hour,
-        r.c.bucket_start < (midnight if use_day else folded),
-    )
-    minutes = and_(
-        r.c.resolution == Resolution.MINUTE.value,
-        r.c.bucket_start >= folded,
-        r.c.bucket_start < end,
-    )
+    hours = Segment(Resolution.HOUR, first_hour, midnight if use_day else folded)
+    minutes = Segment(Resolution.MINUTE, folded, end)
     if not use_day:
-        found = await _histograms(session, monitor_ids, or_(hours, minutes))
+        found = await _histograms(session, monitor_ids, [hours, minutes])
         return {m: Histogram.from_bytes_many(parts) for m, parts in found.items()}
-    today = and_(r.c.resolution == Resolution.DAY.value, r.c.bucket_start == midnight)
+    today = Segment(Resolution.DAY, midnight, midnight + Resolution.DAY.length)
     # Yesterday from first_hour comes from its day tail where that still holds all of its
     # hour cells: their latency counts add up to the tail's (a late result since makes them
     # exceed it); otherwise from those hour cells.
     tails, rest, stale = await _recent_parts(
-        session, monitor_ids, first_hour, or_(today, minutes), hours
+        session, monitor_ids, first_hour, [today, minutes], hours
     )
     if stale:
-        tails.update(await _histograms(session, stale, hours))
+        tails.update(await _histograms(session, stale, [hours]))
     return {
         m: Histogram.from_bytes_many([*tails.get(m, ()), *rest.get(m, ())]) for m in {*tails, *rest}
     }
@@ -317,8 +340,9 @@ async def _recent_histograms_on_sqlite(
     ids = _by_hex(monitor_ids)
     hex_ids = json.dumps(list(ids))
     times = sqlite_ingest.sqlite_time
+    minutes = json.dumps([times(at) for at in minute_starts(folded, end)])
     if midnight is None:
-        span = (hex_ids, times(first_hour), times(folded), times(end))
+        span = (hex_ids, times(first_hour), times(folded), minutes)
         rows = await sqlite_ingest.on_thread(
             session, lambda db: db.execute(_HOURS_AND_MINUTES, span).fetchall()
         )
@@ -326,7 +350,7 @@ async def _recent_histograms_on_sqlite(
         for stored_id, histogram in rows:
             parts[stored_id].append(histogram)
         return {ids[key]: Histogram.from_bytes_many(found) for key, found in parts.items()}
-    day = (hex_ids, times(first_hour), times(midnight), times(folded), times(end))
+    day = (hex_ids, times(first_hour), times(midnight), minutes)
     hours = (times(first_hour), times(midnight))
 
     def read(db: Any) -> tuple[list[Any], set[str], list[Any]]:
@@ -360,29 +384,31 @@ async def _recent_histograms_on_sqlite(
 
 # The monitors as a JSON array of their stored ids (one parameter, one prepared statement)
 _AMONG = "monitor_id IN (SELECT value FROM json_each(?1))"
+# ?2 the first hour, ?3 the watermark, ?4 the minutes from it to the end (a JSON array)
 _HOURS_AND_MINUTES = (
     f"SELECT monitor_id, histogram FROM rollups WHERE {_AMONG} AND resolution = 'hour' "
-    "AND bucket_start >= ?2 AND bucket_start < ?3 "
+    f"AND {COARSE_CELLS} AND bucket_start >= ?2 AND bucket_start < ?3 "
     f"UNION ALL SELECT monitor_id, histogram FROM rollups WHERE {_AMONG} "
-    "AND resolution = 'minute' AND bucket_start >= ?3 AND bucket_start < ?4"
+    "AND resolution = 'minute' AND bucket_start IN (SELECT value FROM json_each(?4))"
 )
-# ?2 the first hour, ?3 midnight, ?4 the watermark, ?5 the end: the day tails from the first
-# hour ('t', with their latency counts), today's day cell and the minute cells not folded
-# ('r'), and per monitor the latency count of its hour cells from the first hour to midnight
-# ('h'), which the tails' must equal for them to hold those cells
+# ?2 the first hour, ?3 midnight, ?4 the minutes from the watermark to the end: the day tails
+# from the first hour ('t', with their latency counts), today's day cell and the minute
+# cells not folded ('r'), and per monitor the latency count of its hour cells from the first
+# hour to midnight ('h'), which the tails' must equal for them to hold those cells
 _RECENT_PARTS = (
     f"SELECT monitor_id, histogram, latency_count, 't' FROM day_tails WHERE {_AMONG} "
     "AND bucket_start = ?2 "
     f"UNION ALL SELECT monitor_id, histogram, 0, 'r' FROM rollups WHERE {_AMONG} "
-    "AND resolution = 'day' AND bucket_start = ?3 "
+    f"AND resolution = 'day' AND {COARSE_CELLS} AND bucket_start = ?3 "
     f"UNION ALL SELECT monitor_id, histogram, 0, 'r' FROM rollups WHERE {_AMONG} "
-    "AND resolution = 'minute' AND bucket_start >= ?4 AND bucket_start < ?5 "
+    "AND resolution = 'minute' AND bucket_start IN (SELECT value FROM json_each(?4)) "
     f"UNION ALL SELECT monitor_id, NULL, sum(latency_count), 'h' FROM rollups WHERE {_AMONG} "
-    "AND resolution = 'hour' AND bucket_start >= ?2 AND bucket_start < ?3 GROUP BY monitor_id"
+    f"AND resolution = 'hour' AND {COARSE_CELLS} AND bucket_start >= ?2 AND bucket_start < ?3 "
+    "GROUP BY monitor_id"
 )
 _HOURS_OF = (
     f"SELECT monitor_id, histogram FROM rollups WHERE {_AMONG} AND resolution = 'hour' "
-    "AND bucket_start >= ?2 AND bucket_start < ?3"
+    f"AND {COARSE_CELLS} AND bucket_start >= ?2 AND bucket_start < ?3"
 )
 
 
@@ -390,13 +416,14 @@ async def _recent_parts(
     session: AsyncSession,
     monitor_ids: Collection[uuid.UUID],
     first_hour: datetime,
-    others: ColumnElement[bool],
-    hours: ColumnElement[bool],
+    others: Sequence[Segment],
+    hours: Segment,
 ) -> tuple[dict[uuid.UUID, list[bytes]], dict[uuid.UUID, list[bytes]], list[uuid.UUID]]:
     """In one query (PostgreSQL): per monitor the histograms of its day tails from
-    `first_hour` and of the rollup cells matching `others`, and the monitors whose tails no
-    longer hold the cells matching `hours` (their latency counts differ)."""
+    `first_hour` and of its rollup cells in `others`, and the monitors whose tails no longer
+    hold their cells in `hours` (their latency counts differ)."""
     r, t = rollups.c, day_tails.c
+    among = _among(session, r.monitor_id, monitor_ids)
     parts = union_all(
         select(
             t.monitor_id.label("monitor_id"),
@@ -404,18 +431,21 @@ async def _recent_parts(
             t.latency_count.label("n"),
             literal_column("'t'").label("kind"),
         ).where(_among(session, t.monitor_id, monitor_ids), t.bucket_start == first_hour),
-        select(
-            r.monitor_id,
-            r.histogram,
-            literal_column("0").label("n"),
-            literal_column("'r'"),
-        ).where(_among(session, r.monitor_id, monitor_ids), others),
+        *(
+            select(
+                r.monitor_id,
+                r.histogram,
+                literal_column("0").label("n"),
+                literal_column("'r'"),
+            ).where(among, cells_in(session, segment))
+            for segment in others
+        ),
         select(
             r.monitor_id,
             cast(null(), LargeBinary),
             r.latency_count,
             literal_column("'h'"),
-        ).where(_among(session, r.monitor_id, monitor_ids), hours),
+        ).where(among, cells_in(session, hours)),
     ).subquery()
     tails: dict[uuid.UUID, list[bytes]] = defaultdict(list)
     rest: dict[uuid.UUID, list[bytes]] = defaultdict(list)
@@ -446,16 +476,16 @@ async def _recent_parts(
 
 
 async def _histograms(
-    session: AsyncSession, monitor_ids: Collection[uuid.UUID], where: ColumnElement[bool]
+    session: AsyncSession, monitor_ids: Collection[uuid.UUID], segments: Sequence[Segment]
 ) -> dict[uuid.UUID, list[bytes]]:
-    """The stored histograms of the rollup cells matching `where`, per monitor (PostgreSQL):
-    one row per monitor holding its histograms, a thousand rows through the driver and
-    SQLAlchemy instead of several thousand."""
-    r = rollups
+    """The stored histograms of the monitors' rollup cells in `segments`, per monitor
+    (PostgreSQL): one row per monitor holding its histograms, a thousand rows through the
+    driver and SQLAlchemy instead of several thousand."""
+    r = rollups.c
+    among = _among(session, r.monitor_id, monitor_ids)
+    cells = _each_segment(session, [r.monitor_id, r.histogram], [among], segments).subquery()
     grouped = await session.execute(
-        select(r.c.monitor_id, func.array_agg(r.c.histogram))
-        .where(_among(session, r.c.monitor_id, monitor_ids), where)
-        .group_by(r.c.monitor_id)
+        select(cells.c.monitor_id, func.array_agg(cells.c.histogram)).group_by(cells.c.monitor_id)
     )
     return dict(grouped.all())
 
@@ -538,12 +568,7 @@ async def _stored_points(
     PostgreSQL); whether the segment's cells come from more than one region; how many of its
     cells have no figures that hold."""
     r = rollups.c
-    where = (
-        *_where(monitor_id, region),
-        r.resolution == segment.resolution.value,
-        r.bucket_start >= segment.start,
-        r.bucket_start < segment.end,
-    )
+    where = (*_where(monitor_id, region), cells_in(session, segment))
     if is_postgres(session):
         rendered, several, unheld = await _rendered_points(session, where, segment)
         if rendered is not None or several:
@@ -632,36 +657,40 @@ async def _full_rows(
     """The cells of the segments as StoredCell fields after the bucket start, the phase maps
     as JSON text; `without_stored`: not the cells of that segment whose stored figures hold
     (read by `_stored_points`)."""
-    r = rollups
-    parts = []
-    for segment in segments:
-        part = and_(
-            r.c.resolution == segment.resolution.value,
-            r.c.bucket_start >= segment.start,
-            r.c.bucket_start < segment.end,
-        )
-        if segment == without_stored:
-            part = and_(part, not_(_holds()))
-        parts.append(part)
+    r = rollups.c
     # The phase maps come as their JSON text and are decoded below in one call for all rows:
     # decoding 4,000 small documents one by one (the driver's JSON codec) cost more than the
     # rest of the row.
-    query = select(
-        r.c.bucket_start,
-        r.c.up,
-        r.c.degraded,
-        r.c.down,
-        r.c.latency_count,
-        r.c.latency_min,
-        r.c.latency_max,
-        r.c.latency_sum,
-        cast(r.c.phase_sums, Text).label("phase_sums"),
-        cast(r.c.phase_counts, Text).label("phase_counts"),
-        r.c.histogram,
-    ).where(*_where(monitor_id, region), or_(*parts))
+    columns = [
+        r.resolution,
+        r.region,
+        r.bucket_start,
+        r.up,
+        r.degraded,
+        r.down,
+        r.latency_count,
+        r.latency_min,
+        r.latency_max,
+        r.latency_sum,
+        cast(r.phase_sums, Text).label("phase_sums"),
+        cast(r.phase_counts, Text).label("phase_counts"),
+        r.histogram,
+    ]
+    where = _where(monitor_id, region)
+    parts = [
+        select(*columns).where(
+            *where,
+            cells_in(session, segment),
+            *((not_(_holds()),) if segment == without_stored else ()),
+        )
+        for segment in segments
+    ]
+    cells = _union(parts).subquery()
     # In key order, so cells of one step always merge in the same order: float sums (phase
     # and latency) depend on it in their last digit.
-    query = query.order_by(r.c.resolution, r.c.bucket_start, r.c.region)
+    query = select(*list(cells.c)[2:]).order_by(
+        cells.c.resolution, cells.c.bucket_start, cells.c.region
+    )
     return (await session.execute(query)).all()
 
 

@@ -430,7 +430,7 @@ async def _read_fold(db: sqlite3.Connection, until: datetime) -> FoldInput | Non
         hour = floor_to(from_sqlite_time(first), Resolution.HOUR.length)
         stop = min(hour + Resolution.HOUR.length, until)
         span = (first, sqlite_time(stop))
-        # in time order (the index on resolution and time), grouped here: no sort in SQLite
+        # in time order (the key: resolution and time first), grouped here: no sort in SQLite
         async for rows in _chunks(db, _MINUTE_CELLS_BY_TIME, span):
             for row in rows:
                 minutes.add(row)
@@ -438,9 +438,11 @@ async def _read_fold(db: sqlite3.Connection, until: datetime) -> FoldInput | Non
             (hours, _HOUR, hour),
             (days, _DAY, floor_to(hour, Resolution.DAY.length)),
         ):
-            async for rows in _chunks(db, _CELLS_FOLDED_INTO, (resolution, sqlite_time(at), *span)):
+            async for rows in _chunks(db, _CELLS_AT, (resolution, sqlite_time(at))):
                 for row in rows:
-                    cells[(row[0], row[1])] = row[2:]
+                    key = (row[0], row[1])
+                    if key in minutes:
+                        cells[key] = row[2:]
     newest_result = None if newest is None else (newest[0], newest[1])
     return FoldInput(start, stop, watermark, newest_result, minutes.groups(), hours, days)
 
@@ -475,6 +477,9 @@ class MinuteGroups:
             del self._rows[key]
         else:
             found.append(row)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._rows or key in self._sums
 
     def groups(self) -> list[MinuteGroup]:
         """Each key's rows as read, or their sum (made into a row by `folded_rows`, a slice at
@@ -611,12 +616,11 @@ _VALUES = (
     "up, degraded, down, latency_count, latency_min, latency_max, latency_sum, phase_sums, "
     "phase_counts, histogram"
 )
-# The cells of one resolution and start that minute cells in a span fold into
-_CELLS_FOLDED_INTO = (
-    f"SELECT monitor_id, region, rowid, {_VALUES} FROM rollups AS c "
-    "WHERE resolution = ? AND bucket_start = ? AND EXISTS (SELECT 1 FROM rollups AS m "
-    "WHERE m.monitor_id = c.monitor_id AND m.resolution = 'minute' AND m.bucket_start >= ? "
-    "AND m.bucket_start < ? AND m.region = c.region)"
+# The cells of one resolution and start; a fold keeps those its minute cells go into. (By the
+# key, time first: a condition on the minute cells of each would look them up by time alone.)
+_CELLS_AT = (
+    f"SELECT monitor_id, region, rowid, {_VALUES} FROM rollups "
+    "WHERE resolution = ? AND bucket_start = ?"
 )
 
 
