@@ -164,6 +164,10 @@ class _NoBus(InProcessBus):
         self.published += len(envelopes)
         self.last = envelopes[-1]
 
+    async def hand_over(self, envelopes: Sequence[Envelope]) -> None:
+        # the probe's way out since 0598f98; the in-process bus's own queues them for consumers
+        await self.publish(envelopes)
+
 
 async def probe_checks(
     check_type: str, target: str, seconds: float, concurrency: int, **check_settings: Any
