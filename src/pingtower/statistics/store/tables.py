@@ -113,12 +113,12 @@ rollups = Table(
     Column("p95", Float, nullable=True),
     Column("p99", Float, nullable=True),
     Column("point_json", Text, nullable=True),
-    # Time first, so a result's new minute cell goes to the key's last pages (monitor first,
-    # it went to a page of that monitor's, most results to a page of their own: half of
-    # ingest's CPU on SQLite at 50,000 monitors). A monitor's minute cells are then read by
-    # each minute's key (queries.py `cells_in`); its hour and day cells through the index by
-    # monitor, which leaves minute cells out and which a query uses only with its condition
-    # (`COARSE_CELLS`). Migration 0007.
+    # Time first, so a minute's new cells go to one part of the key together (monitor first,
+    # each went to a page of that monitor's, most results to a page of their own: a quarter
+    # to a third of ingest's CPU on SQLite at 50,000 monitors, bench/README.md round 18). A
+    # monitor's minute cells are then read by each minute's key (queries.py `cells_in`); its
+    # hour and day cells through the index by monitor, which leaves minute cells out and
+    # which a query uses only with its condition (`COARSE_CELLS`). Migration 0007.
     PrimaryKeyConstraint("resolution", "bucket_start", "monitor_id", "region"),
     Index(
         "ix_rollups_monitor",

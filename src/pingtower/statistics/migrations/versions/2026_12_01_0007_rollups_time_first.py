@@ -4,7 +4,7 @@ The key was (monitor_id, resolution, bucket_start, region): each result's new mi
 into it beside that monitor's earlier cells, on a page of its own among 50,000 monitors'
 (a page written to the WAL, then checkpointed, per result), and the key grew with the 7 days
 of minute cells kept. Keyed (resolution, bucket_start, monitor_id, region), a minute's cells
-go to the key's last pages together, and `ix_rollups_time` (resolution, bucket_start) is the
+go to one part of the key together, and `ix_rollups_time` (resolution, bucket_start) is the
 key's first columns. Readers find a monitor's minute cells by each minute's key, its hour and
 day cells through `ix_rollups_monitor`, which holds no minute cell.
 
