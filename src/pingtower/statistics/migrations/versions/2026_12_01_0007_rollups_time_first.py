@@ -8,8 +8,9 @@ go to one part of the key together, and `ix_rollups_time` (resolution, bucket_st
 key's first columns. Readers find a monitor's minute cells by each minute's key, its hour and
 day cells through `ix_rollups_monitor`, which holds no minute cell.
 
-On SQLite the key is part of the table, which batch mode copies into a new one; on
-PostgreSQL the key's constraint is replaced in place.
+On SQLite the key is part of the table, which batch mode copies into a new one (every cell:
+the upgrade of a large embedded install takes a while, as a VACUUM would); on PostgreSQL the
+key's constraint is replaced in place (its index built again).
 
 Revision ID: 0007
 Revises: 0006
