@@ -111,10 +111,14 @@ def cells_in(session: AsyncSession, segment: Segment) -> ColumnElement[bool]:
     if is_postgres(session):
         starts = bindparam(None, minutes, type_=ARRAY(DateTime(timezone=True)))
         return and_(r.resolution == Resolution.MINUTE.value, r.bucket_start == any_(starts))
-    # one JSON parameter, not one per minute (a week has 10,080)
-    listed = func.json_each(json.dumps([sqlite_ingest.sqlite_time(m) for m in minutes]))
-    starts_column = listed.table_valued("value").c.value
+    starts_column = func.json_each(_stored_minutes(minutes)).table_valued("value").c.value
     return and_(r.resolution == Resolution.MINUTE.value, r.bucket_start.in_(select(starts_column)))
+
+
+def _stored_minutes(minutes: Iterable[datetime]) -> str:
+    """Minute starts as one JSON array of their stored texts (SQLite): one parameter, not one
+    per minute (a week has 10,080)."""
+    return json.dumps([sqlite_ingest.sqlite_time(at) for at in minutes])
 
 
 def _each_segment(
@@ -340,7 +344,7 @@ async def _recent_histograms_on_sqlite(
     ids = _by_hex(monitor_ids)
     hex_ids = json.dumps(list(ids))
     times = sqlite_ingest.sqlite_time
-    minutes = json.dumps([times(at) for at in minute_starts(folded, end)])
+    minutes = _stored_minutes(minute_starts(folded, end))
     if midnight is None:
         span = (hex_ids, times(first_hour), times(folded), minutes)
         rows = await sqlite_ingest.on_thread(
@@ -384,12 +388,13 @@ async def _recent_histograms_on_sqlite(
 
 # The monitors as a JSON array of their stored ids (one parameter, one prepared statement)
 _AMONG = "monitor_id IN (SELECT value FROM json_each(?1))"
+# The minute cells at the starts of a JSON array (`_stored_minutes`), looked up by key
+_MINUTES = "resolution = 'minute' AND bucket_start IN (SELECT value FROM json_each(?4))"
 # ?2 the first hour, ?3 the watermark, ?4 the minutes from it to the end (a JSON array)
 _HOURS_AND_MINUTES = (
     f"SELECT monitor_id, histogram FROM rollups WHERE {_AMONG} AND resolution = 'hour' "
     f"AND {COARSE_CELLS} AND bucket_start >= ?2 AND bucket_start < ?3 "
-    f"UNION ALL SELECT monitor_id, histogram FROM rollups WHERE {_AMONG} "
-    "AND resolution = 'minute' AND bucket_start IN (SELECT value FROM json_each(?4))"
+    f"UNION ALL SELECT monitor_id, histogram FROM rollups WHERE {_AMONG} AND {_MINUTES}"
 )
 # ?2 the first hour, ?3 midnight, ?4 the minutes from the watermark to the end: the day tails
 # from the first hour ('t', with their latency counts), today's day cell and the minute
@@ -401,7 +406,7 @@ _RECENT_PARTS = (
     f"UNION ALL SELECT monitor_id, histogram, 0, 'r' FROM rollups WHERE {_AMONG} "
     f"AND resolution = 'day' AND {COARSE_CELLS} AND bucket_start = ?3 "
     f"UNION ALL SELECT monitor_id, histogram, 0, 'r' FROM rollups WHERE {_AMONG} "
-    "AND resolution = 'minute' AND bucket_start IN (SELECT value FROM json_each(?4)) "
+    f"AND {_MINUTES} "
     f"UNION ALL SELECT monitor_id, NULL, sum(latency_count), 'h' FROM rollups WHERE {_AMONG} "
     f"AND resolution = 'hour' AND {COARSE_CELLS} AND bucket_start >= ?2 AND bucket_start < ?3 "
     "GROUP BY monitor_id"
