@@ -67,7 +67,20 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         # (those opened beyond for overlaps are closed when given back), so at most two
         # page caches (WRITER_CACHE_KIB) stay filled.
         return _sqlite_writer_engine(url, pool_size=2, max_overflow=8, pool_use_lifo=True)
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": POSTGRES_SESSION},
+    )
+
+
+# PostgreSQL compiles a statement whose estimated cost passes jit_above_cost (100,000) to
+# machine code first, which pays off for analytics that run for seconds. Ours run for
+# milliseconds: statistics' overview of 1,000 monitors (estimated at 107,000) spent 50 of its
+# 108 ms compiling, on every run.
+POSTGRES_SESSION = {"jit": "off"}
 
 
 def _in_memory(url: str) -> bool:
