@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from pingtower.common import sqlite_driver
+from pingtower.common.migration_log import MigrationLog
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for long-lived rows.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -229,11 +230,21 @@ def run_alembic_env(target_metadata: Any) -> None:
             # The lock belongs to the session; end the transaction its SELECT began, so that
             # Alembic runs (and commits) its own transaction while we hold the lock.
             connection.commit()
+        progress = MigrationLog(Path(context.script.dir).parent.name)
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=sqlite
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=sqlite,
+            on_version_apply=progress.on_version_apply,
         )
         with context.begin_transaction():
+            progress.start(
+                context.script,
+                context.get_context().get_current_heads(),
+                context.get_revision_argument(),
+            )
             context.run_migrations()
+        progress.finished()
         if not sqlite:
             # Only now, after the COMMIT, may a waiting replica look at the schema.
             connection.execute(text(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})"))

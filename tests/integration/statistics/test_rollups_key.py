@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from pingtower.common import db
 from pingtower.statistics.domain.histogram import Histogram
@@ -108,8 +109,12 @@ async def test_rollups_are_keyed_time_first_and_back_with_every_cell_kept(
         assert await keys(engine) == MONITOR_FIRST
         await engine.dispose()
 
-        await asyncio.to_thread(db.run_migrations, database_url, MIGRATIONS, "0007")
+        with capture_logs() as said:
+            await asyncio.to_thread(db.run_migrations, database_url, MIGRATIONS, "0007")
         assert await stored(engine) == before
+        copying = [e for e in said if e["event"].startswith("copying the rollup cells")]
+        # SQLite copies the table, and says how many cells before the statement that copies
+        assert [e["cells"] for e in copying] == ([12] if db.is_sqlite(database_url) else [])
         assert await keys(engine) == TIME_FIRST
         async with engine.begin() as connection:  # the key still refuses a second cell
             with pytest.raises(sa.exc.IntegrityError):

@@ -20,6 +20,7 @@ Create Date: 2026-12-01
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import structlog
 from alembic import op
 
 revision: str = "0007"
@@ -37,6 +38,14 @@ def _rekey(columns: list[str]) -> None:
         op.drop_constraint("rollups_pkey", "rollups", type_="primary")
         op.create_primary_key("rollups_pkey", "rollups", columns)
         return
+    # The copy is one statement that reports nothing while it runs; say how much it copies.
+    cells = op.get_bind().execute(sa.text("SELECT count(*) FROM rollups")).scalar_one()
+    if cells:
+        structlog.get_logger("pingtower.migrations").info(
+            "copying the rollup cells into a table with the new key",
+            database="statistics",
+            cells=cells,
+        )
     with op.batch_alter_table("rollups", recreate="always") as batch:
         batch.create_primary_key("rollups_pkey", columns)
 
