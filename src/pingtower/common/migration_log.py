@@ -48,7 +48,11 @@ class MigrationLog:
         self.steps = 0
         self.started = self.last = time.monotonic()
 
-    def start(self, script: ScriptDirectory, current: Sequence[str], target: Any) -> None:
+    def start(
+        self, script: ScriptDirectory, current: Sequence[str], target: str | Sequence[str] | None
+    ) -> None:
+        """Before the first step: `target` as Alembic's revision argument (None is the base,
+        several heads a tuple)."""
         self.new, self.heads = not current, current
         self.started = self.last = time.monotonic()
         ahead = steps_up(script, current, target) if isinstance(target, str) else []
