@@ -253,6 +253,40 @@ _pt_rabbitmq_as_root() {
 		${RABBITMQ_NODE_PORT:+RABBITMQ_NODE_PORT="$RABBITMQ_NODE_PORT"} "$@"
 }
 
+# Queues earlier test runs left on a RabbitMQ of this machine. Each test names its queues after
+# a namespace of its own ("t" and 10 hex digits) and not every path deletes them all (buses in
+# subprocesses, interrupted runs). A quorum queue reserves file handles in RabbitMQ's own
+# accounting: after about six whole runs (300 quorum queues) the broker took no connection
+# more (its file_handle_cache full at the 1,024 files `su` leaves it), and the next run hung
+# in a connect. So each setup deletes those without consumers: listed by rabbitmqctl (AMQP
+# cannot list queues) and deleted by it in one call, which works even on a broker that takes
+# no AMQP connection any more. Quorum queues cannot be deleted "if unused": the listing is
+# what leaves a queue with consumers alone. The call uses RabbitMQ's internal functions;
+# where they differ (another RabbitMQ version), it says so and deletes nothing.
+_pt_sweep_rabbitmq() {
+	local ctl="$1" names deleted
+	names="$(_pt_rabbitmq_as_root timeout 60 "$ctl" -q list_queues name consumers \
+		--no-table-headers 2>/dev/null | grep -E '^t[0-9a-f]{10}[.][A-Za-z0-9._-]+[[:space:]]+0$' |
+		awk '{ printf "%s<<\"%s\">>", sep, $1; sep = "," }')" || return 0
+	[ -n "$names" ] || return 0
+	if deleted="$(_pt_rabbitmq_as_root timeout 120 "$ctl" -q eval "
+		Delete = fun(Name) ->
+			case rabbit_amqqueue:lookup(rabbit_misc:r(<<\"/\">>, queue, Name)) of
+				{ok, Q} ->
+					case rabbit_amqqueue:delete(Q, false, false, <<\"pingtower-tests\">>) of
+						{ok, _} -> 1;
+						_ -> 0
+					end;
+				_ -> 0
+			end
+		end,
+		lists:sum([Delete(N) || N <- [${names}]])." 2>&1)"; then
+		_pt_log "deleted ${deleted} queues earlier test runs left on RabbitMQ"
+	else
+		_pt_log "could not delete the queues earlier test runs left on RabbitMQ: ${deleted}"
+	fi
+}
+
 _pt_setup_rabbitmq() {
 	if [ -n "${PINGTOWER_TEST_RABBITMQ_URL:-}" ]; then
 		if _pt_url_answers "$PINGTOWER_TEST_RABBITMQ_URL" 5672; then
@@ -263,8 +297,11 @@ _pt_setup_rabbitmq() {
 	fi
 	local port="${PINGTOWER_TEST_RABBITMQ_PORT:-5672}"
 	local url="amqp://guest:guest@127.0.0.1:${port}/"
+	local ctl
+	ctl="$(command -v rabbitmqctl || echo /usr/sbin/rabbitmqctl)"
 	if _pt_port_open 127.0.0.1 "$port"; then
 		_pt_log "RabbitMQ already answers on 127.0.0.1:${port}"
+		[ -x "$ctl" ] && _pt_rabbitmq_env && _pt_sweep_rabbitmq "$ctl"
 		export PINGTOWER_TEST_RABBITMQ_URL="$url"
 		return 0
 	fi
@@ -273,9 +310,8 @@ _pt_setup_rabbitmq() {
 		return 1
 	fi
 	_pt_rabbitmq_env
-	local log="${_PT_STATE}/rabbitmq.log" server ctl
+	local log="${_PT_STATE}/rabbitmq.log" server
 	server="$(command -v rabbitmq-server || echo /usr/sbin/rabbitmq-server)"
-	ctl="$(command -v rabbitmqctl || echo /usr/sbin/rabbitmqctl)"
 	mkdir -p "$_PT_STATE" || return 1
 	# The package's postinst may already have started it (where services may start): then it
 	# is booting and we only wait. Otherwise start it here, detached from this shell so that it
@@ -305,6 +341,7 @@ _pt_setup_rabbitmq() {
 		>/dev/null 2>&1; then
 		_pt_log "rabbitmqctl await_startup did not confirm; going on since the port answers"
 	fi
+	_pt_sweep_rabbitmq "$ctl"
 	export PINGTOWER_TEST_RABBITMQ_URL="$url"
 }
 
