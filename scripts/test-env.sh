@@ -265,6 +265,8 @@ _pt_rabbitmq_as_root() {
 # where they differ (another RabbitMQ version), it says so and deletes nothing.
 _pt_sweep_rabbitmq() {
 	local ctl="$1" names deleted
+	# rabbitmqctl needs root (or the rabbitmq user); without it, nothing is swept.
+	[ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null || return 0
 	names="$(_pt_rabbitmq_as_root timeout 60 "$ctl" -q list_queues name consumers \
 		--no-table-headers 2>/dev/null | grep -E '^t[0-9a-f]{10}[.][A-Za-z0-9._-]+[[:space:]]+0$' |
 		awk '{ printf "%s<<\"%s\">>", sep, $1; sep = "," }')" || return 0
