@@ -257,8 +257,8 @@ _pt_rabbitmq_as_root() {
 # a namespace of its own ("t" and 10 hex digits) and not every path deletes them all (buses in
 # subprocesses, interrupted runs). A quorum queue reserves file handles in RabbitMQ's own
 # accounting: after a day of whole and interrupted runs (300 quorum queues; a whole run
-# leaves about 10) the broker took no connection more (its file_handle_cache full at the 1,024 files `su` leaves it), and the next run hung
-# in a connect. So each setup deletes those without consumers: listed by rabbitmqctl (AMQP
+# leaves about 10) the broker took no connection more (its file_handle_cache full at the
+# 1,024 files `su` leaves it), and the next run hung in a connect. So each setup deletes those without consumers: listed by rabbitmqctl (AMQP
 # cannot list queues) and deleted by it in one call, which works even on a broker that takes
 # no AMQP connection any more. Quorum queues cannot be deleted "if unused": the listing is
 # what leaves a queue with consumers alone. The call uses RabbitMQ's internal functions;
