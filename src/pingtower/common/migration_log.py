@@ -53,7 +53,7 @@ class MigrationLog:
     ) -> None:
         """Before the first step: `target` as Alembic's revision argument (None is the base,
         several heads a tuple)."""
-        self.new, self.heads = not current, current
+        self.new = not current
         self.started = self.last = time.monotonic()
         ahead = steps_up(script, current, target) if isinstance(target, str) else []
         if ahead and not self.new:
